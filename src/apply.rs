@@ -1,0 +1,85 @@
+//! The apply stage: hands validated chunks to the store in order and halts at the first
+//! error — a record that failed validation, or one the store refused. Records before it
+//! stay committed; nothing after it is applied.
+
+use crate::error::Problem;
+use crate::model::{Record, Validated};
+use crate::pipeline::Batch;
+use crate::report::{ReportError, RunReport};
+use crate::store::{Scope, Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Halt,
+}
+
+pub struct Applier<'a, S> {
+    store: &'a S,
+    scope: &'a Scope,
+    report: &'a mut RunReport,
+}
+
+impl<'a, S: Store> Applier<'a, S> {
+    pub fn new(store: &'a S, scope: &'a Scope, report: &'a mut RunReport) -> Self {
+        Applier { store, scope, report }
+    }
+
+    pub async fn batch(&mut self, batch: Batch<Validated>, file: &str) -> Flow {
+        match batch {
+            Batch::Records(items) => self.chunk(items, file).await,
+            Batch::End(warnings) => {
+                for w in &warnings {
+                    self.report.warn(w);
+                }
+                Flow::Continue
+            }
+            Batch::Fatal(problem) => {
+                self.report.fail(ReportError::from(&problem));
+                Flow::Halt
+            }
+        }
+    }
+
+    async fn chunk(&mut self, items: Vec<Validated>, file: &str) -> Flow {
+        // The valid prefix goes to the store; the first invalid record stops the run after it.
+        let valid: Vec<&Record> = items.iter().map_while(|v| v.body.as_ref().ok()).collect();
+        let applied = if valid.is_empty() {
+            Default::default()
+        } else {
+            match self.store.apply_chunk(self.scope, &valid).await {
+                Ok(applied) => applied,
+                Err(e) => {
+                    self.report.fail(ReportError::general(e.code(), e.to_string(), Some(file)));
+                    return Flow::Halt;
+                }
+            }
+        };
+        for (item, outcome) in items.iter().zip(&applied.outcomes) {
+            for w in &item.warnings {
+                self.report.warn(w);
+            }
+            self.report.applied(outcome);
+        }
+        if let Some(refusal) = applied.refused {
+            let item = &items[refusal.index];
+            for w in &item.warnings {
+                self.report.warn(w);
+            }
+            let mut problem = Problem::new(refusal.code, refusal.message, item.position.clone());
+            problem.field = refusal.field;
+            self.report.fail(ReportError::from(&problem));
+            return Flow::Halt;
+        }
+        if let Some(item) = items.get(valid.len()) {
+            for w in &item.warnings {
+                self.report.warn(w);
+            }
+            if let Err(problem) = &item.body {
+                self.report.fail(ReportError::from(problem));
+            }
+            return Flow::Halt;
+        }
+        Flow::Continue
+    }
+}

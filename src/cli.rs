@@ -1,0 +1,221 @@
+//! The command line: parses arguments, runs one command, maps the result to an exit code
+//! (SPEC §6: 0 ok, 1 import error, 2 bad configuration or usage).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::pipeline::{self, DEFAULT_CHUNK_SIZE, Options};
+use crate::report::ReportError;
+use crate::store::{self, DEFAULT_URL, Store, Trigger};
+use crate::{phone, source};
+
+#[derive(Debug, Parser)]
+#[command(name = "crm-import", version, about = "Import premises, accounts and residents into the CRM")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import XML exports (local paths or file: URLs) in the order given; stops at the first error.
+    Import {
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Organization code, e.g. uo-1.
+        #[arg(long)]
+        org: String,
+        /// Source (accounting system) code, e.g. 1c.
+        #[arg(long)]
+        source: String,
+        #[command(flatten)]
+        db: Db,
+        /// Write the JSON report here.
+        #[arg(long)]
+        report_json: Option<PathBuf>,
+        /// Records per chunk and per transaction.
+        #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_parser = parse_chunk_size)]
+        chunk_size: usize,
+    },
+    /// Validate exports without writing anything; lists every error.
+    Check {
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Print an organization's data as NDJSON in a deterministic order.
+    Export {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Mark every card with this phone as logged in (what the residents' app reports).
+    Login {
+        phone: String,
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Db {
+    /// Database URL; falls back to DATABASE_URL, then to sqlite:crm.db.
+    #[arg(long = "db", env = "DATABASE_URL", default_value = DEFAULT_URL)]
+    pub url: String,
+}
+
+fn parse_chunk_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=1_000_000) => Ok(n),
+        _ => Err(format!("{s:?} is not a chunk size from 1 to 1000000")),
+    }
+}
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_IMPORT_ERROR: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let code = match cli.command {
+        Command::Import { files, org, source, db, report_json, chunk_size } => {
+            import(&files, &org, &source, &db.url, report_json, Options { chunk_size }).await
+        }
+        Command::Check { files } => check(&files).await,
+        Command::Export { org, db } => export(&org, &db.url).await,
+        Command::Login { phone, db } => login(&phone, &db.url).await,
+    };
+    ExitCode::from(code)
+}
+
+async fn open_store(url: &str) -> Result<store::SqliteStore, u8> {
+    store::open(url).await.map_err(|e| {
+        eprintln!("crm-import: {e} [{}]", e.code());
+        EXIT_CONFIG
+    })
+}
+
+async fn import(
+    files: &[String],
+    org: &str,
+    source: &str,
+    url: &str,
+    report_json: Option<PathBuf>,
+    options: Options,
+) -> u8 {
+    let store = match open_store(url).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let report = match run_import(&store, files, org, source, options).await {
+        Ok(report) => report,
+        Err(e) => {
+            let mut report = crate::report::RunReport::default();
+            report.fail(ReportError::general(e.code(), e.to_string(), None));
+            report
+        }
+    };
+    print!("{}", report.summary());
+    if let Some(path) = report_json
+        && let Err(e) = std::fs::write(&path, report.to_json())
+    {
+        eprintln!("crm-import: cannot write the report to {}: {e}", path.display());
+        return EXIT_IMPORT_ERROR;
+    }
+    if report.is_ok() { EXIT_OK } else { EXIT_IMPORT_ERROR }
+}
+
+/// One recorded manual run: the run row, the import, the report stored with the run.
+pub async fn run_import<S: Store>(
+    store: &S,
+    files: &[String],
+    org: &str,
+    source: &str,
+    options: Options,
+) -> Result<crate::report::RunReport, store::StoreError> {
+    let mut scope = store.scope(org, source).await?;
+    let run_id = store.start_run(scope.org_id, None, Trigger::Manual).await?;
+    scope.run_id = Some(run_id);
+    let report = pipeline::import_files(store, &scope, files, options).await;
+    let status = if report.is_ok() { "ok" } else { "error" };
+    store.finish_run(run_id, status, report.records, &report.to_json()).await?;
+    Ok(report)
+}
+
+async fn check(files: &[String]) -> u8 {
+    let mut errors = 0u64;
+    let mut warnings = 0u64;
+    let mut records = 0u64;
+    let stdout = std::io::stdout();
+    for address in files {
+        let input = match source::open(address).await {
+            Ok(input) => input,
+            Err(e) => {
+                println!("{e} [{}]", e.code());
+                errors += 1;
+                continue;
+            }
+        };
+        records += pipeline::check_input(input, Options::default(), |problem, is_error| {
+            let mut out = stdout.lock();
+            if is_error {
+                errors += 1;
+                let _ = writeln!(out, "error: {problem}");
+            } else {
+                warnings += 1;
+                let _ = writeln!(out, "warning: {problem}");
+            }
+        })
+        .await;
+    }
+    println!("checked {records} records in {} file(s): {errors} error(s), {warnings} warning(s)", files.len());
+    if errors == 0 { EXIT_OK } else { EXIT_IMPORT_ERROR }
+}
+
+async fn export(org: &str, url: &str) -> u8 {
+    let store = match open_store(url).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let result = store.export(org, &mut out).await;
+    let flushed = out.flush();
+    match (result, flushed) {
+        (Ok(true), Ok(())) => EXIT_OK,
+        (Ok(false), _) => {
+            eprintln!("crm-import: organization {org:?} is not known in this database");
+            EXIT_CONFIG
+        }
+        (Err(e), _) => {
+            eprintln!("crm-import: {e} [{}]", e.code());
+            EXIT_IMPORT_ERROR
+        }
+        (Ok(true), Err(e)) => {
+            eprintln!("crm-import: writing the export failed: {e}");
+            EXIT_IMPORT_ERROR
+        }
+    }
+}
+
+async fn login(raw: &str, url: &str) -> u8 {
+    let Some(phone) = phone::normalize(raw) else {
+        eprintln!("crm-import: {raw:?} is not a valid phone number [invalid_phone]");
+        return EXIT_CONFIG;
+    };
+    let store = match open_store(url).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match store.mark_logged_in(&phone).await {
+        Ok(n) => {
+            println!("{phone}: {n} card(s) marked as logged in");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("crm-import: {e} [{}]", e.code());
+            EXIT_IMPORT_ERROR
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Errors and warnings about the data, with stable codes and positions.
+//!
+//! A problem with one record is data (a [`Problem`]) until the apply stage decides to halt;
+//! only a failure of the machinery (a database that went away) is a Rust `Err` of another type.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// Stable snake_case codes. They appear in reports, e-mails and the API: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    // The file as a whole.
+    SourceUnreadable,
+    XmlSyntax,
+    Truncated,
+    NotXml,
+    HtmlInsteadOfXml,
+    UnexpectedRoot,
+    UnsupportedVersion,
+    UnsupportedEncoding,
+    InvalidUtf8,
+    // One record, found while parsing.
+    UnknownEntity,
+    FieldTooLong,
+    MissingId,
+    DuplicateField,
+    // One record, found by validation.
+    MissingField,
+    InvalidInteger,
+    InvalidDecimal,
+    NegativeNumber,
+    InvalidArea,
+    InvalidKind,
+    InvalidRole,
+    InvalidPhone,
+    InvalidCadastralNumber,
+    DuplicateAccount,
+    // One record, found against the database.
+    UnknownPremiseRef,
+    UnknownAccountRef,
+    AccountNumberTaken,
+    PhoneTaken,
+    PhoneInOtherOrganization,
+    // Warnings.
+    UnknownElement,
+    UnknownAttribute,
+    InvalidEmail,
+    ClientWithoutPhone,
+    RoleMissing,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::SourceUnreadable => "source_unreadable",
+            Code::XmlSyntax => "xml_syntax",
+            Code::Truncated => "truncated",
+            Code::NotXml => "not_xml",
+            Code::HtmlInsteadOfXml => "html_instead_of_xml",
+            Code::UnexpectedRoot => "unexpected_root",
+            Code::UnsupportedVersion => "unsupported_version",
+            Code::UnsupportedEncoding => "unsupported_encoding",
+            Code::InvalidUtf8 => "invalid_utf8",
+            Code::UnknownEntity => "unknown_entity",
+            Code::FieldTooLong => "field_too_long",
+            Code::MissingId => "missing_id",
+            Code::DuplicateField => "duplicate_field",
+            Code::MissingField => "missing_field",
+            Code::InvalidInteger => "invalid_integer",
+            Code::InvalidDecimal => "invalid_decimal",
+            Code::NegativeNumber => "negative_number",
+            Code::InvalidArea => "invalid_area",
+            Code::InvalidKind => "invalid_kind",
+            Code::InvalidRole => "invalid_role",
+            Code::InvalidPhone => "invalid_phone",
+            Code::InvalidCadastralNumber => "invalid_cadastral_number",
+            Code::DuplicateAccount => "duplicate_account",
+            Code::UnknownPremiseRef => "unknown_premise_ref",
+            Code::UnknownAccountRef => "unknown_account_ref",
+            Code::AccountNumberTaken => "account_number_taken",
+            Code::PhoneTaken => "phone_taken",
+            Code::PhoneInOtherOrganization => "phone_in_other_organization",
+            Code::UnknownElement => "unknown_element",
+            Code::UnknownAttribute => "unknown_attribute",
+            Code::InvalidEmail => "invalid_email",
+            Code::ClientWithoutPhone => "client_without_phone",
+            Code::RoleMissing => "role_missing",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where something is: the file, the line and column where the record starts (1-based,
+/// columns in characters), the record's 1-based index over all records of the file and its
+/// external id. Fields that are unknown (a syntax error before any record) stay `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    pub file: Arc<str>,
+    pub line: u64,
+    pub column: u64,
+    pub record_index: Option<u64>,
+    pub record_id: Option<String>,
+}
+
+/// One error or warning about the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub code: Code,
+    pub message: String,
+    pub position: Position,
+    /// The field it is about (`phone`, `account.number`), when there is one.
+    pub field: Option<String>,
+    /// What makes two warnings of one code distinct (the unknown element's name); empty else.
+    pub key: String,
+}
+
+impl Problem {
+    pub fn new(code: Code, message: impl Into<String>, position: Position) -> Self {
+        Problem { code, message: message.into(), position, field: None, key: String::new() }
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = key.into();
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    /// `orders.xml:240:5: record 17 (C-17), field phone: invalid_phone: …`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.position;
+        write!(f, "{}", p.file)?;
+        if p.line > 0 {
+            write!(f, ":{}:{}", p.line, p.column)?;
+        }
+        write!(f, ":")?;
+        if let Some(i) = p.record_index {
+            write!(f, " record {i}")?;
+            if let Some(id) = &p.record_id {
+                write!(f, " ({id})")?;
+            }
+            write!(f, ",")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, " field {field},")?;
+        }
+        write!(f, " {}: {}", self.code, self.message)
+    }
+}

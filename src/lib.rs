@@ -1,0 +1,26 @@
+//! crm-import: a streaming import of premises, personal accounts and residents of
+//! housing-management companies into their CRM.
+//!
+//! The flow, one stage per module, types moving one way:
+//!
+//! ```text
+//! source (bytes) → parse (RawRecord) → validate (Record) → apply (Outcome) → report
+//!                                                            ↑ store (SQL), matching (the table)
+//! ```
+//!
+//! `pipeline` wires the stages with bounded channels; `cli` is the command line over it.
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod cli;
+pub mod error;
+pub mod export;
+pub mod matching;
+pub mod model;
+pub mod parse;
+pub mod phone;
+pub mod pipeline;
+pub mod report;
+pub mod source;
+pub mod store;
+pub mod validate;

@@ -1,0 +1,176 @@
+//! Wires the stages: parse and validate run on their own threads, apply runs on the async
+//! task, and bounded channels between them keep at most `QUEUE` chunks in flight per edge,
+//! so memory is about chunk size × queue depth × stages whatever the file size.
+//!
+//! ```text
+//! Input ─bytes─▶ parse (blocking thread) ─Batch<Parsed>─▶ validate (rayon) ─Batch<Validated>─▶ apply (store)
+//! ```
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::io::SyncIoBridge;
+
+use crate::apply::{Applier, Flow};
+use crate::error::Problem;
+use crate::model::{Parsed, Validated};
+use crate::parse::RecordReader;
+use crate::report::{FileReport, ReportError, RunReport};
+use crate::source::{self, Input};
+use crate::store::{Scope, Store};
+use crate::validate::validate_chunk;
+
+/// Chunks waiting on each edge between stages.
+pub const QUEUE: usize = 2;
+/// Records per chunk (and per transaction) unless a pipeline says otherwise.
+pub const DEFAULT_CHUNK_SIZE: usize = 1000;
+
+/// What travels between stages: a chunk of records in document order, then either the end
+/// of the document (with warnings found after the last record) or the problem that made the
+/// rest of it unreadable.
+#[derive(Debug)]
+pub enum Batch<T> {
+    Records(Vec<T>),
+    End(Vec<Problem>),
+    Fatal(Problem),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub chunk_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { chunk_size: DEFAULT_CHUNK_SIZE }
+    }
+}
+
+/// Imports the files in the order given, halting at the first error (SPEC §6).
+pub async fn import_files<S: Store>(store: &S, scope: &Scope, addresses: &[String], options: Options) -> RunReport {
+    let mut report = RunReport::default();
+    for address in addresses {
+        report.files.push(FileReport { file: address.clone(), records: 0 });
+        let input = match source::open(address).await {
+            Ok(input) => input,
+            Err(e) => {
+                report.fail(ReportError::general(e.code(), e.to_string(), Some(address)));
+                break;
+            }
+        };
+        if import_input(store, scope, input, options, &mut report).await == Flow::Halt {
+            break;
+        }
+    }
+    report
+}
+
+/// Imports one export into the report; `Flow::Halt` when the run must stop.
+pub async fn import_input<S: Store>(
+    store: &S,
+    scope: &Scope,
+    input: Input,
+    options: Options,
+    report: &mut RunReport,
+) -> Flow {
+    let file = input.name.clone();
+    let mut validated = spawn_stages(input, options);
+    let mut applier = Applier::new(store, scope, report);
+    let mut flow = Flow::Continue;
+    while let Some(batch) = validated.recv().await {
+        flow = applier.batch(batch, &file).await;
+        if flow == Flow::Halt {
+            break;
+        }
+    }
+    // Dropping the receiver stops the stages upstream at their next send.
+    drop(validated);
+    flow
+}
+
+/// Parses and validates without writing, calling `each` for every problem (errors and
+/// warnings) in document order. Returns the number of records read.
+pub async fn check_input(input: Input, options: Options, mut each: impl FnMut(&Problem, bool)) -> u64 {
+    let mut validated = spawn_stages(input, options);
+    let mut records = 0;
+    while let Some(batch) = validated.recv().await {
+        match batch {
+            Batch::Records(items) => {
+                for item in items {
+                    records += 1;
+                    for w in &item.warnings {
+                        each(w, false);
+                    }
+                    if let Err(problem) = &item.body {
+                        each(problem, true);
+                    }
+                }
+            }
+            Batch::End(warnings) => {
+                for w in &warnings {
+                    each(w, false);
+                }
+            }
+            Batch::Fatal(problem) => each(&problem, true),
+        }
+    }
+    records
+}
+
+/// Starts the parse and validate stages for one input; their output arrives in order.
+fn spawn_stages(input: Input, options: Options) -> mpsc::Receiver<Batch<Validated>> {
+    let chunk_size = options.chunk_size.max(1);
+    let (parsed_tx, parsed_rx) = mpsc::channel(QUEUE);
+    let (validated_tx, validated_rx) = mpsc::channel(QUEUE);
+    let bytes = SyncIoBridge::new(input.reader);
+    let file = input.name;
+    tokio::task::spawn_blocking(move || parse_stage(file, bytes, chunk_size, parsed_tx));
+    tokio::task::spawn_blocking(move || validate_stage(parsed_rx, validated_tx));
+    validated_rx
+}
+
+fn parse_stage(file: Arc<str>, bytes: impl std::io::Read, chunk_size: usize, out: mpsc::Sender<Batch<Parsed>>) {
+    let mut reader = RecordReader::from_bytes(file, bytes);
+    let mut chunk = Vec::with_capacity(chunk_size);
+    loop {
+        match reader.read_record() {
+            Ok(Some(record)) => {
+                chunk.push(record);
+                if chunk.len() == chunk_size {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size));
+                    if out.blocking_send(Batch::Records(full)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(None) => {
+                let trailing = reader.take_trailing_warnings();
+                if !chunk.is_empty() && out.blocking_send(Batch::Records(chunk)).is_err() {
+                    return;
+                }
+                let _ = out.blocking_send(Batch::End(trailing));
+                return;
+            }
+            Err(problem) => {
+                if !chunk.is_empty() && out.blocking_send(Batch::Records(chunk)).is_err() {
+                    return;
+                }
+                let _ = out.blocking_send(Batch::Fatal(problem));
+                return;
+            }
+        }
+    }
+}
+
+fn validate_stage(mut input: mpsc::Receiver<Batch<Parsed>>, out: mpsc::Sender<Batch<Validated>>) {
+    while let Some(batch) = input.blocking_recv() {
+        let batch = match batch {
+            Batch::Records(chunk) => Batch::Records(validate_chunk(chunk)),
+            Batch::End(w) => Batch::End(w),
+            Batch::Fatal(p) => Batch::Fatal(p),
+        };
+        if out.blocking_send(batch).is_err() {
+            return;
+        }
+    }
+}

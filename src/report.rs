@@ -1,0 +1,278 @@
+//! What a run did: counts per entity and outcome, warnings grouped by code, the error that
+//! stopped it. Rendered as the JSON report (`--report-json`, run history) and as the
+//! summary printed at the end of every import.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::error::{Code, Problem};
+use crate::model::{Outcome, RecordOutcome};
+
+/// Distinct warnings kept with their first position; past this they are only counted, so a
+/// file with a warning on every record costs no memory.
+pub const MAX_WARNING_GROUPS: usize = 100;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EntityCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ClientCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub merged: u64,
+    pub external_id_added: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub premise: EntityCounts,
+    pub account: EntityCounts,
+    pub client: ClientCounts,
+}
+
+impl EntityCounts {
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Created => self.created += 1,
+            Outcome::Unchanged => self.unchanged += 1,
+            // Premises and accounts are only created, updated or left alone.
+            Outcome::Updated | Outcome::Merged | Outcome::ExternalIdAdded => self.updated += 1,
+        }
+    }
+}
+
+impl Counts {
+    pub fn add(&mut self, outcome: &RecordOutcome) {
+        match outcome {
+            RecordOutcome::Premise { premise, accounts } => {
+                self.premise.add(*premise);
+                for a in accounts {
+                    self.account.add(*a);
+                }
+            }
+            RecordOutcome::Client(outcome) => {
+                let c = &mut self.client;
+                match outcome {
+                    Outcome::Created => c.created += 1,
+                    Outcome::Updated => c.updated += 1,
+                    Outcome::Unchanged => c.unchanged += 1,
+                    Outcome::Merged => c.merged += 1,
+                    Outcome::ExternalIdAdded => c.external_id_added += 1,
+                }
+            }
+        }
+    }
+
+    /// True when the run changed nothing: everything was `unchanged`.
+    pub fn all_unchanged(&self) -> bool {
+        let p = self.premise;
+        let a = self.account;
+        let c = self.client;
+        p.created + p.updated + a.created + a.updated + c.created + c.updated + c.merged + c.external_id_added == 0
+    }
+}
+
+/// One group of warnings: the first one met, and how many of its kind there were.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WarningGroup {
+    pub code: Code,
+    pub message: String,
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub record_id: Option<String>,
+    pub count: u64,
+}
+
+/// The error that stopped a run, with its position where it has one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportError {
+    pub code: String,
+    pub message: String,
+    pub file: Option<String>,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub record_index: Option<u64>,
+    pub record_id: Option<String>,
+    pub field: Option<String>,
+}
+
+impl From<&Problem> for ReportError {
+    fn from(p: &Problem) -> Self {
+        let pos = &p.position;
+        ReportError {
+            code: p.code.as_str().to_owned(),
+            message: p.message.clone(),
+            file: Some(pos.file.to_string()),
+            line: (pos.line > 0).then_some(pos.line),
+            column: (pos.line > 0).then_some(pos.column),
+            record_index: pos.record_index,
+            record_id: pos.record_id.clone(),
+            field: p.field.clone(),
+        }
+    }
+}
+
+impl ReportError {
+    /// An error without a position: a database or a source that failed.
+    pub fn general(code: &str, message: impl Into<String>, file: Option<&str>) -> Self {
+        ReportError {
+            code: code.to_owned(),
+            message: message.into(),
+            file: file.map(str::to_owned),
+            line: None,
+            column: None,
+            record_index: None,
+            record_id: None,
+            field: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Error,
+}
+
+/// The report of one run (SPEC §6).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub status: Status,
+    /// Records applied (committed), over all files.
+    pub records: u64,
+    pub counts: Counts,
+    pub warnings: Vec<WarningGroup>,
+    /// All warnings, including those past the group cap.
+    pub warnings_total: u64,
+    pub error: Option<ReportError>,
+    /// The files of the run, in the order given, with the records applied from each.
+    pub files: Vec<FileReport>,
+    #[serde(skip)]
+    warning_index: HashMap<(Code, String), usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileReport {
+    pub file: String,
+    pub records: u64,
+}
+
+impl Default for RunReport {
+    fn default() -> Self {
+        RunReport {
+            status: Status::Ok,
+            records: 0,
+            counts: Counts::default(),
+            warnings: Vec::new(),
+            warnings_total: 0,
+            error: None,
+            files: Vec::new(),
+            warning_index: HashMap::new(),
+        }
+    }
+}
+
+impl RunReport {
+    pub fn warn(&mut self, w: &Problem) {
+        self.warnings_total += 1;
+        let key = (w.code, w.key.clone());
+        if let Some(&i) = self.warning_index.get(&key) {
+            self.warnings[i].count += 1;
+        } else if self.warnings.len() < MAX_WARNING_GROUPS {
+            self.warning_index.insert(key, self.warnings.len());
+            self.warnings.push(WarningGroup {
+                code: w.code,
+                message: w.message.clone(),
+                file: w.position.file.to_string(),
+                line: w.position.line,
+                column: w.position.column,
+                record_id: w.position.record_id.clone(),
+                count: 1,
+            });
+        }
+    }
+
+    pub fn applied(&mut self, outcome: &RecordOutcome) {
+        self.records += 1;
+        self.counts.add(outcome);
+        if let Some(file) = self.files.last_mut() {
+            file.records += 1;
+        }
+    }
+
+    pub fn fail(&mut self, error: ReportError) {
+        self.status = Status::Error;
+        self.error = Some(error);
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::Ok
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+
+    /// The readable summary printed at the end of an import.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let status = if self.is_ok() { "OK" } else { "ERROR" };
+        let _ = writeln!(s, "import {status}: {} records applied from {} file(s)", self.records, self.files.len());
+        let c = &self.counts;
+        let _ = writeln!(
+            s,
+            "  premises: {} created, {} updated, {} unchanged",
+            c.premise.created, c.premise.updated, c.premise.unchanged
+        );
+        let _ = writeln!(
+            s,
+            "  accounts: {} created, {} updated, {} unchanged",
+            c.account.created, c.account.updated, c.account.unchanged
+        );
+        let _ = writeln!(
+            s,
+            "  clients:  {} created, {} updated, {} unchanged, {} merged, {} external id added",
+            c.client.created, c.client.updated, c.client.unchanged, c.client.merged, c.client.external_id_added
+        );
+        if self.warnings_total > 0 {
+            let _ = writeln!(s, "  warnings: {}", self.warnings_total);
+            for w in &self.warnings {
+                let _ = writeln!(s, "    {} ×{}: {}:{}:{}: {}", w.code, w.count, w.file, w.line, w.column, w.message);
+            }
+            let shown: u64 = self.warnings.iter().map(|w| w.count).sum();
+            if shown < self.warnings_total {
+                let _ = writeln!(s, "    … and {} more of other kinds", self.warnings_total - shown);
+            }
+        }
+        if let Some(e) = &self.error {
+            let _ = write!(s, "  error: {}", e.code);
+            if let Some(file) = &e.file {
+                let _ = write!(s, " in {file}");
+                if let (Some(line), Some(column)) = (e.line, e.column) {
+                    let _ = write!(s, ":{line}:{column}");
+                }
+            }
+            if let Some(i) = e.record_index {
+                let _ = write!(s, ", record {i}");
+            }
+            if let Some(id) = &e.record_id {
+                let _ = write!(s, " ({id})");
+            }
+            if let Some(field) = &e.field {
+                let _ = write!(s, ", field {field}");
+            }
+            let _ = writeln!(s, ": {}", e.message);
+            let _ = writeln!(s, "  nothing after this record was applied; everything before it is kept");
+        }
+        s
+    }
+}

@@ -1,0 +1,139 @@
+//! Storage behind one domain trait, so the pipeline never sees SQL and a second backend
+//! (PostgreSQL) is one more implementation with its own SQL and migrations.
+
+mod sqlite;
+
+use std::future::Future;
+use std::io::Write;
+
+pub use sqlite::SqliteStore;
+
+use crate::error::Code;
+use crate::model::{Record, RecordOutcome};
+
+/// The default database: an SQLite file in the working directory.
+pub const DEFAULT_URL: &str = "sqlite:crm.db";
+
+/// A failure of the database itself (not a problem with the data).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL {0:?} is not supported: use sqlite:PATH")]
+    UnsupportedUrl(String),
+    #[error("opening the database failed: {0}")]
+    Open(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("writing the export failed: {0}")]
+    Write(#[from] std::io::Error),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// A stable code for reports, like the data problems have.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::UnsupportedUrl(_) => "unsupported_database_url",
+            StoreError::Open(_) => "database_unavailable",
+            StoreError::Migrate(_) => "database_migration",
+            StoreError::Sql(_) => "database",
+            StoreError::Write(_) => "write_failed",
+            StoreError::Corrupt(_) => "database_inconsistent",
+        }
+    }
+}
+
+/// The organization and source a run writes for, resolved to the store's keys once.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub org_id: i64,
+    pub source_id: i64,
+    pub org: String,
+    pub source: String,
+    /// The run that writes, named in phone history and merge records.
+    pub run_id: Option<i64>,
+}
+
+/// A record the store would not apply: its index in the chunk and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub index: usize,
+    pub code: Code,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+/// What applying a chunk did: one outcome per applied record, in order, and the refusal
+/// that stopped it, if any. Everything in `outcomes` is committed.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkApplied {
+    pub outcomes: Vec<RecordOutcome>,
+    pub refused: Option<Refusal>,
+}
+
+/// How a run was started (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    Api,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Api => "api",
+        }
+    }
+}
+
+/// Domain operations; each backend brings its own SQL.
+pub trait Store: Send + Sync {
+    /// Finds or creates the organization and its source.
+    fn scope(&self, org: &str, source: &str) -> impl Future<Output = Result<Scope, StoreError>> + Send;
+
+    /// Applies records in order in one transaction and commits the ones before the first
+    /// refusal; the result is exactly what applying them one at a time would give.
+    fn apply_chunk(
+        &self,
+        scope: &Scope,
+        records: &[&Record],
+    ) -> impl Future<Output = Result<ChunkApplied, StoreError>> + Send;
+
+    /// Writes the organization's data as NDJSON in a deterministic order. `false` when the
+    /// organization is unknown.
+    fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Marks every card with the phone (E.164) as logged in; returns how many.
+    fn mark_logged_in(&self, phone: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Records the start of a run; returns its id.
+    fn start_run(
+        &self,
+        org_id: i64,
+        pipeline: Option<&str>,
+        trigger: Trigger,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Records the end of a run with its status and JSON report.
+    fn finish_run(
+        &self,
+        run_id: i64,
+        status: &str,
+        records: u64,
+        report_json: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Opens the store a URL names (`sqlite:PATH`) and runs its migrations.
+pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+    if url.starts_with("sqlite:") {
+        SqliteStore::open(url).await
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}

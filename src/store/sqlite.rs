@@ -1,0 +1,678 @@
+//! The embedded default: one SQLite file, WAL, migrations run on open.
+//!
+//! Records are applied one after another inside one transaction per chunk. Every check a
+//! record can fail (references, account numbers, the matching table) runs before its first
+//! write, so a refused record leaves nothing behind and the records before it commit.
+
+use std::io::Write;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::{ChunkApplied, Refusal, Scope, Store, StoreError, Trigger};
+use crate::error::Code;
+use crate::export::{ExportLine, LinkRef, PremiseRef};
+use crate::matching::{self, Card, Decision, Facts};
+use crate::model::{Account, Client, Email, Outcome, Premise, Record, RecordOutcome, Role};
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+type Applied = Result<RecordOutcome, Refusal>;
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Open)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Open)?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store for SqliteStore {
+    async fn scope(&self, org: &str, source: &str) -> Result<Scope, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO organizations (code) VALUES (?) ON CONFLICT (code) DO NOTHING")
+            .bind(org)
+            .execute(&mut *tx)
+            .await?;
+        let org_id: i64 = sqlx::query_scalar("SELECT id FROM organizations WHERE code = ?")
+            .bind(org)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO sources (org_id, code) VALUES (?, ?) ON CONFLICT (org_id, code) DO NOTHING")
+            .bind(org_id)
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+        let source_id: i64 = sqlx::query_scalar("SELECT id FROM sources WHERE org_id = ? AND code = ?")
+            .bind(org_id)
+            .bind(source)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Scope { org_id, source_id, org: org.to_owned(), source: source.to_owned(), run_id: None })
+    }
+
+    async fn apply_chunk(&self, scope: &Scope, records: &[&Record]) -> Result<ChunkApplied, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut applied = ChunkApplied { outcomes: Vec::with_capacity(records.len()), refused: None };
+        for (index, record) in records.iter().enumerate() {
+            let result = match record {
+                Record::Premise(p) => apply_premise(&mut tx, scope, p).await?,
+                Record::Client(c) => apply_client(&mut tx, scope, c).await?,
+            };
+            match result {
+                Ok(outcome) => applied.outcomes.push(outcome),
+                Err(mut refusal) => {
+                    refusal.index = index;
+                    applied.refused = Some(refusal);
+                    break;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> Result<bool, StoreError> {
+        use futures::TryStreamExt;
+        let mut conn = self.pool.acquire().await?;
+        let Some(org_id) = sqlx::query_scalar::<_, i64>("SELECT id FROM organizations WHERE code = ?")
+            .bind(org)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(false);
+        };
+        {
+            let mut rows = sqlx::query(
+                "SELECT s.code, p.ext_id, p.address, p.number, p.kind, p.floor, p.entrance, p.rooms, p.area,
+                        p.cadastral_number
+                   FROM premises p JOIN sources s ON s.id = p.source_id
+                  WHERE p.org_id = ? ORDER BY s.code, p.ext_id",
+            )
+            .bind(org_id)
+            .fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                let line = ExportLine::Premise {
+                    source: row.try_get(0)?,
+                    id: row.try_get(1)?,
+                    address: row.try_get(2)?,
+                    number: row.try_get(3)?,
+                    kind: row.try_get(4)?,
+                    floor: row.try_get(5)?,
+                    entrance: row.try_get(6)?,
+                    rooms: row.try_get(7)?,
+                    area: row.try_get(8)?,
+                    cadastral_number: row.try_get(9)?,
+                };
+                line.write(out)?;
+            }
+        }
+        {
+            let mut rows = sqlx::query(
+                "SELECT s.code, a.ext_id, p.ext_id, a.number, a.area, a.residents
+                   FROM accounts a JOIN sources s ON s.id = a.source_id JOIN premises p ON p.id = a.premise_id
+                  WHERE a.org_id = ? ORDER BY s.code, a.ext_id",
+            )
+            .bind(org_id)
+            .fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                let line = ExportLine::Account {
+                    source: row.try_get(0)?,
+                    id: row.try_get(1)?,
+                    premise_id: row.try_get(2)?,
+                    number: row.try_get(3)?,
+                    area: row.try_get(4)?,
+                    residents: row.try_get(5)?,
+                };
+                line.write(out)?;
+            }
+        }
+        {
+            let mut rows = sqlx::query(
+                "SELECT c.name, c.phone, c.email, c.logged_in,
+                    (SELECT json_group_array(json_object('source', s.code, 'id', x.ext_id) ORDER BY s.code, x.ext_id)
+                       FROM client_external_ids x JOIN sources s ON s.id = x.source_id WHERE x.client_id = c.id),
+                    (SELECT json_group_array(json_object('source', s.code, 'id', p.ext_id, 'role', cp.role)
+                                             ORDER BY s.code, p.ext_id)
+                       FROM client_premises cp JOIN premises p ON p.id = cp.premise_id
+                       JOIN sources s ON s.id = p.source_id WHERE cp.client_id = c.id),
+                    (SELECT json_group_array(json_object('source', s.code, 'id', a.ext_id) ORDER BY s.code, a.ext_id)
+                       FROM client_accounts ca JOIN accounts a ON a.id = ca.account_id
+                       JOIN sources s ON s.id = a.source_id WHERE ca.client_id = c.id),
+                    (SELECT s.code || char(0) || x.ext_id FROM client_external_ids x JOIN sources s ON s.id = x.source_id
+                      WHERE x.client_id = c.id ORDER BY s.code, x.ext_id LIMIT 1) AS first_id
+                   FROM clients c WHERE c.org_id = ? ORDER BY first_id",
+            )
+            .bind(org_id)
+            .fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                let external_ids: Vec<LinkRef> = from_json(row.try_get(4)?)?;
+                let premises: Vec<PremiseRef> = from_json(row.try_get(5)?)?;
+                let accounts: Vec<LinkRef> = from_json(row.try_get(6)?)?;
+                let line = ExportLine::Client {
+                    name: row.try_get(0)?,
+                    phone: row.try_get(1)?,
+                    email: row.try_get(2)?,
+                    logged_in: row.try_get(3)?,
+                    external_ids,
+                    premises,
+                    accounts,
+                };
+                line.write(out)?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn mark_logged_in(&self, phone: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE clients SET logged_in = 1 WHERE phone = ?")
+            .bind(phone)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn start_run(&self, org_id: i64, pipeline: Option<&str>, trigger: Trigger) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar("INSERT INTO runs (org_id, pipeline, trigger, started_at) VALUES (?, ?, ?, ?) RETURNING id")
+            .bind(org_id)
+            .bind(pipeline)
+            .bind(trigger.as_str())
+            .bind(now())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    async fn finish_run(&self, run_id: i64, status: &str, records: u64, report_json: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET finished_at = ?, status = ?, records = ?, report = ? WHERE id = ?")
+            .bind(now())
+            .bind(status)
+            .bind(records as i64)
+            .bind(report_json)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(text: String) -> Result<Vec<T>, StoreError> {
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("link list {text:?}: {e}")))
+}
+
+fn refuse(code: Code, message: impl Into<String>, field: Option<&str>) -> Refusal {
+    Refusal { index: 0, code, message: message.into(), field: field.map(str::to_owned) }
+}
+
+type PremiseRow = (i64, String, String, String, Option<i64>, Option<i64>, Option<i64>, Option<f64>, Option<String>);
+
+async fn apply_premise(conn: &mut SqliteConnection, scope: &Scope, p: &Premise) -> Result<Applied, StoreError> {
+    for account in &p.accounts {
+        let owner: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT a.source_id, s.code, a.ext_id FROM accounts a JOIN sources s ON s.id = a.source_id
+              WHERE a.org_id = ? AND a.number = ?",
+        )
+        .bind(scope.org_id)
+        .bind(&account.number)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some((source_id, source, ext_id)) = owner
+            && (source_id != scope.source_id || ext_id != account.id)
+        {
+            return Ok(Err(refuse(
+                Code::AccountNumberTaken,
+                format!(
+                    "account {}: number {} already belongs to account {ext_id} of source {source} in this organization",
+                    account.id, account.number
+                ),
+                Some("account.number"),
+            )));
+        }
+    }
+    let existing: Option<PremiseRow> = sqlx::query_as(
+        "SELECT id, address, number, kind, floor, entrance, rooms, area, cadastral_number
+           FROM premises WHERE source_id = ? AND ext_id = ?",
+    )
+    .bind(scope.source_id)
+    .bind(&p.id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let kind = p.kind.as_str();
+    let (premise_id, outcome) = match existing {
+        None => {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO premises (org_id, source_id, ext_id, address, number, kind, floor, entrance, rooms, area,
+                                       cadastral_number)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(scope.org_id)
+            .bind(scope.source_id)
+            .bind(&p.id)
+            .bind(&p.address)
+            .bind(&p.number)
+            .bind(kind)
+            .bind(p.floor)
+            .bind(p.entrance)
+            .bind(p.rooms)
+            .bind(p.area)
+            .bind(&p.cadastral_number)
+            .fetch_one(&mut *conn)
+            .await?;
+            (id, Outcome::Created)
+        }
+        Some((id, address, number, old_kind, floor, entrance, rooms, area, cadastral)) => {
+            let same = address == p.address
+                && number == p.number
+                && old_kind == kind
+                && floor == p.floor
+                && entrance == p.entrance
+                && rooms == p.rooms
+                && area == p.area
+                && cadastral == p.cadastral_number;
+            if same {
+                (id, Outcome::Unchanged)
+            } else {
+                sqlx::query(
+                    "UPDATE premises SET address = ?, number = ?, kind = ?, floor = ?, entrance = ?, rooms = ?, area = ?,
+                                         cadastral_number = ? WHERE id = ?",
+                )
+                .bind(&p.address)
+                .bind(&p.number)
+                .bind(kind)
+                .bind(p.floor)
+                .bind(p.entrance)
+                .bind(p.rooms)
+                .bind(p.area)
+                .bind(&p.cadastral_number)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+                (id, Outcome::Updated)
+            }
+        }
+    };
+    let mut accounts = Vec::with_capacity(p.accounts.len());
+    for account in &p.accounts {
+        accounts.push(apply_account(conn, scope, premise_id, account).await?);
+    }
+    Ok(Ok(RecordOutcome::Premise { premise: outcome, accounts }))
+}
+
+async fn apply_account(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    premise_id: i64,
+    a: &Account,
+) -> Result<Outcome, StoreError> {
+    let existing: Option<(i64, i64, String, Option<f64>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, premise_id, number, area, residents FROM accounts WHERE source_id = ? AND ext_id = ?",
+    )
+    .bind(scope.source_id)
+    .bind(&a.id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match existing {
+        None => {
+            sqlx::query(
+                "INSERT INTO accounts (org_id, source_id, ext_id, premise_id, number, area, residents)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(scope.org_id)
+            .bind(scope.source_id)
+            .bind(&a.id)
+            .bind(premise_id)
+            .bind(&a.number)
+            .bind(a.area)
+            .bind(a.residents)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Outcome::Created)
+        }
+        Some((id, old_premise, number, area, residents)) => {
+            if old_premise == premise_id && number == a.number && area == a.area && residents == a.residents {
+                return Ok(Outcome::Unchanged);
+            }
+            sqlx::query("UPDATE accounts SET premise_id = ?, number = ?, area = ?, residents = ? WHERE id = ?")
+                .bind(premise_id)
+                .bind(&a.number)
+                .bind(a.area)
+                .bind(a.residents)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            Ok(Outcome::Updated)
+        }
+    }
+}
+
+/// A card as the table and the overwrite need it.
+struct CardRow {
+    card: Card,
+    name: String,
+    email: Option<String>,
+}
+
+async fn apply_client(conn: &mut SqliteConnection, scope: &Scope, c: &Client) -> Result<Applied, StoreError> {
+    // References first: an unknown one refuses the record before anything is written.
+    let mut premises: Vec<(i64, Role)> = Vec::with_capacity(c.premises.len());
+    for (ext_id, role) in &c.premises {
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM premises WHERE source_id = ? AND ext_id = ?")
+            .bind(scope.source_id)
+            .bind(ext_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match id {
+            Some(id) => premises.push((id, *role)),
+            None => {
+                return Ok(Err(refuse(
+                    Code::UnknownPremiseRef,
+                    format!("premise {ext_id} of source {} is not known: import the premise before its residents", scope.source),
+                    Some("premise.ref"),
+                )));
+            }
+        }
+    }
+    premises.sort();
+    let mut accounts: Vec<i64> = Vec::with_capacity(c.accounts.len());
+    for ext_id in &c.accounts {
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE source_id = ? AND ext_id = ?")
+            .bind(scope.source_id)
+            .bind(ext_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match id {
+            Some(id) => accounts.push(id),
+            None => {
+                return Ok(Err(refuse(
+                    Code::UnknownAccountRef,
+                    format!("account {ext_id} of source {} is not known: import its premise first", scope.source),
+                    Some("account.ref"),
+                )));
+            }
+        }
+    }
+    accounts.sort_unstable();
+
+    let a = card_by_external_id(conn, scope, &c.id).await?;
+    let phone = c.phone.as_deref();
+    let mut facts = Facts { by_external_id: a.as_ref().map(|r| r.card.clone()), ..Facts::default() };
+    if let Some(p) = phone {
+        let not_a = a.as_ref().map_or(-1, |r| r.card.id);
+        facts.by_phone = sqlx::query_as::<_, (i64, Option<String>, bool)>(
+            "SELECT id, phone, logged_in FROM clients WHERE org_id = ? AND phone = ? AND id <> ?",
+        )
+        .bind(scope.org_id)
+        .bind(p)
+        .bind(not_a)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|(id, phone, logged_in)| Card { id, phone, logged_in });
+        if Facts::phone_change(facts.by_external_id.as_ref(), phone) {
+            facts.phone_in_other_organization =
+                sqlx::query_scalar::<_, i64>("SELECT count(*) FROM (SELECT 1 FROM clients WHERE phone = ? AND org_id <> ? LIMIT 1)")
+                    .bind(p)
+                    .bind(scope.org_id)
+                    .fetch_one(&mut *conn)
+                    .await?
+                    > 0;
+            facts.phone_in_history_of_another_card = sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM (SELECT 1 FROM phone_history WHERE org_id = ? AND phone = ? AND client_id <> ? LIMIT 1)",
+            )
+            .bind(scope.org_id)
+            .bind(p)
+            .bind(not_a)
+            .fetch_one(&mut *conn)
+            .await?
+                > 0;
+        }
+    }
+
+    let outcome = match matching::decide(phone, &facts) {
+        Decision::Refuse { code, message } => return Ok(Err(refuse(code, message, Some("phone")))),
+        Decision::Create => {
+            let email = match &c.email {
+                Email::Valid(e) => Some(e.as_str()),
+                Email::Absent | Email::Invalid => None,
+            };
+            let id: i64 = sqlx::query_scalar("INSERT INTO clients (org_id, name, phone, email) VALUES (?, ?, ?, ?) RETURNING id")
+                .bind(scope.org_id)
+                .bind(&c.name)
+                .bind(phone)
+                .bind(email)
+                .fetch_one(&mut *conn)
+                .await?;
+            add_external_id(conn, scope, id, &c.id).await?;
+            replace_links(conn, scope, id, &premises, &accounts).await?;
+            Outcome::Created
+        }
+        Decision::AddExternalId { card } => {
+            add_external_id(conn, scope, card, &c.id).await?;
+            replace_links(conn, scope, card, &premises, &accounts).await?;
+            Outcome::ExternalIdAdded
+        }
+        Decision::Update { card } => {
+            let row = a.as_ref().ok_or_else(|| StoreError::Corrupt("update without a card".into()))?;
+            let email = new_email(&c.email, row.email.as_deref());
+            let same_links = links_of(conn, scope, card).await? == (premises.clone(), accounts.clone());
+            if row.name == c.name && row.email.as_deref() == email && same_links {
+                Outcome::Unchanged
+            } else {
+                sqlx::query("UPDATE clients SET name = ?, email = ? WHERE id = ?")
+                    .bind(&c.name)
+                    .bind(email)
+                    .bind(card)
+                    .execute(&mut *conn)
+                    .await?;
+                if !same_links {
+                    replace_links(conn, scope, card, &premises, &accounts).await?;
+                }
+                Outcome::Updated
+            }
+        }
+        Decision::ChangePhone { card } => {
+            let row = a.as_ref().ok_or_else(|| StoreError::Corrupt("phone change without a card".into()))?;
+            retire_phone(conn, scope, card, row.card.phone.as_deref()).await?;
+            overwrite(conn, card, c, phone, row.email.as_deref()).await?;
+            replace_links(conn, scope, card, &premises, &accounts).await?;
+            Outcome::Updated
+        }
+        Decision::Merge { winner, loser } => {
+            let row = a.as_ref().ok_or_else(|| StoreError::Corrupt("merge without a card".into()))?;
+            merge(conn, scope, winner, loser).await?;
+            retire_phone(conn, scope, winner, row.card.phone.as_deref()).await?;
+            overwrite(conn, winner, c, phone, row.email.as_deref()).await?;
+            replace_links(conn, scope, winner, &premises, &accounts).await?;
+            Outcome::Merged
+        }
+    };
+    Ok(Ok(RecordOutcome::Client(outcome)))
+}
+
+/// The e-mail a card gets: the record's, none when the record has none, or the card's own
+/// when the record's was implausible (a warning, not written).
+fn new_email<'a>(email: &'a Email, current: Option<&'a str>) -> Option<&'a str> {
+    match email {
+        Email::Valid(e) => Some(e),
+        Email::Absent => None,
+        Email::Invalid => current,
+    }
+}
+
+async fn card_by_external_id(conn: &mut SqliteConnection, scope: &Scope, ext_id: &str) -> Result<Option<CardRow>, StoreError> {
+    let row: Option<(i64, Option<String>, bool, String, Option<String>)> = sqlx::query_as(
+        "SELECT c.id, c.phone, c.logged_in, c.name, c.email
+           FROM client_external_ids x JOIN clients c ON c.id = x.client_id
+          WHERE x.source_id = ? AND x.ext_id = ?",
+    )
+    .bind(scope.source_id)
+    .bind(ext_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|(id, phone, logged_in, name, email)| CardRow { card: Card { id, phone, logged_in }, name, email }))
+}
+
+async fn add_external_id(conn: &mut SqliteConnection, scope: &Scope, card: i64, ext_id: &str) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO client_external_ids (source_id, ext_id, client_id) VALUES (?, ?, ?)")
+        .bind(scope.source_id)
+        .bind(ext_id)
+        .bind(card)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+type Links = (Vec<(i64, Role)>, Vec<i64>);
+
+/// The card's links set by this source, sorted like a validated record's.
+async fn links_of(conn: &mut SqliteConnection, scope: &Scope, card: i64) -> Result<Links, StoreError> {
+    let premises: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT premise_id, role FROM client_premises WHERE client_id = ? AND source_id = ? ORDER BY premise_id",
+    )
+    .bind(card)
+    .bind(scope.source_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let premises = premises
+        .into_iter()
+        .map(|(id, role)| {
+            Role::parse(&role).map(|r| (id, r)).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let accounts: Vec<i64> = sqlx::query_scalar(
+        "SELECT account_id FROM client_accounts WHERE client_id = ? AND source_id = ? ORDER BY account_id",
+    )
+    .bind(card)
+    .bind(scope.source_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((premises, accounts))
+}
+
+/// Sets the card's links from this source to exactly these; other sources' links stay.
+async fn replace_links(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    card: i64,
+    premises: &[(i64, Role)],
+    accounts: &[i64],
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM client_premises WHERE client_id = ? AND source_id = ?")
+        .bind(card)
+        .bind(scope.source_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM client_accounts WHERE client_id = ? AND source_id = ?")
+        .bind(card)
+        .bind(scope.source_id)
+        .execute(&mut *conn)
+        .await?;
+    for (premise, role) in premises {
+        sqlx::query("INSERT INTO client_premises (client_id, premise_id, source_id, role) VALUES (?, ?, ?, ?)")
+            .bind(card)
+            .bind(premise)
+            .bind(scope.source_id)
+            .bind(role.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    for account in accounts {
+        sqlx::query("INSERT INTO client_accounts (client_id, account_id, source_id) VALUES (?, ?, ?)")
+            .bind(card)
+            .bind(account)
+            .bind(scope.source_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn retire_phone(conn: &mut SqliteConnection, scope: &Scope, card: i64, old: Option<&str>) -> Result<(), StoreError> {
+    if let Some(old) = old {
+        sqlx::query("INSERT INTO phone_history (org_id, client_id, phone, replaced_at, run_id) VALUES (?, ?, ?, ?, ?)")
+            .bind(scope.org_id)
+            .bind(card)
+            .bind(old)
+            .bind(now())
+            .bind(scope.run_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn overwrite(
+    conn: &mut SqliteConnection,
+    card: i64,
+    c: &Client,
+    phone: Option<&str>,
+    current_email: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE clients SET name = ?, email = ?, phone = ? WHERE id = ?")
+        .bind(&c.name)
+        .bind(new_email(&c.email, current_email))
+        .bind(phone)
+        .bind(card)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Case 2d: the loser's external ids, links and phone history go to the winner; the loser
+/// is deleted and remembered in `merges`.
+async fn merge(conn: &mut SqliteConnection, scope: &Scope, winner: i64, loser: i64) -> Result<(), StoreError> {
+    let loser_ids: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_object('source', s.code, 'id', x.ext_id) ORDER BY s.code, x.ext_id)
+           FROM client_external_ids x JOIN sources s ON s.id = x.source_id WHERE x.client_id = ?",
+    )
+    .bind(loser)
+    .fetch_one(&mut *conn)
+    .await?;
+    for sql in [
+        "UPDATE client_external_ids SET client_id = ?1 WHERE client_id = ?2",
+        "INSERT OR IGNORE INTO client_premises (client_id, premise_id, source_id, role)
+         SELECT ?1, premise_id, source_id, role FROM client_premises WHERE client_id = ?2",
+        "DELETE FROM client_premises WHERE client_id = ?2",
+        "INSERT OR IGNORE INTO client_accounts (client_id, account_id, source_id)
+         SELECT ?1, account_id, source_id FROM client_accounts WHERE client_id = ?2",
+        "DELETE FROM client_accounts WHERE client_id = ?2",
+        "UPDATE phone_history SET client_id = ?1 WHERE client_id = ?2",
+        "DELETE FROM clients WHERE id = ?2",
+    ] {
+        sqlx::query(sql).bind(winner).bind(loser).execute(&mut *conn).await?;
+    }
+    sqlx::query(
+        "INSERT INTO merges (org_id, loser_client_id, winner_client_id, loser_external_ids, run_id, merged_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(scope.org_id)
+    .bind(loser)
+    .bind(winner)
+    .bind(loser_ids)
+    .bind(scope.run_id)
+    .bind(now())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
