@@ -22,7 +22,11 @@ pub struct Applier<'a, S> {
 
 impl<'a, S: Store> Applier<'a, S> {
     pub fn new(store: &'a S, scope: &'a Scope, report: &'a mut RunReport) -> Self {
-        Applier { store, scope, report }
+        Applier {
+            store,
+            scope,
+            report,
+        }
     }
 
     pub async fn batch(&mut self, batch: Batch<Validated>, file: &str) -> Flow {
@@ -50,7 +54,8 @@ impl<'a, S: Store> Applier<'a, S> {
             match self.store.apply_chunk(self.scope, &valid).await {
                 Ok(applied) => applied,
                 Err(e) => {
-                    self.report.fail(ReportError::general(e.code(), e.to_string(), Some(file)));
+                    self.report
+                        .fail(ReportError::general(e.code(), e.to_string(), Some(file)));
                     return Flow::Halt;
                 }
             }
@@ -76,7 +81,7 @@ impl<'a, S: Store> Applier<'a, S> {
                 self.report.warn(w);
             }
             if let Err(problem) = &item.body {
-                self.report.fail(ReportError::from(problem));
+                self.report.fail(ReportError::from(&**problem));
             }
             return Flow::Halt;
         }

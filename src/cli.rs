@@ -13,7 +13,11 @@ use crate::store::{self, DEFAULT_URL, Store, Trigger};
 use crate::{phone, source};
 
 #[derive(Debug, Parser)]
-#[command(name = "crm-import", version, about = "Import premises, accounts and residents into the CRM")]
+#[command(
+    name = "crm-import",
+    version,
+    about = "Import premises, accounts and residents into the CRM"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -80,8 +84,23 @@ pub const EXIT_CONFIG: u8 = 2;
 
 pub async fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
-        Command::Import { files, org, source, db, report_json, chunk_size } => {
-            import(&files, &org, &source, &db.url, report_json, Options { chunk_size }).await
+        Command::Import {
+            files,
+            org,
+            source,
+            db,
+            report_json,
+            chunk_size,
+        } => {
+            import(
+                &files,
+                &org,
+                &source,
+                &db.url,
+                report_json,
+                Options { chunk_size },
+            )
+            .await
         }
         Command::Check { files } => check(&files).await,
         Command::Export { org, db } => export(&org, &db.url).await,
@@ -121,10 +140,17 @@ async fn import(
     if let Some(path) = report_json
         && let Err(e) = std::fs::write(&path, report.to_json())
     {
-        eprintln!("crm-import: cannot write the report to {}: {e}", path.display());
+        eprintln!(
+            "crm-import: cannot write the report to {}: {e}",
+            path.display()
+        );
         return EXIT_IMPORT_ERROR;
     }
-    if report.is_ok() { EXIT_OK } else { EXIT_IMPORT_ERROR }
+    if report.is_ok() {
+        EXIT_OK
+    } else {
+        EXIT_IMPORT_ERROR
+    }
 }
 
 /// One recorded manual run: the run row, the import, the report stored with the run.
@@ -140,7 +166,9 @@ pub async fn run_import<S: Store>(
     scope.run_id = Some(run_id);
     let report = pipeline::import_files(store, &scope, files, options).await;
     let status = if report.is_ok() { "ok" } else { "error" };
-    store.finish_run(run_id, status, report.records, &report.to_json()).await?;
+    store
+        .finish_run(run_id, status, report.records, &report.to_json())
+        .await?;
     Ok(report)
 }
 
@@ -170,8 +198,15 @@ async fn check(files: &[String]) -> u8 {
         })
         .await;
     }
-    println!("checked {records} records in {} file(s): {errors} error(s), {warnings} warning(s)", files.len());
-    if errors == 0 { EXIT_OK } else { EXIT_IMPORT_ERROR }
+    println!(
+        "checked {records} records in {} file(s): {errors} error(s), {warnings} warning(s)",
+        files.len()
+    );
+    if errors == 0 {
+        EXIT_OK
+    } else {
+        EXIT_IMPORT_ERROR
+    }
 }
 
 async fn export(org: &str, url: &str) -> u8 {

@@ -124,7 +124,13 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(code: Code, message: impl Into<String>, position: Position) -> Self {
-        Problem { code, message: message.into(), position, field: None, key: String::new() }
+        Problem {
+            code,
+            message: message.into(),
+            position,
+            field: None,
+            key: String::new(),
+        }
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {

@@ -9,8 +9,7 @@ use crate::error::Code;
 /// The Russian messages of the seed for the two refusals; users and their support know them.
 pub const PHONE_TAKEN_MESSAGE: &str =
     "Невозможно изменить номер телефона, так как клиент уже выполнил вход в личный кабинет";
-pub const PHONE_IN_OTHER_ORGANIZATION_MESSAGE: &str =
-    "Невозможно изменить номер телефона клиента, так как он зарегистрирован в нескольких организациях";
+pub const PHONE_IN_OTHER_ORGANIZATION_MESSAGE: &str = "Невозможно изменить номер телефона клиента, так как он зарегистрирован в нескольких организациях";
 
 /// The part of a card the table looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +65,9 @@ pub fn decide(phone: Option<&str>, facts: &Facts) -> Decision {
             Some(b) => Decision::AddExternalId { card: b.id },
         };
     };
-    let Some(p) = phone else { return Decision::Update { card: a.id } };
+    let Some(p) = phone else {
+        return Decision::Update { card: a.id };
+    };
     if a.phone.as_deref() == Some(p) {
         return Decision::Update { card: a.id };
     }
@@ -78,10 +79,16 @@ pub fn decide(phone: Option<&str>, facts: &Facts) -> Decision {
     }
     let b_logged_in = facts.by_phone.as_ref().is_some_and(|b| b.logged_in);
     if b_logged_in || facts.phone_in_history_of_another_card {
-        return Decision::Refuse { code: Code::PhoneTaken, message: PHONE_TAKEN_MESSAGE };
+        return Decision::Refuse {
+            code: Code::PhoneTaken,
+            message: PHONE_TAKEN_MESSAGE,
+        };
     }
     match &facts.by_phone {
-        Some(b) => Decision::Merge { winner: a.id, loser: b.id },
+        Some(b) => Decision::Merge {
+            winner: a.id,
+            loser: b.id,
+        },
         None => Decision::ChangePhone { card: a.id },
     }
 }
@@ -91,7 +98,11 @@ mod tests {
     use super::*;
 
     fn card(id: i64, phone: Option<&str>, logged_in: bool) -> Card {
-        Card { id, phone: phone.map(str::to_owned), logged_in }
+        Card {
+            id,
+            phone: phone.map(str::to_owned),
+            logged_in,
+        }
     }
 
     const P: &str = "+79123456789";
@@ -102,19 +113,28 @@ mod tests {
         assert_eq!(decide(Some(P), &Facts::default()), Decision::Create);
         assert_eq!(decide(None, &Facts::default()), Decision::Create);
         // Another organization's use of the phone does not matter for a new card.
-        let facts = Facts { phone_in_other_organization: true, ..Facts::default() };
+        let facts = Facts {
+            phone_in_other_organization: true,
+            ..Facts::default()
+        };
         assert_eq!(decide(Some(P), &facts), Decision::Create);
     }
 
     #[test]
     fn case_3_adds_the_external_id() {
-        let facts = Facts { by_phone: Some(card(7, Some(P), true)), ..Facts::default() };
+        let facts = Facts {
+            by_phone: Some(card(7, Some(P), true)),
+            ..Facts::default()
+        };
         assert_eq!(decide(Some(P), &facts), Decision::AddExternalId { card: 7 });
     }
 
     #[test]
     fn case_1_updates_when_the_phone_is_the_same_or_absent() {
-        let facts = Facts { by_external_id: Some(card(1, Some(P), false)), ..Facts::default() };
+        let facts = Facts {
+            by_external_id: Some(card(1, Some(P), false)),
+            ..Facts::default()
+        };
         assert_eq!(decide(Some(P), &facts), Decision::Update { card: 1 });
         assert_eq!(decide(None, &facts), Decision::Update { card: 1 });
     }
@@ -127,7 +147,13 @@ mod tests {
             phone_in_other_organization: true,
             phone_in_history_of_another_card: true,
         };
-        assert!(matches!(decide(Some(P), &facts), Decision::Refuse { code: Code::PhoneInOtherOrganization, .. }));
+        assert!(matches!(
+            decide(Some(P), &facts),
+            Decision::Refuse {
+                code: Code::PhoneInOtherOrganization,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -137,13 +163,25 @@ mod tests {
             by_phone: Some(card(2, Some(P), true)),
             ..Facts::default()
         };
-        assert!(matches!(decide(Some(P), &logged_in), Decision::Refuse { code: Code::PhoneTaken, .. }));
+        assert!(matches!(
+            decide(Some(P), &logged_in),
+            Decision::Refuse {
+                code: Code::PhoneTaken,
+                ..
+            }
+        ));
         let in_history = Facts {
             by_external_id: Some(card(1, Some(Q), false)),
             phone_in_history_of_another_card: true,
             ..Facts::default()
         };
-        assert!(matches!(decide(Some(P), &in_history), Decision::Refuse { code: Code::PhoneTaken, .. }));
+        assert!(matches!(
+            decide(Some(P), &in_history),
+            Decision::Refuse {
+                code: Code::PhoneTaken,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -153,14 +191,29 @@ mod tests {
             by_phone: Some(card(2, Some(P), false)),
             ..Facts::default()
         };
-        assert_eq!(decide(Some(P), &facts), Decision::Merge { winner: 1, loser: 2 });
+        assert_eq!(
+            decide(Some(P), &facts),
+            Decision::Merge {
+                winner: 1,
+                loser: 2
+            }
+        );
     }
 
     #[test]
     fn case_2a_changes_the_phone() {
-        let facts = Facts { by_external_id: Some(card(1, Some(Q), true)), ..Facts::default() };
+        let facts = Facts {
+            by_external_id: Some(card(1, Some(Q), true)),
+            ..Facts::default()
+        };
         assert_eq!(decide(Some(P), &facts), Decision::ChangePhone { card: 1 });
-        let no_phone_yet = Facts { by_external_id: Some(card(1, None, false)), ..Facts::default() };
-        assert_eq!(decide(Some(P), &no_phone_yet), Decision::ChangePhone { card: 1 });
+        let no_phone_yet = Facts {
+            by_external_id: Some(card(1, None, false)),
+            ..Facts::default()
+        };
+        assert_eq!(
+            decide(Some(P), &no_phone_yet),
+            Decision::ChangePhone { card: 1 }
+        );
     }
 }

@@ -66,7 +66,7 @@ impl RawRecord {
 #[derive(Debug, Clone)]
 pub struct Parsed {
     pub position: Position,
-    pub body: Result<RawRecord, Problem>,
+    pub body: Result<RawRecord, Box<Problem>>,
     pub warnings: Vec<Problem>,
 }
 
@@ -80,7 +80,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Flat, Kind::NonResidential, Kind::Parking, Kind::Storage];
+    pub const ALL: [Kind; 4] = [
+        Kind::Flat,
+        Kind::NonResidential,
+        Kind::Parking,
+        Kind::Storage,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -175,7 +180,7 @@ pub enum Record {
 #[derive(Debug, Clone)]
 pub struct Validated {
     pub position: Position,
-    pub body: Result<Record, Problem>,
+    pub body: Result<Record, Box<Problem>>,
     pub warnings: Vec<Problem>,
 }
 
@@ -205,6 +210,9 @@ impl Outcome {
 /// The outcome of one record: a premise with one outcome per nested account, or a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordOutcome {
-    Premise { premise: Outcome, accounts: Vec<Outcome> },
+    Premise {
+        premise: Outcome,
+        accounts: Vec<Outcome>,
+    },
     Client(Outcome),
 }

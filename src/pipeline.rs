@@ -42,15 +42,25 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { chunk_size: DEFAULT_CHUNK_SIZE }
+        Options {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
     }
 }
 
 /// Imports the files in the order given, halting at the first error (SPEC §6).
-pub async fn import_files<S: Store>(store: &S, scope: &Scope, addresses: &[String], options: Options) -> RunReport {
+pub async fn import_files<S: Store>(
+    store: &S,
+    scope: &Scope,
+    addresses: &[String],
+    options: Options,
+) -> RunReport {
     let mut report = RunReport::default();
     for address in addresses {
-        report.files.push(FileReport { file: address.clone(), records: 0 });
+        report.files.push(FileReport {
+            file: address.clone(),
+            records: 0,
+        });
         let input = match source::open(address).await {
             Ok(input) => input,
             Err(e) => {
@@ -90,7 +100,11 @@ pub async fn import_input<S: Store>(
 
 /// Parses and validates without writing, calling `each` for every problem (errors and
 /// warnings) in document order. Returns the number of records read.
-pub async fn check_input(input: Input, options: Options, mut each: impl FnMut(&Problem, bool)) -> u64 {
+pub async fn check_input(
+    input: Input,
+    options: Options,
+    mut each: impl FnMut(&Problem, bool),
+) -> u64 {
     let mut validated = spawn_stages(input, options);
     let mut records = 0;
     while let Some(batch) = validated.recv().await {
@@ -129,7 +143,12 @@ fn spawn_stages(input: Input, options: Options) -> mpsc::Receiver<Batch<Validate
     validated_rx
 }
 
-fn parse_stage(file: Arc<str>, bytes: impl std::io::Read, chunk_size: usize, out: mpsc::Sender<Batch<Parsed>>) {
+fn parse_stage(
+    file: Arc<str>,
+    bytes: impl std::io::Read,
+    chunk_size: usize,
+    out: mpsc::Sender<Batch<Parsed>>,
+) {
     let mut reader = RecordReader::from_bytes(file, bytes);
     let mut chunk = Vec::with_capacity(chunk_size);
     loop {
@@ -155,7 +174,7 @@ fn parse_stage(file: Arc<str>, bytes: impl std::io::Read, chunk_size: usize, out
                 if !chunk.is_empty() && out.blocking_send(Batch::Records(chunk)).is_err() {
                     return;
                 }
-                let _ = out.blocking_send(Batch::Fatal(problem));
+                let _ = out.blocking_send(Batch::Fatal(*problem));
                 return;
             }
         }

@@ -75,7 +75,15 @@ impl Counts {
         let p = self.premise;
         let a = self.account;
         let c = self.client;
-        p.created + p.updated + a.created + a.updated + c.created + c.updated + c.merged + c.external_id_added == 0
+        p.created
+            + p.updated
+            + a.created
+            + a.updated
+            + c.created
+            + c.updated
+            + c.merged
+            + c.external_id_added
+            == 0
     }
 }
 
@@ -226,7 +234,12 @@ impl RunReport {
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let status = if self.is_ok() { "OK" } else { "ERROR" };
-        let _ = writeln!(s, "import {status}: {} records applied from {} file(s)", self.records, self.files.len());
+        let _ = writeln!(
+            s,
+            "import {status}: {} records applied from {} file(s)",
+            self.records,
+            self.files.len()
+        );
         let c = &self.counts;
         let _ = writeln!(
             s,
@@ -241,16 +254,28 @@ impl RunReport {
         let _ = writeln!(
             s,
             "  clients:  {} created, {} updated, {} unchanged, {} merged, {} external id added",
-            c.client.created, c.client.updated, c.client.unchanged, c.client.merged, c.client.external_id_added
+            c.client.created,
+            c.client.updated,
+            c.client.unchanged,
+            c.client.merged,
+            c.client.external_id_added
         );
         if self.warnings_total > 0 {
             let _ = writeln!(s, "  warnings: {}", self.warnings_total);
             for w in &self.warnings {
-                let _ = writeln!(s, "    {} ×{}: {}:{}:{}: {}", w.code, w.count, w.file, w.line, w.column, w.message);
+                let _ = writeln!(
+                    s,
+                    "    {} ×{}: {}:{}:{}: {}",
+                    w.code, w.count, w.file, w.line, w.column, w.message
+                );
             }
             let shown: u64 = self.warnings.iter().map(|w| w.count).sum();
             if shown < self.warnings_total {
-                let _ = writeln!(s, "    … and {} more of other kinds", self.warnings_total - shown);
+                let _ = writeln!(
+                    s,
+                    "    … and {} more of other kinds",
+                    self.warnings_total - shown
+                );
             }
         }
         if let Some(e) = &self.error {
@@ -271,7 +296,10 @@ impl RunReport {
                 let _ = write!(s, ", field {field}");
             }
             let _ = writeln!(s, ": {}", e.message);
-            let _ = writeln!(s, "  nothing after this record was applied; everything before it is kept");
+            let _ = writeln!(
+                s,
+                "  nothing after this record was applied; everything before it is kept"
+            );
         }
         s
     }

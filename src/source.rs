@@ -35,7 +35,10 @@ impl SourceError {
 
 /// A local path, plain or as a `file:` URL (`file:///data/export.xml`).
 pub fn local_path(address: &str) -> PathBuf {
-    let path = address.strip_prefix("file://").or_else(|| address.strip_prefix("file:")).unwrap_or(address);
+    let path = address
+        .strip_prefix("file://")
+        .or_else(|| address.strip_prefix("file:"))
+        .unwrap_or(address);
     PathBuf::from(path)
 }
 
@@ -44,7 +47,14 @@ pub async fn open(address: &str) -> Result<Input, SourceError> {
     let path = local_path(address);
     let file = tokio::fs::File::open(&path)
         .await
-        .map_err(|source| SourceError::Open { address: address.to_owned(), source })?;
+        .map_err(|source| SourceError::Open {
+            address: address.to_owned(),
+            source,
+        })?;
     let size = file.metadata().await.ok().map(|m| m.len());
-    Ok(Input { name: Arc::from(address), size, reader: Box::new(file) })
+    Ok(Input {
+        name: Arc::from(address),
+        size,
+        reader: Box::new(file),
+    })
 }

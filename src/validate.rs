@@ -7,8 +7,8 @@ use rayon::prelude::*;
 
 use crate::error::{Code, Position, Problem};
 use crate::model::{
-    Account, Client, Email, Kind, Parsed, Premise, RawAccount, RawClient, RawPremise, RawRecord, Record, Role,
-    Validated,
+    Account, Client, Email, Kind, Parsed, Premise, RawAccount, RawClient, RawPremise, RawRecord,
+    Record, Role, Validated,
 };
 use crate::phone;
 
@@ -18,15 +18,26 @@ pub fn validate_chunk(chunk: Vec<Parsed>) -> Vec<Validated> {
 }
 
 pub fn validate(parsed: Parsed) -> Validated {
-    let Parsed { position, body, mut warnings } = parsed;
+    let Parsed {
+        position,
+        body,
+        mut warnings,
+    } = parsed;
     let body = body.and_then(|raw| {
-        let mut check = Check { position: &position, warnings: &mut warnings };
+        let mut check = Check {
+            position: &position,
+            warnings: &mut warnings,
+        };
         match raw {
             RawRecord::Premise(p) => check.premise(p).map(Record::Premise),
             RawRecord::Client(c) => check.client(c).map(Record::Client),
         }
     });
-    Validated { position, body, warnings }
+    Validated {
+        position,
+        body,
+        warnings,
+    }
 }
 
 struct Check<'a> {
@@ -35,24 +46,38 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
-    fn problem(&self, code: Code, field: &str, message: impl Into<String>) -> Problem {
-        Problem::new(code, message, self.position.clone()).field(field)
+    fn problem(&self, code: Code, field: &str, message: impl Into<String>) -> Box<Problem> {
+        Box::new(Problem::new(code, message, self.position.clone()).field(field))
     }
 
     fn warn(&mut self, code: Code, field: &str, message: impl Into<String>) {
         let warning = self.problem(code, field, message);
-        self.warnings.push(warning);
+        self.warnings.push(*warning);
     }
 
-    fn required(&self, value: Option<String>, field: &str, what: &str) -> Result<String, Problem> {
+    fn required(
+        &self,
+        value: Option<String>,
+        field: &str,
+        what: &str,
+    ) -> Result<String, Box<Problem>> {
         value.ok_or_else(|| self.problem(Code::MissingField, field, format!("{what} is required")))
     }
 
-    fn integer(&self, value: Option<String>, field: &str, min: Option<i64>) -> Result<Option<i64>, Problem> {
+    fn integer(
+        &self,
+        value: Option<String>,
+        field: &str,
+        min: Option<i64>,
+    ) -> Result<Option<i64>, Box<Problem>> {
         let Some(text) = value else { return Ok(None) };
-        let n: i64 = text
-            .parse()
-            .map_err(|_| self.problem(Code::InvalidInteger, field, format!("{text:?} is not a whole number")))?;
+        let n: i64 = text.parse().map_err(|_| {
+            self.problem(
+                Code::InvalidInteger,
+                field,
+                format!("{text:?} is not a whole number"),
+            )
+        })?;
         if let Some(min) = min
             && n < min
         {
@@ -62,7 +87,7 @@ impl Check<'_> {
     }
 
     /// Areas: a decimal point or, as 1C writes them, a decimal comma; must be above zero.
-    fn area(&self, value: Option<String>, field: &str) -> Result<Option<f64>, Problem> {
+    fn area(&self, value: Option<String>, field: &str) -> Result<Option<f64>, Box<Problem>> {
         let Some(text) = value else { return Ok(None) };
         let normalized = text.replace(',', ".");
         let plain = !normalized.is_empty()
@@ -71,16 +96,24 @@ impl Check<'_> {
         let area: f64 = match normalized.parse() {
             Ok(a) if plain => a,
             _ => {
-                return Err(self.problem(Code::InvalidDecimal, field, format!("{text:?} is not a decimal number")));
+                return Err(self.problem(
+                    Code::InvalidDecimal,
+                    field,
+                    format!("{text:?} is not a decimal number"),
+                ));
             }
         };
         if area <= 0.0 || !area.is_finite() {
-            return Err(self.problem(Code::InvalidArea, field, format!("area must be above zero, got {text}")));
+            return Err(self.problem(
+                Code::InvalidArea,
+                field,
+                format!("area must be above zero, got {text}"),
+            ));
         }
         Ok(Some(area))
     }
 
-    fn premise(&mut self, raw: RawPremise) -> Result<Premise, Problem> {
+    fn premise(&mut self, raw: RawPremise) -> Result<Premise, Box<Problem>> {
         let address = self.required(raw.address, "address", "the address")?;
         let number = self.required(raw.number, "number", "the premise number")?;
         let kind = match raw.kind {
@@ -112,8 +145,15 @@ impl Check<'_> {
             accounts.push(self.account(account)?);
         }
         for (i, a) in accounts.iter().enumerate() {
-            if let Some(b) = accounts[..i].iter().find(|b| b.id == a.id || b.number == a.number) {
-                let (what, value) = if b.id == a.id { ("id", &a.id) } else { ("number", &a.number) };
+            if let Some(b) = accounts[..i]
+                .iter()
+                .find(|b| b.id == a.id || b.number == a.number)
+            {
+                let (what, value) = if b.id == a.id {
+                    ("id", &a.id)
+                } else {
+                    ("number", &a.number)
+                };
                 return Err(self.problem(
                     Code::DuplicateAccount,
                     "account.id",
@@ -135,18 +175,25 @@ impl Check<'_> {
         })
     }
 
-    fn account(&mut self, raw: RawAccount) -> Result<Account, Problem> {
+    fn account(&mut self, raw: RawAccount) -> Result<Account, Box<Problem>> {
         let number = self
             .required(raw.number, "account.number", "the account number")
             .map_err(|p| with_account(p, &raw.id))?;
-        let area = self.area(raw.area, "account.area").map_err(|p| with_account(p, &raw.id))?;
+        let area = self
+            .area(raw.area, "account.area")
+            .map_err(|p| with_account(p, &raw.id))?;
         let residents = self
             .integer(raw.residents, "account.residents", Some(0))
             .map_err(|p| with_account(p, &raw.id))?;
-        Ok(Account { id: raw.id, number, area, residents })
+        Ok(Account {
+            id: raw.id,
+            number,
+            area,
+            residents,
+        })
     }
 
-    fn client(&mut self, raw: RawClient) -> Result<Client, Problem> {
+    fn client(&mut self, raw: RawClient) -> Result<Client, Box<Problem>> {
         let name = self.required(raw.name, "name", "the client's name (ФИО)")?;
         let phone = match raw.phone {
             None => {
@@ -180,7 +227,10 @@ impl Check<'_> {
                     self.warn(
                         Code::RoleMissing,
                         "premise.role",
-                        format!("the link to premise {} has no role; taken as resident", link.premise),
+                        format!(
+                            "the link to premise {} has no role; taken as resident",
+                            link.premise
+                        ),
                     );
                     Role::Resident
                 }
@@ -200,11 +250,18 @@ impl Check<'_> {
         let mut accounts = raw.accounts;
         accounts.sort();
         accounts.dedup();
-        Ok(Client { id: raw.id, name, phone, email, premises, accounts })
+        Ok(Client {
+            id: raw.id,
+            name,
+            phone,
+            email,
+            premises,
+            accounts,
+        })
     }
 }
 
-fn with_account(mut problem: Problem, account: &str) -> Problem {
+fn with_account(mut problem: Box<Problem>, account: &str) -> Box<Problem> {
     problem.message = format!("account {account}: {}", problem.message);
     problem
 }
@@ -213,7 +270,9 @@ fn with_account(mut problem: Problem, account: &str) -> Problem {
 fn is_cadastral(s: &str) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
     parts.len() == 4
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         && parts[0].len() == 2
         && parts[1].len() == 2
         && (6..=7).contains(&parts[2].len())
@@ -221,11 +280,16 @@ fn is_cadastral(s: &str) -> bool {
 
 /// `local@domain.tld`: what the RFC allows, with a dot in the domain as mail servers need.
 fn is_plausible_email(s: &str) -> bool {
-    email_address::EmailAddress::parse_with_options(s, email_address::Options::default().without_display_text())
-        .is_ok_and(|e| {
-            let domain = e.domain();
-            domain.contains('.') && !domain.starts_with('[') && domain.rsplit('.').next().is_some_and(|tld| tld.len() >= 2)
-        })
+    email_address::EmailAddress::parse_with_options(
+        s,
+        email_address::Options::default().without_display_text(),
+    )
+    .is_ok_and(|e| {
+        let domain = e.domain();
+        domain.contains('.')
+            && !domain.starts_with('[')
+            && domain.rsplit('.').next().is_some_and(|tld| tld.len() >= 2)
+    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ pub struct Utf8Reader<R> {
     eof: bool,
     started: bool,
     mode: Mode,
+    /// Decoded windows-1251 text not yet handed out, and how much of it was.
+    decoded: Vec<u8>,
+    handed: usize,
 }
 
 impl<R: Read> Utf8Reader<R> {
@@ -53,6 +56,8 @@ impl<R: Read> Utf8Reader<R> {
             eof: false,
             started: false,
             mode: Mode::Undecided,
+            decoded: Vec::new(),
+            handed: 0,
         }
     }
 
@@ -131,6 +136,12 @@ impl<R: Read> Read for Utf8Reader<R> {
             self.sniff_bom()?;
         }
         loop {
+            if self.handed < self.decoded.len() {
+                let n = dst.len().min(self.decoded.len() - self.handed);
+                dst[..n].copy_from_slice(&self.decoded[self.handed..self.handed + n]);
+                self.handed += n;
+                return Ok(n);
+            }
             if self.start == self.end {
                 if self.eof {
                     return Ok(0);
@@ -147,17 +158,13 @@ impl<R: Read> Read for Utf8Reader<R> {
                 }
                 Mode::Windows1251(decoder) => {
                     // Every windows-1251 byte is at most 3 bytes of UTF-8.
-                    let take = (self.end - self.start).min(dst.len() / 3).max(1);
-                    let last = self.eof && take == self.end - self.start;
-                    let src = &self.raw[self.start..self.start + take];
-                    let (_, read, written, _) = decoder.decode_to_utf8(src, dst, last);
+                    let src = &self.raw[self.start..self.end];
+                    self.decoded.resize(src.len() * 3 + 16, 0);
+                    let (_, read, written, _) =
+                        decoder.decode_to_utf8(src, &mut self.decoded, self.eof);
                     self.start += read;
-                    if written > 0 {
-                        return Ok(written);
-                    }
-                    if dst.len() < 3 {
-                        return Err(io::Error::other("read buffer too small for decoding"));
-                    }
+                    self.decoded.truncate(written);
+                    self.handed = 0;
                 }
                 Mode::Undecided => {
                     let avail = &self.raw[self.start..self.end];
@@ -196,7 +203,10 @@ mod tests {
     #[test]
     fn windows_1251_is_decoded() {
         let (bytes, _, _) = WINDOWS_1251.encode("<a>Иванов Иван</a>");
-        assert_eq!(decode(&bytes), ("<a>Иванов Иван</a>".to_string(), Detected::Windows1251));
+        assert_eq!(
+            decode(&bytes),
+            ("<a>Иванов Иван</a>".to_string(), Detected::Windows1251)
+        );
     }
 
     #[test]

@@ -21,14 +21,20 @@ pub struct LineCounter<R> {
 
 impl<R: BufRead> LineCounter<R> {
     pub fn new(inner: R) -> Self {
-        LineCounter { inner, line: 1, chars: 0 }
+        LineCounter {
+            inner,
+            line: 1,
+            chars: 0,
+        }
     }
 
     /// Where the next unconsumed byte is.
     pub fn here(&self) -> LineCol {
-        LineCol { line: self.line, column: self.chars + 1 }
+        LineCol {
+            line: self.line,
+            column: self.chars + 1,
+        }
     }
-
 }
 
 /// The line and column after `bytes`, starting from `line` and `chars`.

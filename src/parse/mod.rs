@@ -16,8 +16,8 @@ use quick_xml::Reader;
 use quick_xml::escape::{EscapeError, resolve_predefined_entity};
 use quick_xml::events::{BytesStart, Event};
 
-pub use encoding::{Detected, Utf8Reader};
 use encoding::UnsupportedEncoding;
+pub use encoding::{Detected, Utf8Reader};
 use lines::{LineCol, LineCounter};
 
 use crate::error::{Code, Position, Problem};
@@ -106,10 +106,14 @@ enum Ev {
     Start(StartTag),
     End,
     /// Text outside a field; `blank` when it is only whitespace.
-    Text { blank: bool },
+    Text {
+        blank: bool,
+    },
     /// An entity other than the five predefined ones and character references.
     BadEntity(String),
-    DocType { html: bool },
+    DocType {
+        html: bool,
+    },
     Eof,
     Other,
 }
@@ -140,7 +144,10 @@ pub struct RecordReader<R: BufRead> {
 impl<R: Read> RecordReader<BufReader<Utf8Reader<R>>> {
     /// Reads an export in UTF-8 or windows-1251, whichever its bytes are.
     pub fn from_bytes(file: Arc<str>, bytes: R) -> Self {
-        RecordReader::new(file, BufReader::with_capacity(64 * 1024, Utf8Reader::new(bytes)))
+        RecordReader::new(
+            file,
+            BufReader::with_capacity(64 * 1024, Utf8Reader::new(bytes)),
+        )
     }
 }
 
@@ -176,7 +183,7 @@ impl<R: BufRead> RecordReader<R> {
 
     /// The next record, `None` at the end of the document, or the problem that makes the
     /// rest of the document unreadable.
-    pub fn read_record(&mut self) -> Result<Option<Parsed>, Problem> {
+    pub fn read_record(&mut self) -> Result<Option<Parsed>, Box<Problem>> {
         loop {
             let ev = self.next_event(false)?;
             let here = self.mark;
@@ -186,7 +193,9 @@ impl<R: BufRead> RecordReader<R> {
                 (Place::BeforeRoot, Ev::DocType { html: false }) => {}
                 (Place::BeforeRoot, Ev::Start(start)) => self.enter_root(start)?,
                 (Place::BeforeRoot, Ev::Eof) => {
-                    return Err(self.fatal(Code::NotXml, "the file is empty: expected an XML export"));
+                    return Err(
+                        self.fatal(Code::NotXml, "the file is empty: expected an XML export")
+                    );
                 }
                 (Place::BeforeRoot, Ev::Text { blank: false }) => {
                     return Err(self.fatal(
@@ -213,7 +222,9 @@ impl<R: BufRead> RecordReader<R> {
                 (Place::Premises | Place::Clients, Ev::End) => self.place = Place::Root,
                 (Place::AfterRoot, Ev::Eof) => return Ok(None),
                 (Place::AfterRoot, Ev::Start(_) | Ev::Text { blank: false }) => {
-                    return Err(self.fatal(Code::XmlSyntax, "content after the end of the root element"));
+                    return Err(
+                        self.fatal(Code::XmlSyntax, "content after the end of the root element")
+                    );
                 }
                 (_, Ev::Eof) => return Err(self.truncated()),
                 (_, Ev::BadEntity(name)) => {
@@ -224,7 +235,7 @@ impl<R: BufRead> RecordReader<R> {
         }
     }
 
-    fn enter_root(&mut self, start: StartTag) -> Result<(), Problem> {
+    fn enter_root(&mut self, start: StartTag) -> Result<(), Box<Problem>> {
         match &start.tag {
             Tag::Root => {}
             Tag::Other(name) if name.eq_ignore_ascii_case("html") => return Err(self.html_error()),
@@ -256,11 +267,15 @@ impl<R: BufRead> RecordReader<R> {
                 ));
             }
         }
-        self.place = if start.empty { Place::AfterRoot } else { Place::Root };
+        self.place = if start.empty {
+            Place::AfterRoot
+        } else {
+            Place::Root
+        };
         Ok(())
     }
 
-    fn html_error(&self) -> Problem {
+    fn html_error(&self) -> Box<Problem> {
         self.fatal(
             Code::HtmlInsteadOfXml,
             "this is an HTML page, not an XML export: a link must download the file itself \
@@ -270,15 +285,23 @@ impl<R: BufRead> RecordReader<R> {
 
     fn here(&self) -> Position {
         let at = self.xml.get_ref().here();
-        Position { file: self.file.clone(), line: at.line, column: at.column, ..Position::default() }
+        Position {
+            file: self.file.clone(),
+            line: at.line,
+            column: at.column,
+            ..Position::default()
+        }
     }
 
-    fn fatal(&self, code: Code, message: impl Into<String>) -> Problem {
-        Problem::new(code, message, self.here())
+    fn fatal(&self, code: Code, message: impl Into<String>) -> Box<Problem> {
+        Box::new(Problem::new(code, message, self.here()))
     }
 
-    fn truncated(&self) -> Problem {
-        self.fatal(Code::Truncated, "the file ends in the middle of the document: it was cut short")
+    fn truncated(&self) -> Box<Problem> {
+        self.fatal(
+            Code::Truncated,
+            "the file ends in the middle of the document: it was cut short",
+        )
     }
 
     fn record_position(&mut self, at: LineCol, id: Option<&str>) -> Position {
@@ -292,11 +315,14 @@ impl<R: BufRead> RecordReader<R> {
         }
     }
 
-    fn read_premise(&mut self, at: LineCol, start: StartTag) -> Result<Parsed, Problem> {
+    fn read_premise(&mut self, at: LineCol, start: StartTag) -> Result<Parsed, Box<Problem>> {
         let position = self.record_position(at, start.attrs.id.as_deref());
         let mut rec = Record::new(position, std::mem::take(&mut self.pending));
         rec.attributes(&start.attrs, "premise");
-        let mut premise = RawPremise { id: start.attrs.id.unwrap_or_default(), ..RawPremise::default() };
+        let mut premise = RawPremise {
+            id: start.attrs.id.unwrap_or_default(),
+            ..RawPremise::default()
+        };
         if premise.id.is_empty() {
             rec.fail(Code::MissingId, "the premise has no id attribute", "id");
         }
@@ -333,7 +359,12 @@ impl<R: BufRead> RecordReader<R> {
         Ok(rec.finish(RawRecord::Premise(premise)))
     }
 
-    fn read_accounts(&mut self, rec: &mut Record, accounts: &mut Vec<RawAccount>, start: StartTag) -> Result<(), Problem> {
+    fn read_accounts(
+        &mut self,
+        rec: &mut Record,
+        accounts: &mut Vec<RawAccount>,
+        start: StartTag,
+    ) -> Result<(), Box<Problem>> {
         rec.attributes(&start.attrs, "accounts");
         if start.empty {
             return Ok(());
@@ -351,11 +382,22 @@ impl<R: BufRead> RecordReader<R> {
         }
     }
 
-    fn read_account(&mut self, rec: &mut Record, start: StartTag) -> Result<RawAccount, Problem> {
+    fn read_account(
+        &mut self,
+        rec: &mut Record,
+        start: StartTag,
+    ) -> Result<RawAccount, Box<Problem>> {
         rec.attributes(&start.attrs, "account");
-        let mut account = RawAccount { id: start.attrs.id.unwrap_or_default(), ..RawAccount::default() };
+        let mut account = RawAccount {
+            id: start.attrs.id.unwrap_or_default(),
+            ..RawAccount::default()
+        };
         if account.id.is_empty() {
-            rec.fail(Code::MissingId, "an account of the premise has no id attribute", "account.id");
+            rec.fail(
+                Code::MissingId,
+                "an account of the premise has no id attribute",
+                "account.id",
+            );
         }
         if !start.empty {
             loop {
@@ -380,11 +422,14 @@ impl<R: BufRead> RecordReader<R> {
         Ok(account)
     }
 
-    fn read_client(&mut self, at: LineCol, start: StartTag) -> Result<Parsed, Problem> {
+    fn read_client(&mut self, at: LineCol, start: StartTag) -> Result<Parsed, Box<Problem>> {
         let position = self.record_position(at, start.attrs.id.as_deref());
         let mut rec = Record::new(position, std::mem::take(&mut self.pending));
         rec.attributes(&start.attrs, "client");
-        let mut client = RawClient { id: start.attrs.id.unwrap_or_default(), ..RawClient::default() };
+        let mut client = RawClient {
+            id: start.attrs.id.unwrap_or_default(),
+            ..RawClient::default()
+        };
         if client.id.is_empty() {
             rec.fail(Code::MissingId, "the client has no id attribute", "id");
         }
@@ -417,18 +462,30 @@ impl<R: BufRead> RecordReader<R> {
     }
 
     /// `<premise ref="P-1" role="owner"/>` or `<account ref="A-1"/>` inside a client.
-    fn read_link(&mut self, rec: &mut Record, client: &mut RawClient, start: StartTag) -> Result<(), Problem> {
+    fn read_link(
+        &mut self,
+        rec: &mut Record,
+        client: &mut RawClient,
+        start: StartTag,
+    ) -> Result<(), Box<Problem>> {
         let is_premise = start.tag == Tag::Premise;
         let what = if is_premise { "premise" } else { "account" };
         rec.attributes(&start.attrs, what);
         if !is_premise && start.attrs.role.is_some() {
-            rec.warn(Code::UnknownAttribute, "role", "attribute role of <account> is not part of the format; skipped");
+            rec.warn(
+                Code::UnknownAttribute,
+                "role",
+                "attribute role of <account> is not part of the format; skipped",
+            );
         }
         match start.attrs.reference {
             Some(reference) if !reference.trim().is_empty() => {
                 let reference = reference.trim().to_owned();
                 if is_premise {
-                    client.premises.push(RawPremiseLink { premise: reference, role: start.attrs.role });
+                    client.premises.push(RawPremiseLink {
+                        premise: reference,
+                        role: start.attrs.role,
+                    });
                 } else {
                     client.accounts.push(reference);
                 }
@@ -446,7 +503,13 @@ impl<R: BufRead> RecordReader<R> {
     }
 
     /// Collects the text of a field element up to its end tag.
-    fn read_field(&mut self, rec: &mut Record, slot: &mut Option<String>, name: &str, start: StartTag) -> Result<(), Problem> {
+    fn read_field(
+        &mut self,
+        rec: &mut Record,
+        slot: &mut Option<String>,
+        name: &str,
+        start: StartTag,
+    ) -> Result<(), Box<Problem>> {
         rec.attributes(&start.attrs, name);
         self.text.clear();
         if !start.empty {
@@ -454,14 +517,20 @@ impl<R: BufRead> RecordReader<R> {
                 match self.next_event(true)? {
                     Ev::End => break,
                     Ev::Start(s) => self.skip_unknown(rec, s)?,
-                    Ev::BadEntity(entity) => rec.fail(Code::UnknownEntity, unknown_entity_message(&entity), name),
+                    Ev::BadEntity(entity) => {
+                        rec.fail(Code::UnknownEntity, unknown_entity_message(&entity), name)
+                    }
                     Ev::Eof => return Err(self.truncated()),
                     Ev::Text { .. } | Ev::DocType { .. } | Ev::Other => {}
                 }
             }
         }
         if slot.is_some() {
-            rec.fail(Code::DuplicateField, format!("<{}> appears twice", name.trim_start_matches("account.")), name);
+            rec.fail(
+                Code::DuplicateField,
+                format!("<{}> appears twice", name.trim_start_matches("account.")),
+                name,
+            );
             return Ok(());
         }
         let value = self.text.trim();
@@ -478,7 +547,7 @@ impl<R: BufRead> RecordReader<R> {
     }
 
     /// Something other than an element between the fields of a record.
-    fn outside_field(&mut self, rec: &mut Record, ev: Ev) -> Result<(), Problem> {
+    fn outside_field(&mut self, rec: &mut Record, ev: Ev) -> Result<(), Box<Problem>> {
         match ev {
             Ev::Eof => Err(self.truncated()),
             Ev::BadEntity(entity) => {
@@ -489,7 +558,7 @@ impl<R: BufRead> RecordReader<R> {
         }
     }
 
-    fn skip_unknown(&mut self, rec: &mut Record, start: StartTag) -> Result<(), Problem> {
+    fn skip_unknown(&mut self, rec: &mut Record, start: StartTag) -> Result<(), Box<Problem>> {
         let name = match &start.tag {
             Tag::Other(name) => name.clone(),
             known => field_name(known).to_owned(),
@@ -505,7 +574,7 @@ impl<R: BufRead> RecordReader<R> {
         Ok(())
     }
 
-    fn skip_unknown_between_records(&mut self, start: StartTag) -> Result<(), Problem> {
+    fn skip_unknown_between_records(&mut self, start: StartTag) -> Result<(), Box<Problem>> {
         let name = match &start.tag {
             Tag::Other(name) => name.clone(),
             known => field_name(known).to_owned(),
@@ -529,7 +598,7 @@ impl<R: BufRead> RecordReader<R> {
     }
 
     /// Skips to the end of the element whose start tag was just read.
-    fn skip_element(&mut self) -> Result<(), Problem> {
+    fn skip_element(&mut self) -> Result<(), Box<Problem>> {
         let mut depth = 1usize;
         while depth > 0 {
             match self.next_event(false)? {
@@ -542,7 +611,7 @@ impl<R: BufRead> RecordReader<R> {
         Ok(())
     }
 
-    fn skip_children(&mut self, rec: &mut Record) -> Result<(), Problem> {
+    fn skip_children(&mut self, rec: &mut Record) -> Result<(), Box<Problem>> {
         loop {
             match self.next_event(false)? {
                 Ev::Start(s) => self.skip_unknown(rec, s)?,
@@ -553,7 +622,7 @@ impl<R: BufRead> RecordReader<R> {
     }
 
     /// Reads one event. With `collect`, text and entities are appended to `self.text`.
-    fn next_event(&mut self, collect: bool) -> Result<Ev, Problem> {
+    fn next_event(&mut self, collect: bool) -> Result<Ev, Box<Problem>> {
         self.mark = self.xml.get_ref().here();
         let event = match self.xml.read_event_into(&mut self.buf) {
             Ok(event) => event,
@@ -568,22 +637,30 @@ impl<R: BufRead> RecordReader<R> {
             }
         };
         let ev = match event {
-            Event::Start(e) => Ev::Start(start_tag(&e, false).map_err(|e| xml_problem(e, self.mark_position()))?),
-            Event::Empty(e) => Ev::Start(start_tag(&e, true).map_err(|e| xml_problem(e, self.mark_position()))?),
+            Event::Start(e) => {
+                Ev::Start(start_tag(&e, false).map_err(|e| xml_problem(e, self.mark_position()))?)
+            }
+            Event::Empty(e) => {
+                Ev::Start(start_tag(&e, true).map_err(|e| xml_problem(e, self.mark_position()))?)
+            }
             Event::End(_) => Ev::End,
             Event::Text(e) => {
                 if collect {
                     push_bounded(&mut self.text, &e.xml10_content());
                     Ev::Text { blank: false }
                 } else {
-                    Ev::Text { blank: e.trim_ascii().is_empty() }
+                    Ev::Text {
+                        blank: e.trim_ascii().is_empty(),
+                    }
                 }
             }
             Event::CData(e) => {
                 if collect {
                     push_bounded(&mut self.text, &e.xml10_content());
                 }
-                Ev::Text { blank: !collect && e.trim_ascii().is_empty() }
+                Ev::Text {
+                    blank: !collect && e.trim_ascii().is_empty(),
+                }
             }
             Event::GeneralRef(e) => {
                 let resolved = match e.resolve_char_ref() {
@@ -604,17 +681,24 @@ impl<R: BufRead> RecordReader<R> {
             Event::Decl(decl) => {
                 if let Some(Ok(declared)) = decl.encoding() {
                     let declared = declared.to_ascii_lowercase();
-                    if !matches!(declared.as_str(), "utf-8" | "utf8" | "windows-1251" | "cp1251") {
-                        return Err(Problem::new(
+                    if !matches!(
+                        declared.as_str(),
+                        "utf-8" | "utf8" | "windows-1251" | "cp1251"
+                    ) {
+                        return Err(Box::new(Problem::new(
                             Code::UnsupportedEncoding,
-                            format!("the file declares encoding {declared:?}; exports must be UTF-8 or windows-1251"),
+                            format!(
+                                "the file declares encoding {declared:?}; exports must be UTF-8 or windows-1251"
+                            ),
                             self.mark_position(),
-                        ));
+                        )));
                     }
                 }
                 Ev::Other
             }
-            Event::DocType(e) => Ev::DocType { html: e.to_ascii_lowercase().contains("html") },
+            Event::DocType(e) => Ev::DocType {
+                html: e.to_ascii_lowercase().contains("html"),
+            },
             Event::Comment(_) | Event::PI(_) => Ev::Other,
             Event::Eof => Ev::Eof,
         };
@@ -622,7 +706,12 @@ impl<R: BufRead> RecordReader<R> {
     }
 
     fn mark_position(&self) -> Position {
-        Position { file: self.file.clone(), line: self.mark.line, column: self.mark.column, ..Position::default() }
+        Position {
+            file: self.file.clone(),
+            line: self.mark.line,
+            column: self.mark.column,
+            ..Position::default()
+        }
     }
 }
 
@@ -635,7 +724,11 @@ struct Record {
 
 impl Record {
     fn new(position: Position, warnings: Vec<Problem>) -> Self {
-        Record { position, problem: None, warnings }
+        Record {
+            position,
+            problem: None,
+            warnings,
+        }
     }
 
     /// Keeps the first problem: it is the one a person fixes first.
@@ -651,7 +744,8 @@ impl Record {
     }
 
     fn warn(&mut self, code: Code, key: &str, message: impl Into<String>) {
-        self.warnings.push(Problem::new(code, message, self.position.clone()).key(key));
+        self.warnings
+            .push(Problem::new(code, message, self.position.clone()).key(key));
     }
 
     fn attributes(&mut self, attrs: &Attrs, element: &str) {
@@ -671,7 +765,7 @@ impl Record {
         Parsed {
             position: self.position,
             body: match self.problem {
-                Some(problem) => Err(problem),
+                Some(problem) => Err(Box::new(problem)),
                 None => Ok(body),
             },
             warnings: self.warnings,
@@ -760,12 +854,18 @@ fn start_tag(e: &BytesStart<'_>, empty: bool) -> Result<StartTag, quick_xml::Err
     Ok(StartTag { tag, empty, attrs })
 }
 
-fn xml_problem(error: quick_xml::Error, position: Position) -> Problem {
+fn xml_problem(error: quick_xml::Error, position: Position) -> Box<Problem> {
     use quick_xml::Error as E;
     let (code, message) = match &error {
-        E::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<UnsupportedEncoding>()) {
+        E::Io(io) => match io
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<UnsupportedEncoding>())
+        {
             Some(unsupported) => (Code::UnsupportedEncoding, unsupported.to_string()),
-            None => (Code::SourceUnreadable, format!("reading the file failed: {io}")),
+            None => (
+                Code::SourceUnreadable,
+                format!("reading the file failed: {io}"),
+            ),
         },
         E::Encoding(_) => (
             Code::InvalidUtf8,
@@ -779,7 +879,7 @@ fn xml_problem(error: quick_xml::Error, position: Position) -> Problem {
         E::Escape(e) => (Code::XmlSyntax, format!("broken entity reference: {e}")),
         other => (Code::XmlSyntax, format!("broken XML: {other}")),
     };
-    Problem::new(code, message, position)
+    Box::new(Problem::new(code, message, position))
 }
 
 #[cfg(test)]

@@ -1,0 +1,170 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::error::Code;
+use crate::model::RawRecord;
+
+fn read_all(xml: &[u8]) -> (Vec<Parsed>, Result<(), Box<Problem>>) {
+    let mut reader = RecordReader::from_bytes(Arc::from("t.xml"), xml);
+    let mut out = Vec::new();
+    loop {
+        match reader.read_record() {
+            Ok(Some(p)) => out.push(p),
+            Ok(None) => return (out, Ok(())),
+            Err(e) => return (out, Err(e)),
+        }
+    }
+}
+
+#[test]
+fn records_carry_line_column_and_index() {
+    let xml = "<?xml version=\"1.0\"?>\n<crm-import version=\"1\">\n  <premises>\n    <premise id=\"P-1\"><address>Адрес</address><number>1</number></premise>\n  </premises>\n  <clients>\n      <client id=\"C-1\"><name>Ёж</name></client></clients>\n</crm-import>\n";
+    let (records, end) = read_all(xml.as_bytes());
+    end.unwrap();
+    assert_eq!(records.len(), 2);
+    let p = &records[0].position;
+    assert_eq!(
+        (p.line, p.column, p.record_index, p.record_id.as_deref()),
+        (4, 5, Some(1), Some("P-1"))
+    );
+    let c = &records[1].position;
+    assert_eq!(
+        (c.line, c.column, c.record_index, c.record_id.as_deref()),
+        (7, 7, Some(2), Some("C-1"))
+    );
+    match &records[0].body {
+        Ok(RawRecord::Premise(p)) => assert_eq!(p.address.as_deref(), Some("Адрес")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn entities_are_resolved_and_text_trimmed_after_assembly() {
+    let xml = "<crm-import version=\"1\"><clients><client id=\"C&amp;1\"><name>  8 916 &lt;x&gt; &#1046;  </name></client></clients></crm-import>";
+    let (records, end) = read_all(xml.as_bytes());
+    end.unwrap();
+    match &records[0].body {
+        Ok(RawRecord::Client(c)) => {
+            assert_eq!(c.id, "C&1");
+            assert_eq!(c.name.as_deref(), Some("8 916 <x> Ж"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_entity_is_a_record_error_and_dtd_entities_are_not_expanded() {
+    let xml = "<?xml version=\"1.0\"?><!DOCTYPE crm-import [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;\">]><crm-import version=\"1\"><clients><client id=\"C-1\"><name>&lol2;</name></client><client id=\"C-2\"><name>ok</name></client></clients></crm-import>";
+    let (records, end) = read_all(xml.as_bytes());
+    end.unwrap();
+    assert_eq!(records.len(), 2);
+    let problem = records[0].body.as_ref().unwrap_err();
+    assert_eq!(problem.code, Code::UnknownEntity);
+    assert_eq!(problem.field.as_deref(), Some("name"));
+    assert!(records[1].body.is_ok());
+}
+
+#[test]
+fn unknown_elements_and_attributes_are_warnings() {
+    let xml = "<crm-import version=\"1\"><extra><deep/></extra><clients><client id=\"C-1\" color=\"red\"><name>A</name><nickname>B</nickname></client></clients></crm-import>";
+    let (records, end) = read_all(xml.as_bytes());
+    end.unwrap();
+    let codes: Vec<(Code, &str)> = records[0]
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.key.as_str()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (Code::UnknownElement, "extra"),
+            (Code::UnknownAttribute, "color"),
+            (Code::UnknownElement, "nickname")
+        ]
+    );
+    assert!(records[0].body.is_ok());
+}
+
+#[test]
+fn a_field_over_the_limit_is_an_error_without_holding_it() {
+    let long = "я".repeat(MAX_FIELD_CHARS + 1);
+    let fits = "я".repeat(MAX_FIELD_CHARS);
+    let xml = format!(
+        "<crm-import version=\"1\"><clients><client id=\"C-1\"><name>{long}</name></client><client id=\"C-2\"><name>{fits}</name></client></clients></crm-import>"
+    );
+    let (records, end) = read_all(xml.as_bytes());
+    end.unwrap();
+    assert_eq!(
+        records[0].body.as_ref().unwrap_err().code,
+        Code::FieldTooLong
+    );
+    assert!(records[1].body.is_ok());
+}
+
+#[test]
+fn html_page_is_recognised() {
+    let (_, end) = read_all(b"<!DOCTYPE html>\n<html><head><title>Dropbox</title></head></html>");
+    assert_eq!(end.unwrap_err().code, Code::HtmlInsteadOfXml);
+    let (_, end) = read_all(b"<html><body>share</body></html>");
+    assert_eq!(end.unwrap_err().code, Code::HtmlInsteadOfXml);
+}
+
+#[test]
+fn truncated_document_keeps_the_records_before() {
+    let xml = "<crm-import version=\"1\"><clients><client id=\"C-1\"><name>A</name></client><client id=\"C-2\"><na";
+    let (records, end) = read_all(xml.as_bytes());
+    assert_eq!(records.len(), 1);
+    let problem = end.unwrap_err();
+    assert!(
+        matches!(problem.code, Code::Truncated | Code::XmlSyntax),
+        "{problem}"
+    );
+}
+
+#[test]
+fn mismatched_end_tag_is_a_syntax_error_with_a_line() {
+    let xml = "<crm-import version=\"1\">\n<clients>\n<client id=\"C-1\"><name>A</nam></client></clients></crm-import>";
+    let (_, end) = read_all(xml.as_bytes());
+    let problem = end.unwrap_err();
+    assert_eq!(problem.code, Code::XmlSyntax);
+    assert_eq!(problem.position.line, 3);
+}
+
+#[test]
+fn wrong_root_and_version() {
+    let (_, end) = read_all(b"<offers/>");
+    assert_eq!(end.unwrap_err().code, Code::UnexpectedRoot);
+    let (_, end) = read_all(b"<crm-import version=\"2\"/>");
+    assert_eq!(end.unwrap_err().code, Code::UnsupportedVersion);
+    let (_, end) = read_all(b"{\"json\": true}");
+    assert_eq!(end.unwrap_err().code, Code::NotXml);
+    let (_, end) = read_all(b"");
+    assert_eq!(end.unwrap_err().code, Code::NotXml);
+    let (_, end) =
+        read_all(b"<?xml version=\"1.0\" encoding=\"KOI8-R\"?><crm-import version=\"1\"/>");
+    assert_eq!(end.unwrap_err().code, Code::UnsupportedEncoding);
+}
+
+#[test]
+fn missing_id_and_duplicate_field_are_record_errors() {
+    let xml = "<crm-import version=\"1\"><clients><client><name>A</name></client><client id=\"C-2\"><name>A</name><name>B</name></client></clients></crm-import>";
+    let (records, end) = read_all(xml.as_bytes());
+    end.unwrap();
+    assert_eq!(records[0].body.as_ref().unwrap_err().code, Code::MissingId);
+    assert_eq!(
+        records[1].body.as_ref().unwrap_err().code,
+        Code::DuplicateField
+    );
+}
+
+#[test]
+fn links_of_a_client() {
+    let xml = "<crm-import version=\"1\"><clients><client id=\"C-1\"><name>A</name><premise ref=\"P-1\" role=\"owner\"/><account ref=\"A-1\"></account><premise role=\"owner\"/></client></clients></crm-import>";
+    let (records, end) = read_all(xml.as_bytes());
+    end.unwrap();
+    let problem = records[0].body.as_ref().unwrap_err();
+    assert_eq!(
+        (problem.code, problem.field.as_deref()),
+        (Code::MissingField, Some("premise.ref"))
+    );
+}

@@ -94,7 +94,11 @@ impl Trigger {
 /// Domain operations; each backend brings its own SQL.
 pub trait Store: Send + Sync {
     /// Finds or creates the organization and its source.
-    fn scope(&self, org: &str, source: &str) -> impl Future<Output = Result<Scope, StoreError>> + Send;
+    fn scope(
+        &self,
+        org: &str,
+        source: &str,
+    ) -> impl Future<Output = Result<Scope, StoreError>> + Send;
 
     /// Applies records in order in one transaction and commits the ones before the first
     /// refusal; the result is exactly what applying them one at a time would give.
@@ -106,7 +110,11 @@ pub trait Store: Send + Sync {
 
     /// Writes the organization's data as NDJSON in a deterministic order. `false` when the
     /// organization is unknown.
-    fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn export(
+        &self,
+        org: &str,
+        out: &mut (dyn Write + Send),
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Marks every card with the phone (E.164) as logged in; returns how many.
     fn mark_logged_in(&self, phone: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;

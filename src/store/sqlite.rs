@@ -64,18 +64,32 @@ impl Store for SqliteStore {
             .bind(source)
             .execute(&mut *tx)
             .await?;
-        let source_id: i64 = sqlx::query_scalar("SELECT id FROM sources WHERE org_id = ? AND code = ?")
-            .bind(org_id)
-            .bind(source)
-            .fetch_one(&mut *tx)
-            .await?;
+        let source_id: i64 =
+            sqlx::query_scalar("SELECT id FROM sources WHERE org_id = ? AND code = ?")
+                .bind(org_id)
+                .bind(source)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
-        Ok(Scope { org_id, source_id, org: org.to_owned(), source: source.to_owned(), run_id: None })
+        Ok(Scope {
+            org_id,
+            source_id,
+            org: org.to_owned(),
+            source: source.to_owned(),
+            run_id: None,
+        })
     }
 
-    async fn apply_chunk(&self, scope: &Scope, records: &[&Record]) -> Result<ChunkApplied, StoreError> {
+    async fn apply_chunk(
+        &self,
+        scope: &Scope,
+        records: &[&Record],
+    ) -> Result<ChunkApplied, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut applied = ChunkApplied { outcomes: Vec::with_capacity(records.len()), refused: None };
+        let mut applied = ChunkApplied {
+            outcomes: Vec::with_capacity(records.len()),
+            refused: None,
+        };
         for (index, record) in records.iter().enumerate() {
             let result = match record {
                 Record::Premise(p) => apply_premise(&mut tx, scope, p).await?,
@@ -97,10 +111,11 @@ impl Store for SqliteStore {
     async fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> Result<bool, StoreError> {
         use futures::TryStreamExt;
         let mut conn = self.pool.acquire().await?;
-        let Some(org_id) = sqlx::query_scalar::<_, i64>("SELECT id FROM organizations WHERE code = ?")
-            .bind(org)
-            .fetch_optional(&mut *conn)
-            .await?
+        let Some(org_id) =
+            sqlx::query_scalar::<_, i64>("SELECT id FROM organizations WHERE code = ?")
+                .bind(org)
+                .fetch_optional(&mut *conn)
+                .await?
         else {
             return Ok(false);
         };
@@ -194,7 +209,12 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn start_run(&self, org_id: i64, pipeline: Option<&str>, trigger: Trigger) -> Result<i64, StoreError> {
+    async fn start_run(
+        &self,
+        org_id: i64,
+        pipeline: Option<&str>,
+        trigger: Trigger,
+    ) -> Result<i64, StoreError> {
         let id = sqlx::query_scalar("INSERT INTO runs (org_id, pipeline, trigger, started_at) VALUES (?, ?, ?, ?) RETURNING id")
             .bind(org_id)
             .bind(pipeline)
@@ -205,15 +225,23 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
-    async fn finish_run(&self, run_id: i64, status: &str, records: u64, report_json: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET finished_at = ?, status = ?, records = ?, report = ? WHERE id = ?")
-            .bind(now())
-            .bind(status)
-            .bind(records as i64)
-            .bind(report_json)
-            .bind(run_id)
-            .execute(&self.pool)
-            .await?;
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        status: &str,
+        records: u64,
+        report_json: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET finished_at = ?, status = ?, records = ?, report = ? WHERE id = ?",
+        )
+        .bind(now())
+        .bind(status)
+        .bind(records as i64)
+        .bind(report_json)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
@@ -223,12 +251,34 @@ fn from_json<T: for<'de> Deserialize<'de>>(text: String) -> Result<Vec<T>, Store
 }
 
 fn refuse(code: Code, message: impl Into<String>, field: Option<&str>) -> Refusal {
-    Refusal { index: 0, code, message: message.into(), field: field.map(str::to_owned) }
+    Refusal {
+        index: 0,
+        code,
+        message: message.into(),
+        field: field.map(str::to_owned),
+    }
 }
 
-type PremiseRow = (i64, String, String, String, Option<i64>, Option<i64>, Option<i64>, Option<f64>, Option<String>);
+/// Rows as the queries below select them.
+type AccountRow = (i64, i64, String, Option<f64>, Option<i64>);
+type ClientRow = (i64, Option<String>, bool, String, Option<String>);
+type PremiseRow = (
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<f64>,
+    Option<String>,
+);
 
-async fn apply_premise(conn: &mut SqliteConnection, scope: &Scope, p: &Premise) -> Result<Applied, StoreError> {
+async fn apply_premise(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    p: &Premise,
+) -> Result<Applied, StoreError> {
     for account in &p.accounts {
         let owner: Option<(i64, String, String)> = sqlx::query_as(
             "SELECT a.source_id, s.code, a.ext_id FROM accounts a JOIN sources s ON s.id = a.source_id
@@ -317,7 +367,10 @@ async fn apply_premise(conn: &mut SqliteConnection, scope: &Scope, p: &Premise) 
     for account in &p.accounts {
         accounts.push(apply_account(conn, scope, premise_id, account).await?);
     }
-    Ok(Ok(RecordOutcome::Premise { premise: outcome, accounts }))
+    Ok(Ok(RecordOutcome::Premise {
+        premise: outcome,
+        accounts,
+    }))
 }
 
 async fn apply_account(
@@ -326,7 +379,7 @@ async fn apply_account(
     premise_id: i64,
     a: &Account,
 ) -> Result<Outcome, StoreError> {
-    let existing: Option<(i64, i64, String, Option<f64>, Option<i64>)> = sqlx::query_as(
+    let existing: Option<AccountRow> = sqlx::query_as(
         "SELECT id, premise_id, number, area, residents FROM accounts WHERE source_id = ? AND ext_id = ?",
     )
     .bind(scope.source_id)
@@ -351,7 +404,11 @@ async fn apply_account(
             Ok(Outcome::Created)
         }
         Some((id, old_premise, number, area, residents)) => {
-            if old_premise == premise_id && number == a.number && area == a.area && residents == a.residents {
+            if old_premise == premise_id
+                && number == a.number
+                && area == a.area
+                && residents == a.residents
+            {
                 return Ok(Outcome::Unchanged);
             }
             sqlx::query("UPDATE accounts SET premise_id = ?, number = ?, area = ?, residents = ? WHERE id = ?")
@@ -374,21 +431,29 @@ struct CardRow {
     email: Option<String>,
 }
 
-async fn apply_client(conn: &mut SqliteConnection, scope: &Scope, c: &Client) -> Result<Applied, StoreError> {
+async fn apply_client(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    c: &Client,
+) -> Result<Applied, StoreError> {
     // References first: an unknown one refuses the record before anything is written.
     let mut premises: Vec<(i64, Role)> = Vec::with_capacity(c.premises.len());
     for (ext_id, role) in &c.premises {
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM premises WHERE source_id = ? AND ext_id = ?")
-            .bind(scope.source_id)
-            .bind(ext_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM premises WHERE source_id = ? AND ext_id = ?")
+                .bind(scope.source_id)
+                .bind(ext_id)
+                .fetch_optional(&mut *conn)
+                .await?;
         match id {
             Some(id) => premises.push((id, *role)),
             None => {
                 return Ok(Err(refuse(
                     Code::UnknownPremiseRef,
-                    format!("premise {ext_id} of source {} is not known: import the premise before its residents", scope.source),
+                    format!(
+                        "premise {ext_id} of source {} is not known: import the premise before its residents",
+                        scope.source
+                    ),
                     Some("premise.ref"),
                 )));
             }
@@ -397,17 +462,21 @@ async fn apply_client(conn: &mut SqliteConnection, scope: &Scope, c: &Client) ->
     premises.sort();
     let mut accounts: Vec<i64> = Vec::with_capacity(c.accounts.len());
     for ext_id in &c.accounts {
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE source_id = ? AND ext_id = ?")
-            .bind(scope.source_id)
-            .bind(ext_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM accounts WHERE source_id = ? AND ext_id = ?")
+                .bind(scope.source_id)
+                .bind(ext_id)
+                .fetch_optional(&mut *conn)
+                .await?;
         match id {
             Some(id) => accounts.push(id),
             None => {
                 return Ok(Err(refuse(
                     Code::UnknownAccountRef,
-                    format!("account {ext_id} of source {} is not known: import its premise first", scope.source),
+                    format!(
+                        "account {ext_id} of source {} is not known: import its premise first",
+                        scope.source
+                    ),
                     Some("account.ref"),
                 )));
             }
@@ -417,7 +486,10 @@ async fn apply_client(conn: &mut SqliteConnection, scope: &Scope, c: &Client) ->
 
     let a = card_by_external_id(conn, scope, &c.id).await?;
     let phone = c.phone.as_deref();
-    let mut facts = Facts { by_external_id: a.as_ref().map(|r| r.card.clone()), ..Facts::default() };
+    let mut facts = Facts {
+        by_external_id: a.as_ref().map(|r| r.card.clone()),
+        ..Facts::default()
+    };
     if let Some(p) = phone {
         let not_a = a.as_ref().map_or(-1, |r| r.card.id);
         facts.by_phone = sqlx::query_as::<_, (i64, Option<String>, bool)>(
@@ -428,7 +500,11 @@ async fn apply_client(conn: &mut SqliteConnection, scope: &Scope, c: &Client) ->
         .bind(not_a)
         .fetch_optional(&mut *conn)
         .await?
-        .map(|(id, phone, logged_in)| Card { id, phone, logged_in });
+        .map(|(id, phone, logged_in)| Card {
+            id,
+            phone,
+            logged_in,
+        });
         if Facts::phone_change(facts.by_external_id.as_ref(), phone) {
             facts.phone_in_other_organization =
                 sqlx::query_scalar::<_, i64>("SELECT count(*) FROM (SELECT 1 FROM clients WHERE phone = ? AND org_id <> ? LIMIT 1)")
@@ -456,13 +532,15 @@ async fn apply_client(conn: &mut SqliteConnection, scope: &Scope, c: &Client) ->
                 Email::Valid(e) => Some(e.as_str()),
                 Email::Absent | Email::Invalid => None,
             };
-            let id: i64 = sqlx::query_scalar("INSERT INTO clients (org_id, name, phone, email) VALUES (?, ?, ?, ?) RETURNING id")
-                .bind(scope.org_id)
-                .bind(&c.name)
-                .bind(phone)
-                .bind(email)
-                .fetch_one(&mut *conn)
-                .await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO clients (org_id, name, phone, email) VALUES (?, ?, ?, ?) RETURNING id",
+            )
+            .bind(scope.org_id)
+            .bind(&c.name)
+            .bind(phone)
+            .bind(email)
+            .fetch_one(&mut *conn)
+            .await?;
             add_external_id(conn, scope, id, &c.id).await?;
             replace_links(conn, scope, id, &premises, &accounts).await?;
             Outcome::Created
@@ -473,9 +551,12 @@ async fn apply_client(conn: &mut SqliteConnection, scope: &Scope, c: &Client) ->
             Outcome::ExternalIdAdded
         }
         Decision::Update { card } => {
-            let row = a.as_ref().ok_or_else(|| StoreError::Corrupt("update without a card".into()))?;
+            let row = a
+                .as_ref()
+                .ok_or_else(|| StoreError::Corrupt("update without a card".into()))?;
             let email = new_email(&c.email, row.email.as_deref());
-            let same_links = links_of(conn, scope, card).await? == (premises.clone(), accounts.clone());
+            let same_links =
+                links_of(conn, scope, card).await? == (premises.clone(), accounts.clone());
             if row.name == c.name && row.email.as_deref() == email && same_links {
                 Outcome::Unchanged
             } else {
@@ -492,14 +573,18 @@ async fn apply_client(conn: &mut SqliteConnection, scope: &Scope, c: &Client) ->
             }
         }
         Decision::ChangePhone { card } => {
-            let row = a.as_ref().ok_or_else(|| StoreError::Corrupt("phone change without a card".into()))?;
+            let row = a
+                .as_ref()
+                .ok_or_else(|| StoreError::Corrupt("phone change without a card".into()))?;
             retire_phone(conn, scope, card, row.card.phone.as_deref()).await?;
             overwrite(conn, card, c, phone, row.email.as_deref()).await?;
             replace_links(conn, scope, card, &premises, &accounts).await?;
             Outcome::Updated
         }
         Decision::Merge { winner, loser } => {
-            let row = a.as_ref().ok_or_else(|| StoreError::Corrupt("merge without a card".into()))?;
+            let row = a
+                .as_ref()
+                .ok_or_else(|| StoreError::Corrupt("merge without a card".into()))?;
             merge(conn, scope, winner, loser).await?;
             retire_phone(conn, scope, winner, row.card.phone.as_deref()).await?;
             overwrite(conn, winner, c, phone, row.email.as_deref()).await?;
@@ -520,8 +605,12 @@ fn new_email<'a>(email: &'a Email, current: Option<&'a str>) -> Option<&'a str> 
     }
 }
 
-async fn card_by_external_id(conn: &mut SqliteConnection, scope: &Scope, ext_id: &str) -> Result<Option<CardRow>, StoreError> {
-    let row: Option<(i64, Option<String>, bool, String, Option<String>)> = sqlx::query_as(
+async fn card_by_external_id(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    ext_id: &str,
+) -> Result<Option<CardRow>, StoreError> {
+    let row: Option<ClientRow> = sqlx::query_as(
         "SELECT c.id, c.phone, c.logged_in, c.name, c.email
            FROM client_external_ids x JOIN clients c ON c.id = x.client_id
           WHERE x.source_id = ? AND x.ext_id = ?",
@@ -530,10 +619,23 @@ async fn card_by_external_id(conn: &mut SqliteConnection, scope: &Scope, ext_id:
     .bind(ext_id)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|(id, phone, logged_in, name, email)| CardRow { card: Card { id, phone, logged_in }, name, email }))
+    Ok(row.map(|(id, phone, logged_in, name, email)| CardRow {
+        card: Card {
+            id,
+            phone,
+            logged_in,
+        },
+        name,
+        email,
+    }))
 }
 
-async fn add_external_id(conn: &mut SqliteConnection, scope: &Scope, card: i64, ext_id: &str) -> Result<(), StoreError> {
+async fn add_external_id(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    card: i64,
+    ext_id: &str,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO client_external_ids (source_id, ext_id, client_id) VALUES (?, ?, ?)")
         .bind(scope.source_id)
         .bind(ext_id)
@@ -546,7 +648,11 @@ async fn add_external_id(conn: &mut SqliteConnection, scope: &Scope, card: i64, 
 type Links = (Vec<(i64, Role)>, Vec<i64>);
 
 /// The card's links set by this source, sorted like a validated record's.
-async fn links_of(conn: &mut SqliteConnection, scope: &Scope, card: i64) -> Result<Links, StoreError> {
+async fn links_of(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    card: i64,
+) -> Result<Links, StoreError> {
     let premises: Vec<(i64, String)> = sqlx::query_as(
         "SELECT premise_id, role FROM client_premises WHERE client_id = ? AND source_id = ? ORDER BY premise_id",
     )
@@ -557,7 +663,9 @@ async fn links_of(conn: &mut SqliteConnection, scope: &Scope, card: i64) -> Resu
     let premises = premises
         .into_iter()
         .map(|(id, role)| {
-            Role::parse(&role).map(|r| (id, r)).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
+            Role::parse(&role)
+                .map(|r| (id, r))
+                .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let accounts: Vec<i64> = sqlx::query_scalar(
@@ -598,17 +706,24 @@ async fn replace_links(
             .await?;
     }
     for account in accounts {
-        sqlx::query("INSERT INTO client_accounts (client_id, account_id, source_id) VALUES (?, ?, ?)")
-            .bind(card)
-            .bind(account)
-            .bind(scope.source_id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO client_accounts (client_id, account_id, source_id) VALUES (?, ?, ?)",
+        )
+        .bind(card)
+        .bind(account)
+        .bind(scope.source_id)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
 
-async fn retire_phone(conn: &mut SqliteConnection, scope: &Scope, card: i64, old: Option<&str>) -> Result<(), StoreError> {
+async fn retire_phone(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    card: i64,
+    old: Option<&str>,
+) -> Result<(), StoreError> {
     if let Some(old) = old {
         sqlx::query("INSERT INTO phone_history (org_id, client_id, phone, replaced_at, run_id) VALUES (?, ?, ?, ?, ?)")
             .bind(scope.org_id)
@@ -641,7 +756,12 @@ async fn overwrite(
 
 /// Case 2d: the loser's external ids, links and phone history go to the winner; the loser
 /// is deleted and remembered in `merges`.
-async fn merge(conn: &mut SqliteConnection, scope: &Scope, winner: i64, loser: i64) -> Result<(), StoreError> {
+async fn merge(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    winner: i64,
+    loser: i64,
+) -> Result<(), StoreError> {
     let loser_ids: String = sqlx::query_scalar(
         "SELECT json_group_array(json_object('source', s.code, 'id', x.ext_id) ORDER BY s.code, x.ext_id)
            FROM client_external_ids x JOIN sources s ON s.id = x.source_id WHERE x.client_id = ?",
@@ -660,7 +780,11 @@ async fn merge(conn: &mut SqliteConnection, scope: &Scope, winner: i64, loser: i
         "UPDATE phone_history SET client_id = ?1 WHERE client_id = ?2",
         "DELETE FROM clients WHERE id = ?2",
     ] {
-        sqlx::query(sql).bind(winner).bind(loser).execute(&mut *conn).await?;
+        sqlx::query(sql)
+            .bind(winner)
+            .bind(loser)
+            .execute(&mut *conn)
+            .await?;
     }
     sqlx::query(
         "INSERT INTO merges (org_id, loser_client_id, winner_client_id, loser_external_ids, run_id, merged_at)

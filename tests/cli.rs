@@ -1,0 +1,231 @@
+//! The binary as a user runs it: exit codes (SPEC §6), the summary, the JSON report.
+
+use std::process::{Command, Output};
+
+use crate::common::*;
+
+fn crm_import(args: &[&str], dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_crm-import"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn import_prints_the_summary_writes_the_report_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = testdata("demo.xml");
+    let out = crm_import(
+        &[
+            "import",
+            &demo,
+            "--org",
+            "uo-1",
+            "--source",
+            "1c",
+            "--report-json",
+            "report.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("import OK: 7 records applied"), "{text}");
+    assert!(text.contains("clients:  4 created"), "{text}");
+    assert!(
+        dir.path().join("crm.db").exists(),
+        "the default database is sqlite:crm.db"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["status"], "ok");
+    assert_eq!(report["records"], 7);
+    assert_eq!(report["counts"]["premise"]["created"], 3);
+    assert_eq!(report["error"], serde_json::Value::Null);
+
+    let export = crm_import(&["export", "--org", "uo-1"], dir.path());
+    assert_eq!(export.status.code(), Some(0));
+    assert_eq!(stdout(&export).lines().count(), 10);
+}
+
+#[test]
+fn an_import_error_exits_1_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = testdata("defects/invalid_phone.xml");
+    let out = crm_import(
+        &[
+            "import",
+            &bad,
+            "--org",
+            "uo-1",
+            "--source",
+            "1c",
+            "--report-json",
+            "r.json",
+            "--db",
+            "sqlite:x.db",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("import ERROR: 3 records applied"), "{text}");
+    assert!(text.contains("error: invalid_phone in"), "{text}");
+    assert!(text.contains("record 4 (C-2), field phone"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["status"], "error");
+    assert_eq!(report["error"]["code"], "invalid_phone");
+    assert_eq!(report["error"]["record_index"], 4);
+    assert_eq!(report["error"]["line"], 20);
+    assert_eq!(report["error"]["column"], 5);
+}
+
+#[test]
+fn check_lists_every_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("many.xml");
+    let xml = doc(
+        "<premise id=\"P-1\"><number>1</number></premise>\n",
+        &format!(
+            "{}{}{}",
+            client("C-1", "Иванов", Some("12"), ""),
+            client("C-2", "Петров", Some("+79161234567"), ""),
+            client("C-3", "", Some("+79161234568"), "")
+        ),
+    );
+    std::fs::write(&file, xml).unwrap();
+    let out = crm_import(&["check", file.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 3, "{text}");
+    assert!(
+        errors[0].contains("missing_field") && errors[0].contains("(P-1)"),
+        "{text}"
+    );
+    assert!(
+        errors[1].contains("invalid_phone") && errors[1].contains("(C-1)"),
+        "{text}"
+    );
+    assert!(
+        errors[2].contains("missing_field") && errors[2].contains("(C-3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("checked 4 records in 1 file(s): 3 error(s)"),
+        "{text}"
+    );
+    assert!(!dir.path().join("crm.db").exists(), "check writes nothing");
+
+    let ok = crm_import(&["check", &testdata("demo.xml")], dir.path());
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+}
+
+#[test]
+fn login_marks_the_cards_with_that_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    crm_import(
+        &[
+            "import",
+            &testdata("demo.xml"),
+            "--org",
+            "uo-1",
+            "--source",
+            "1c",
+        ],
+        dir.path(),
+    );
+    let out = crm_import(&["login", "8 (843) 224-72-71"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains("+78432247271: 1 card(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let export = stdout(&crm_import(&["export", "--org", "uo-1"], dir.path()));
+    let logged: Vec<bool> = export
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "client")
+        .map(|v| v["logged_in"].as_bool().unwrap())
+        .collect();
+    assert_eq!(logged, vec![false, false, true, false]);
+}
+
+#[test]
+fn usage_and_configuration_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = testdata("demo.xml");
+    assert_eq!(
+        crm_import(&["import", &demo, "--org", "uo-1"], dir.path())
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        crm_import(
+            &[
+                "import",
+                &demo,
+                "--org",
+                "uo-1",
+                "--source",
+                "1c",
+                "--chunk-size",
+                "0"
+            ],
+            dir.path()
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+    let bad_db = crm_import(
+        &["export", "--org", "uo-1", "--db", "mysql://localhost/crm"],
+        dir.path(),
+    );
+    assert_eq!(bad_db.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_db.stderr).contains("sqlite:PATH"));
+    let unknown_org = crm_import(&["export", "--org", "nobody"], dir.path());
+    assert_eq!(unknown_org.status.code(), Some(2));
+    assert_eq!(
+        crm_import(&["login", "not a phone"], dir.path())
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn database_url_comes_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crm-import"))
+        .args([
+            "import",
+            &testdata("demo.xml"),
+            "--org",
+            "uo-1",
+            "--source",
+            "1c",
+        ])
+        .current_dir(dir.path())
+        .env("DATABASE_URL", "sqlite:from-env.db")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(dir.path().join("from-env.db").exists());
+    assert!(!dir.path().join("crm.db").exists());
+}

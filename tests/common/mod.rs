@@ -1,0 +1,136 @@
+//! Test helpers: a real SQLite file per test, XML builders, the export as JSON values.
+
+use std::path::{Path, PathBuf};
+
+use crm_import::cli::run_import;
+use crm_import::pipeline::Options;
+use crm_import::report::RunReport;
+use crm_import::store::{self, SqliteStore, Store};
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const ORG: &str = "uo-1";
+pub const SRC: &str = "1c";
+
+pub fn testdata(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+pub struct Db {
+    pub dir: TempDir,
+    pub store: SqliteStore,
+    files: std::cell::Cell<u32>,
+}
+
+impl Db {
+    pub async fn new() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("crm.db").display());
+        let store = store::open(&url).await.unwrap();
+        Db {
+            dir,
+            store,
+            files: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Writes an export into the test's folder and returns its path.
+    pub fn file(&self, xml: &str) -> String {
+        let n = self.files.get() + 1;
+        self.files.set(n);
+        let path: PathBuf = self.dir.path().join(format!("export-{n}.xml"));
+        std::fs::write(&path, xml).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    pub async fn import(&self, xml: &str) -> RunReport {
+        self.import_as(ORG, SRC, xml).await
+    }
+
+    pub async fn import_as(&self, org: &str, source: &str, xml: &str) -> RunReport {
+        let path = self.file(xml);
+        self.import_files(org, source, &[path], 1000).await
+    }
+
+    pub async fn import_files(
+        &self,
+        org: &str,
+        source: &str,
+        files: &[String],
+        chunk_size: usize,
+    ) -> RunReport {
+        run_import(&self.store, files, org, source, Options { chunk_size })
+            .await
+            .unwrap()
+    }
+
+    pub async fn export(&self, org: &str) -> String {
+        let mut out = Vec::new();
+        self.store.export(org, &mut out).await.unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    pub async fn lines(&self, org: &str) -> Vec<Value> {
+        self.export(org)
+            .await
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub async fn of_type(&self, org: &str, kind: &str) -> Vec<Value> {
+        self.lines(org)
+            .await
+            .into_iter()
+            .filter(|l| l["type"] == kind)
+            .collect()
+    }
+
+    /// The card that carries this external id, if any.
+    pub async fn client(&self, org: &str, source: &str, id: &str) -> Option<Value> {
+        self.of_type(org, "client").await.into_iter().find(|c| {
+            c["external_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["source"] == source && x["id"] == id)
+        })
+    }
+
+    pub async fn login(&self, phone: &str) -> u64 {
+        self.store.mark_logged_in(phone).await.unwrap()
+    }
+}
+
+pub fn doc(premises: &str, clients: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<crm-import version=\"1\">\n<premises>\n{premises}</premises>\n<clients>\n{clients}</clients>\n</crm-import>\n"
+    )
+}
+
+/// A premise with accounts given as (id, number).
+pub fn premise(id: &str, accounts: &[(&str, &str)]) -> String {
+    let accounts: String = accounts
+        .iter()
+        .map(|(a, n)| format!("<account id=\"{a}\"><number>{n}</number></account>"))
+        .collect();
+    format!(
+        "<premise id=\"{id}\"><address>Казань, ул. Ленина, д. 1</address><number>{id}</number><accounts>{accounts}</accounts></premise>\n"
+    )
+}
+
+/// A client; `links` is raw XML such as `<premise ref="P-1" role="owner"/>`.
+pub fn client(id: &str, name: &str, phone: Option<&str>, links: &str) -> String {
+    let phone = phone
+        .map(|p| format!("<phone>{p}</phone>"))
+        .unwrap_or_default();
+    format!("<client id=\"{id}\"><name>{name}</name>{phone}{links}</client>\n")
+}
+
+pub fn error_code(report: &RunReport) -> Option<String> {
+    report.error.as_ref().map(|e| e.code.clone())
+}
