@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::pipeline::{self, DEFAULT_CHUNK_SIZE, Options};
 use crate::report::ReportError;
 use crate::store::{self, DEFAULT_URL, Store, Trigger};
-use crate::{phone, source};
+use crate::{generate, phone, source};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,6 +55,18 @@ pub enum Command {
         org: String,
         #[command(flatten)]
         db: Db,
+    },
+    /// Write a deterministic, realistic export (Russian names, addresses, phone spellings).
+    Generate {
+        #[arg(long)]
+        premises: u64,
+        #[arg(long)]
+        clients: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file; standard output when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Mark every card with this phone as logged in (what the residents' app reports).
     Login {
@@ -104,6 +116,19 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Check { files } => check(&files).await,
         Command::Export { org, db } => export(&org, &db.url).await,
+        Command::Generate {
+            premises,
+            clients,
+            seed,
+            out,
+        } => generate(
+            generate::Spec {
+                premises,
+                clients,
+                seed,
+            },
+            out,
+        ),
         Command::Login { phone, db } => login(&phone, &db.url).await,
     };
     ExitCode::from(code)
@@ -250,6 +275,34 @@ async fn login(raw: &str, url: &str) -> u8 {
         }
         Err(e) => {
             eprintln!("crm-import: {e} [{}]", e.code());
+            EXIT_IMPORT_ERROR
+        }
+    }
+}
+
+fn generate(spec: generate::Spec, out: Option<PathBuf>) -> u8 {
+    let bar = indicatif::ProgressBar::new(spec.premises + spec.clients);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} records, {per_sec}, ETA {eta}",
+        )
+        .expect("a valid progress template"),
+    );
+    let written = match &out {
+        Some(path) => std::fs::File::create(path).and_then(|f| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            generate::write(spec, &mut w, |n| bar.set_position(n))
+        }),
+        None => {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            generate::write(spec, &mut w, |n| bar.set_position(n))
+        }
+    };
+    bar.finish_and_clear();
+    match written {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("crm-import: writing the export failed: {e}");
             EXIT_IMPORT_ERROR
         }
     }

@@ -15,6 +15,7 @@ pub mod apply;
 pub mod cli;
 pub mod error;
 pub mod export;
+pub mod generate;
 pub mod matching;
 pub mod model;
 pub mod parse;
