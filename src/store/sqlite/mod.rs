@@ -1,0 +1,265 @@
+//! The embedded default: one SQLite file, WAL, migrations run on open.
+//!
+//! Records are applied one after another inside one transaction per chunk. Every check a
+//! record can fail (references, account numbers, the matching table) runs before its first
+//! write, so a refused record leaves nothing behind and the records before it commit.
+
+use std::io::Write;
+use std::str::FromStr;
+use std::time::Duration;
+
+mod bulk;
+mod record;
+
+use serde::Deserialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{ChunkApplied, Scope, Store, StoreError, Trigger};
+use crate::export::{ExportLine, LinkRef, PremiseRef};
+use crate::model::Record;
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Open)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Open)?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+pub(super) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store for SqliteStore {
+    async fn scope(&self, org: &str, source: &str) -> Result<Scope, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO organizations (code) VALUES (?) ON CONFLICT (code) DO NOTHING")
+            .bind(org)
+            .execute(&mut *tx)
+            .await?;
+        let org_id: i64 = sqlx::query_scalar("SELECT id FROM organizations WHERE code = ?")
+            .bind(org)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO sources (org_id, code) VALUES (?, ?) ON CONFLICT (org_id, code) DO NOTHING")
+            .bind(org_id)
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+        let source_id: i64 =
+            sqlx::query_scalar("SELECT id FROM sources WHERE org_id = ? AND code = ?")
+                .bind(org_id)
+                .bind(source)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Scope {
+            org_id,
+            source_id,
+            org: org.to_owned(),
+            source: source.to_owned(),
+            run_id: None,
+        })
+    }
+
+    async fn apply_chunk(
+        &self,
+        scope: &Scope,
+        records: &[&Record],
+    ) -> Result<ChunkApplied, StoreError> {
+        // IMMEDIATE takes the write lock up front: the plan's reads and the ids it hands out
+        // stay valid until the commit.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut applied = ChunkApplied {
+            outcomes: Vec::with_capacity(records.len()),
+            refused: None,
+        };
+        let mut start = 0;
+        while start < records.len() {
+            let plan = bulk::plan(&mut tx, scope, &records[start..]).await?;
+            bulk::write(&mut tx, scope, &plan).await?;
+            let planned_from = start;
+            start += plan.outcomes.len();
+            applied.outcomes.extend(plan.outcomes.iter().cloned());
+            match plan.stop {
+                bulk::Stop::End => break,
+                bulk::Stop::Refused(mut refusal) => {
+                    refusal.index += planned_from;
+                    applied.refused = Some(refusal);
+                    break;
+                }
+                bulk::Stop::Exact => match record::apply(&mut tx, scope, records[start]).await? {
+                    Ok(outcome) => {
+                        applied.outcomes.push(outcome);
+                        start += 1;
+                    }
+                    Err(mut refusal) => {
+                        refusal.index = start;
+                        applied.refused = Some(refusal);
+                        break;
+                    }
+                },
+            }
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> Result<bool, StoreError> {
+        use futures::TryStreamExt;
+        let mut conn = self.pool.acquire().await?;
+        let Some(org_id) =
+            sqlx::query_scalar::<_, i64>("SELECT id FROM organizations WHERE code = ?")
+                .bind(org)
+                .fetch_optional(&mut *conn)
+                .await?
+        else {
+            return Ok(false);
+        };
+        {
+            let mut rows = sqlx::query(
+                "SELECT s.code, p.ext_id, p.address, p.number, p.kind, p.floor, p.entrance, p.rooms, p.area,
+                        p.cadastral_number
+                   FROM premises p JOIN sources s ON s.id = p.source_id
+                  WHERE p.org_id = ? ORDER BY s.code, p.ext_id",
+            )
+            .bind(org_id)
+            .fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                let line = ExportLine::Premise {
+                    source: row.try_get(0)?,
+                    id: row.try_get(1)?,
+                    address: row.try_get(2)?,
+                    number: row.try_get(3)?,
+                    kind: row.try_get(4)?,
+                    floor: row.try_get(5)?,
+                    entrance: row.try_get(6)?,
+                    rooms: row.try_get(7)?,
+                    area: row.try_get(8)?,
+                    cadastral_number: row.try_get(9)?,
+                };
+                line.write(out)?;
+            }
+        }
+        {
+            let mut rows = sqlx::query(
+                "SELECT s.code, a.ext_id, p.ext_id, a.number, a.area, a.residents
+                   FROM accounts a JOIN sources s ON s.id = a.source_id JOIN premises p ON p.id = a.premise_id
+                  WHERE a.org_id = ? ORDER BY s.code, a.ext_id",
+            )
+            .bind(org_id)
+            .fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                let line = ExportLine::Account {
+                    source: row.try_get(0)?,
+                    id: row.try_get(1)?,
+                    premise_id: row.try_get(2)?,
+                    number: row.try_get(3)?,
+                    area: row.try_get(4)?,
+                    residents: row.try_get(5)?,
+                };
+                line.write(out)?;
+            }
+        }
+        {
+            let mut rows = sqlx::query(
+                "SELECT c.name, c.phone, c.email, c.logged_in,
+                    (SELECT json_group_array(json_object('source', s.code, 'id', x.ext_id) ORDER BY s.code, x.ext_id)
+                       FROM client_external_ids x JOIN sources s ON s.id = x.source_id WHERE x.client_id = c.id),
+                    (SELECT json_group_array(json_object('source', s.code, 'id', p.ext_id, 'role', cp.role)
+                                             ORDER BY s.code, p.ext_id)
+                       FROM client_premises cp JOIN premises p ON p.id = cp.premise_id
+                       JOIN sources s ON s.id = p.source_id WHERE cp.client_id = c.id),
+                    (SELECT json_group_array(json_object('source', s.code, 'id', a.ext_id) ORDER BY s.code, a.ext_id)
+                       FROM client_accounts ca JOIN accounts a ON a.id = ca.account_id
+                       JOIN sources s ON s.id = a.source_id WHERE ca.client_id = c.id),
+                    (SELECT s.code || char(0) || x.ext_id FROM client_external_ids x JOIN sources s ON s.id = x.source_id
+                      WHERE x.client_id = c.id ORDER BY s.code, x.ext_id LIMIT 1) AS first_id
+                   FROM clients c WHERE c.org_id = ? ORDER BY first_id",
+            )
+            .bind(org_id)
+            .fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                let external_ids: Vec<LinkRef> = from_json(row.try_get(4)?)?;
+                let premises: Vec<PremiseRef> = from_json(row.try_get(5)?)?;
+                let accounts: Vec<LinkRef> = from_json(row.try_get(6)?)?;
+                let line = ExportLine::Client {
+                    name: row.try_get(0)?,
+                    phone: row.try_get(1)?,
+                    email: row.try_get(2)?,
+                    logged_in: row.try_get(3)?,
+                    external_ids,
+                    premises,
+                    accounts,
+                };
+                line.write(out)?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn mark_logged_in(&self, phone: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE clients SET logged_in = 1 WHERE phone = ?")
+            .bind(phone)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn start_run(
+        &self,
+        org_id: i64,
+        pipeline: Option<&str>,
+        trigger: Trigger,
+    ) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar("INSERT INTO runs (org_id, pipeline, trigger, started_at) VALUES (?, ?, ?, ?) RETURNING id")
+            .bind(org_id)
+            .bind(pipeline)
+            .bind(trigger.as_str())
+            .bind(now())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        status: &str,
+        records: u64,
+        report_json: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET finished_at = ?, status = ?, records = ?, report = ? WHERE id = ?",
+        )
+        .bind(now())
+        .bind(status)
+        .bind(records as i64)
+        .bind(report_json)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(text: String) -> Result<Vec<T>, StoreError> {
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("link list {text:?}: {e}")))
+}
