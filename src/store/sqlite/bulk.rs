@@ -190,6 +190,79 @@ fn in_list(b: &mut QueryBuilder<Sqlite>, n: usize) {
     b.push(")");
 }
 
+/// Keys for an `IN (…)` list.
+enum KeyList<'a> {
+    Text(&'a [&'a String]),
+    Ids(&'a [i64]),
+}
+
+impl KeyList<'_> {
+    fn len(&self) -> usize {
+        match self {
+            KeyList::Text(k) => k.len(),
+            KeyList::Ids(k) => k.len(),
+        }
+    }
+}
+
+/// Runs `SELECT json_group_array(json_array(columns)) FROM … WHERE scope = ? AND key IN (…)`.
+///
+/// sqlx hands each result row from its SQLite worker thread to the caller separately; one
+/// JSON row per batch of keys replaces hundreds of those hand-overs. REAL columns must be
+/// selected as `iif(x IS NULL, NULL, quote(x))`: text that parses back to the same f64.
+async fn fetch_rows<T: serde::de::DeserializeOwned>(
+    conn: &mut SqliteConnection,
+    columns: &str,
+    from_where: &str,
+    scope: i64,
+    key: &str,
+    keys: KeyList<'_>,
+) -> Result<Vec<T>, StoreError> {
+    let mut b = QueryBuilder::<Sqlite>::new(format!(
+        "SELECT json_group_array(json_array({columns})) {from_where} "
+    ));
+    b.push_bind(scope).push(format!(" AND {key}"));
+    in_list(&mut b, keys.len());
+    let mut q = b.build_query_scalar::<String>();
+    match keys {
+        KeyList::Text(keys) => {
+            for k in keys {
+                q = q.bind(k.as_str());
+            }
+        }
+        KeyList::Ids(keys) => {
+            for k in keys {
+                q = q.bind(*k);
+            }
+        }
+    }
+    let json = q.fetch_one(&mut *conn).await?;
+    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("batched rows: {e}")))
+}
+
+/// A REAL column selected with `quote()`: exact, unlike JSON's 15 digits.
+fn real(text: Option<String>) -> Result<Option<f64>, StoreError> {
+    text.map(|t| {
+        t.parse()
+            .map_err(|_| StoreError::Corrupt(format!("stored number {t:?}")))
+    })
+    .transpose()
+}
+
+type PremiseJson = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+type CardJson = (String, i64, Option<String>, i64, String, Option<String>);
+
 impl Loaded {
     async fn load(
         conn: &mut SqliteConnection,
@@ -209,30 +282,19 @@ impl Loaded {
         };
         let premises: Vec<&String> = keys.premises.iter().collect();
         for part in premises.chunks(BATCH) {
-            let mut b = QueryBuilder::new(
-                "SELECT ext_id, id, address, number, kind, floor, entrance, rooms, area, cadastral_number
-                   FROM premises WHERE source_id = ",
-            );
-            b.push_bind(scope.source_id).push(" AND ext_id");
-            in_list(&mut b, part.len());
-            let mut q = b.build_query_as::<(
-                String,
-                i64,
-                String,
-                String,
-                String,
-                Option<i64>,
-                Option<i64>,
-                Option<i64>,
-                Option<f64>,
-                Option<String>,
-            )>();
-            for k in part {
-                q = q.bind(k.as_str());
-            }
+            let rows: Vec<PremiseJson> = fetch_rows(
+                conn,
+                "ext_id, id, address, number, kind, floor, entrance, rooms, iif(area IS NULL, NULL, quote(area)), cadastral_number",
+                "FROM premises WHERE source_id =",
+                scope.source_id,
+                "ext_id",
+                KeyList::Text(part),
+            )
+            .await?;
             for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in
-                q.fetch_all(&mut *conn).await?
+                rows
             {
+                let area = real(area)?;
                 loaded.premises.insert(
                     ext,
                     PremiseRow {
@@ -251,16 +313,17 @@ impl Loaded {
         }
         let accounts: Vec<&String> = keys.accounts.iter().collect();
         for part in accounts.chunks(BATCH) {
-            let mut b = QueryBuilder::new(
-                "SELECT ext_id, id, premise_id, number, area, residents FROM accounts WHERE source_id = ",
-            );
-            b.push_bind(scope.source_id).push(" AND ext_id");
-            in_list(&mut b, part.len());
-            let mut q = b.build_query_as::<(String, i64, i64, String, Option<f64>, Option<i64>)>();
-            for k in part {
-                q = q.bind(k.as_str());
-            }
-            for (ext, id, premise_id, number, area, residents) in q.fetch_all(&mut *conn).await? {
+            let rows: Vec<(String, i64, i64, String, Option<String>, Option<i64>)> = fetch_rows(
+                conn,
+                "ext_id, id, premise_id, number, iif(area IS NULL, NULL, quote(area)), residents",
+                "FROM accounts WHERE source_id =",
+                scope.source_id,
+                "ext_id",
+                KeyList::Text(part),
+            )
+            .await?;
+            for (ext, id, premise_id, number, area, residents) in rows {
+                let area = real(area)?;
                 loaded.accounts.insert(
                     ext,
                     AccountRow {
@@ -275,38 +338,38 @@ impl Loaded {
         }
         let numbers: Vec<&String> = keys.numbers.iter().collect();
         for part in numbers.chunks(BATCH) {
-            let mut b = QueryBuilder::new(
-                "SELECT a.number, a.source_id, s.code, a.ext_id FROM accounts a JOIN sources s ON s.id = a.source_id
-                  WHERE a.org_id = ",
-            );
-            b.push_bind(scope.org_id).push(" AND a.number");
-            in_list(&mut b, part.len());
-            let mut q = b.build_query_as::<(String, i64, String, String)>();
-            for k in part {
-                q = q.bind(k.as_str());
-            }
-            for (number, source_id, source, ext) in q.fetch_all(&mut *conn).await? {
+            let rows: Vec<(String, i64, String, String)> = fetch_rows(
+                conn,
+                "a.number, a.source_id, s.code, a.ext_id",
+                "FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id =",
+                scope.org_id,
+                "a.number",
+                KeyList::Text(part),
+            )
+            .await?;
+            for (number, source_id, source, ext) in rows {
                 loaded.numbers.insert(number, (source_id, source, ext));
             }
         }
         let clients: Vec<&String> = keys.clients.iter().collect();
         for part in clients.chunks(BATCH) {
-            let mut b = QueryBuilder::new(
-                "SELECT x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email
-                   FROM client_external_ids x JOIN clients c ON c.id = x.client_id WHERE x.source_id = ",
-            );
-            b.push_bind(scope.source_id).push(" AND x.ext_id");
-            in_list(&mut b, part.len());
-            let mut q =
-                b.build_query_as::<(String, i64, Option<String>, bool, String, Option<String>)>();
-            for k in part {
-                q = q.bind(k.as_str());
-            }
-            for (ext, id, phone, logged_in, name, email) in q.fetch_all(&mut *conn).await? {
+            let rows: Vec<CardJson> = fetch_rows(
+                conn,
+                "x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email",
+                "FROM client_external_ids x JOIN clients c ON c.id = x.client_id WHERE x.source_id =",
+                scope.source_id,
+                "x.ext_id",
+                KeyList::Text(part),
+            )
+            .await?;
+            for (ext, id, phone, logged_in, name, email) in rows {
                 loaded.cards_by_ext.insert(ext, id);
+                if let Some(p) = &phone {
+                    loaded.phones.insert(p.clone(), id);
+                }
                 loaded.cards.entry(id).or_insert(CardState {
                     phone,
-                    logged_in,
+                    logged_in: logged_in != 0,
                     name,
                     email,
                     premises: Vec::new(),
@@ -314,22 +377,27 @@ impl Loaded {
                 });
             }
         }
-        let phones: Vec<&String> = keys.phones.iter().collect();
+        // Phones of the cards found above are known; look up only the others.
+        let phones: Vec<&String> = keys
+            .phones
+            .iter()
+            .filter(|p| !loaded.phones.contains_key(*p))
+            .collect();
         for part in phones.chunks(BATCH) {
-            let mut b = QueryBuilder::new(
-                "SELECT id, phone, logged_in, name, email FROM clients WHERE org_id = ",
-            );
-            b.push_bind(scope.org_id).push(" AND phone");
-            in_list(&mut b, part.len());
-            let mut q = b.build_query_as::<(i64, String, bool, String, Option<String>)>();
-            for k in part {
-                q = q.bind(k.as_str());
-            }
-            for (id, phone, logged_in, name, email) in q.fetch_all(&mut *conn).await? {
+            let rows: Vec<(i64, String, i64, String, Option<String>)> = fetch_rows(
+                conn,
+                "id, phone, logged_in, name, email",
+                "FROM clients WHERE org_id =",
+                scope.org_id,
+                "phone",
+                KeyList::Text(part),
+            )
+            .await?;
+            for (id, phone, logged_in, name, email) in rows {
                 loaded.phones.insert(phone.clone(), id);
                 loaded.cards.entry(id).or_insert(CardState {
                     phone: Some(phone),
-                    logged_in,
+                    logged_in: logged_in != 0,
                     name,
                     email,
                     premises: Vec::new(),
@@ -339,32 +407,32 @@ impl Loaded {
         }
         let cards: Vec<i64> = loaded.cards.keys().copied().collect();
         for part in cards.chunks(BATCH) {
-            let mut b = QueryBuilder::new(
-                "SELECT client_id, premise_id, role FROM client_premises WHERE source_id = ",
-            );
-            b.push_bind(scope.source_id).push(" AND client_id");
-            in_list(&mut b, part.len());
-            let mut q = b.build_query_as::<(i64, i64, String)>();
-            for id in part {
-                q = q.bind(*id);
-            }
-            for (card, premise, role) in q.fetch_all(&mut *conn).await? {
+            let rows: Vec<(i64, i64, String)> = fetch_rows(
+                conn,
+                "client_id, premise_id, role",
+                "FROM client_premises WHERE source_id =",
+                scope.source_id,
+                "client_id",
+                KeyList::Ids(part),
+            )
+            .await?;
+            for (card, premise, role) in rows {
                 let role = Role::parse(&role)
                     .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?;
                 if let Some(state) = loaded.cards.get_mut(&card) {
                     state.premises.push((premise, role));
                 }
             }
-            let mut b = QueryBuilder::new(
-                "SELECT client_id, account_id FROM client_accounts WHERE source_id = ",
-            );
-            b.push_bind(scope.source_id).push(" AND client_id");
-            in_list(&mut b, part.len());
-            let mut q = b.build_query_as::<(i64, i64)>();
-            for id in part {
-                q = q.bind(*id);
-            }
-            for (card, account) in q.fetch_all(&mut *conn).await? {
+            let rows: Vec<(i64, i64)> = fetch_rows(
+                conn,
+                "client_id, account_id",
+                "FROM client_accounts WHERE source_id =",
+                scope.source_id,
+                "client_id",
+                KeyList::Ids(part),
+            )
+            .await?;
+            for (card, account) in rows {
                 if let Some(state) = loaded.cards.get_mut(&card) {
                     state.accounts.push(account);
                 }
