@@ -261,6 +261,7 @@ type PremiseJson = (
     Option<String>,
     Option<String>,
 );
+type AccountJson = (String, i64, i64, String, Option<String>, Option<i64>);
 type CardJson = (String, i64, Option<String>, i64, String, Option<String>);
 
 impl Loaded {
@@ -313,7 +314,7 @@ impl Loaded {
         }
         let accounts: Vec<&String> = keys.accounts.iter().collect();
         for part in accounts.chunks(BATCH) {
-            let rows: Vec<(String, i64, i64, String, Option<String>, Option<i64>)> = fetch_rows(
+            let rows: Vec<AccountJson> = fetch_rows(
                 conn,
                 "ext_id, id, premise_id, number, iif(area IS NULL, NULL, quote(area)), residents",
                 "FROM accounts WHERE source_id =",
