@@ -1,7 +1,11 @@
-//! Line and column of the bytes the XML tokenizer has consumed.
+//! The buffered reader under the XML tokenizer, which also knows the line and column of
+//! any position it was asked to mark.
 //!
-//! quick-xml reports byte offsets; people need "line 240, column 5". Counting as the
-//! tokenizer consumes keeps this O(1) in memory whatever the file size.
+//! quick-xml reports byte offsets; people need "line 240, column 5". Counting every byte
+//! as the tokenizer consumes it would cost more than tokenizing, so counting is lazy: the
+//! parser marks where each event starts (a store of one integer) and asks for the line and
+//! column only at record starts and errors. Bytes are counted once, with memchr, just
+//! before the buffer drops them, so memory stays one buffer whatever the file size.
 
 use std::io::{self, BufRead, Read};
 
@@ -14,37 +18,77 @@ pub struct LineCol {
 
 pub struct LineCounter<R> {
     inner: R,
+    buf: Box<[u8]>,
+    /// Consumed up to here; filled up to `end`.
+    start: usize,
+    end: usize,
+    /// Line and characters since the last newline, as of `buf[..counted]`.
+    counted: usize,
     line: u64,
-    /// Characters consumed since the last newline.
     chars: u64,
+    /// The marked position in `buf`, and its line and column once counted.
+    mark: usize,
+    mark_at: Option<LineCol>,
 }
 
-impl<R: BufRead> LineCounter<R> {
-    pub fn new(inner: R) -> Self {
+impl<R: Read> LineCounter<R> {
+    pub fn with_capacity(capacity: usize, inner: R) -> Self {
         LineCounter {
             inner,
+            buf: vec![0; capacity].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            counted: 0,
             line: 1,
             chars: 0,
+            mark: 0,
+            mark_at: Some(LineCol { line: 1, column: 1 }),
         }
     }
 
+    /// Remembers the next unconsumed byte's position.
+    pub fn mark(&mut self) {
+        self.mark = self.start;
+        self.mark_at = None;
+    }
+
+    /// Where the marked byte is.
+    pub fn marked(&mut self) -> LineCol {
+        if let Some(at) = self.mark_at {
+            return at;
+        }
+        self.count_to(self.mark);
+        let at = self.position();
+        self.mark_at = Some(at);
+        at
+    }
+
     /// Where the next unconsumed byte is.
-    pub fn here(&self) -> LineCol {
+    pub fn here(&mut self) -> LineCol {
+        self.count_to(self.start);
+        self.position()
+    }
+
+    fn position(&self) -> LineCol {
         LineCol {
             line: self.line,
             column: self.chars + 1,
         }
     }
-}
 
-/// The line and column after `bytes`, starting from `line` and `chars`.
-fn advance(line: u64, chars: u64, bytes: &[u8]) -> (u64, u64) {
-    match bytes.iter().rposition(|&b| b == b'\n') {
-        Some(i) => {
-            let newlines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-            (line + newlines, char_starts(&bytes[i + 1..]))
+    fn count_to(&mut self, to: usize) {
+        if to <= self.counted {
+            return;
         }
-        None => (line, chars + char_starts(bytes)),
+        let bytes = &self.buf[self.counted..to];
+        match memchr::memrchr(b'\n', bytes) {
+            Some(last) => {
+                self.line += memchr::memchr_iter(b'\n', bytes).count() as u64;
+                self.chars = char_starts(&bytes[last + 1..]);
+            }
+            None => self.chars += char_starts(bytes),
+        }
+        self.counted = to;
     }
 }
 
@@ -53,27 +97,45 @@ fn char_starts(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count() as u64
 }
 
-impl<R: BufRead> Read for LineCounter<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        (self.line, self.chars) = advance(self.line, self.chars, &buf[..n]);
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
 
-impl<R: BufRead> BufRead for LineCounter<R> {
+impl<R: Read> BufRead for LineCounter<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
+        if self.start == self.end {
+            // The buffer is about to be reused: count what it holds first, and settle
+            // the mark if it points into it.
+            if self.mark_at.is_none() {
+                self.marked();
+            }
+            self.count_to(self.start);
+            self.start = 0;
+            self.end = 0;
+            self.counted = 0;
+            self.mark = 0;
+            loop {
+                match self.inner.read(&mut self.buf) {
+                    Ok(n) => {
+                        self.end = n;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(&self.buf[self.start..self.end])
     }
 
     fn consume(&mut self, amt: usize) {
-        // The buffer the caller saw is still there: a BufRead does no I/O between a fill_buf
-        // and the consume that follows it.
-        if let Ok(buf) = self.inner.fill_buf() {
-            let seen = amt.min(buf.len());
-            (self.line, self.chars) = advance(self.line, self.chars, &buf[..seen]);
-        }
-        self.inner.consume(amt);
+        self.start = (self.start + amt).min(self.end);
     }
 }
 
@@ -83,15 +145,35 @@ mod tests {
 
     #[test]
     fn counts_lines_and_characters() {
-        let mut r = LineCounter::new("ab\nвгд\ne".as_bytes());
-        r.fill_buf().unwrap();
-        r.consume(3);
-        assert_eq!(r.here(), LineCol { line: 2, column: 1 });
-        r.fill_buf().unwrap();
-        r.consume(4);
-        assert_eq!(r.here(), LineCol { line: 2, column: 3 });
-        r.fill_buf().unwrap();
-        r.consume(3);
-        assert_eq!(r.here(), LineCol { line: 3, column: 1 });
+        let mut r = LineCounter::with_capacity(4, "ab\nвгд\ne".as_bytes());
+        let mut seen = Vec::new();
+        loop {
+            r.mark();
+            let n = r.fill_buf().unwrap().len().min(1);
+            if n == 0 {
+                break;
+            }
+            r.consume(n);
+            seen.push(r.marked());
+        }
+        let columns: Vec<(u64, u64)> = seen.iter().map(|c| (c.line, c.column)).collect();
+        // Each byte's own position; a Cyrillic letter is two bytes of one character.
+        assert_eq!(
+            columns,
+            vec![
+                (1, 1),
+                (1, 2),
+                (1, 3),
+                (2, 1),
+                (2, 2),
+                (2, 2),
+                (2, 3),
+                (2, 3),
+                (2, 4),
+                (2, 4),
+                (3, 1)
+            ]
+        );
+        assert_eq!(r.here(), LineCol { line: 3, column: 2 });
     }
 }

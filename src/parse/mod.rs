@@ -9,7 +9,7 @@
 mod encoding;
 mod lines;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::sync::Arc;
 
 use quick_xml::Reader;
@@ -98,7 +98,6 @@ struct Attrs {
 struct StartTag {
     tag: Tag,
     empty: bool,
-    attrs: Attrs,
 }
 
 #[derive(Debug)]
@@ -128,33 +127,30 @@ enum Place {
 }
 
 /// Reads records from one export, in document order.
-pub struct RecordReader<R: BufRead> {
+pub struct RecordReader<R: Read> {
     xml: Reader<LineCounter<R>>,
     buf: Vec<u8>,
     text: String,
     file: Arc<str>,
     index: u64,
     place: Place,
-    /// Where the event being read starts.
-    mark: LineCol,
     /// Warnings met between records (an unknown section); they travel with the next record.
     pending: Vec<Problem>,
+    /// The attributes of the last start tag read; reused from tag to tag.
+    attrs: Attrs,
 }
 
-impl<R: Read> RecordReader<BufReader<Utf8Reader<R>>> {
+impl<R: Read> RecordReader<Utf8Reader<R>> {
     /// Reads an export in UTF-8 or windows-1251, whichever its bytes are.
     pub fn from_bytes(file: Arc<str>, bytes: R) -> Self {
-        RecordReader::new(
-            file,
-            BufReader::with_capacity(64 * 1024, Utf8Reader::new(bytes)),
-        )
+        RecordReader::new(file, Utf8Reader::new(bytes))
     }
 }
 
-impl<R: BufRead> RecordReader<R> {
+impl<R: Read> RecordReader<R> {
     /// `input` must yield UTF-8; [`RecordReader::from_bytes`] decodes other encodings.
     pub fn new(file: Arc<str>, input: R) -> Self {
-        let mut xml = Reader::from_reader(LineCounter::new(input));
+        let mut xml = Reader::from_reader(LineCounter::with_capacity(64 * 1024, input));
         let config = xml.config_mut();
         config.trim_text(false);
         config.check_end_names = true;
@@ -166,8 +162,8 @@ impl<R: BufRead> RecordReader<R> {
             file,
             index: 0,
             place: Place::BeforeRoot,
-            mark: LineCol { line: 1, column: 1 },
             pending: Vec::new(),
+            attrs: Attrs::default(),
         }
     }
 
@@ -186,7 +182,6 @@ impl<R: BufRead> RecordReader<R> {
     pub fn read_record(&mut self) -> Result<Option<Parsed>, Box<Problem>> {
         loop {
             let ev = self.next_event(false)?;
-            let here = self.mark;
             match (self.place, ev) {
                 (_, Ev::Text { blank: true } | Ev::Other) => {}
                 (Place::BeforeRoot, Ev::DocType { html: true }) => return Err(self.html_error()),
@@ -211,10 +206,12 @@ impl<R: BufRead> RecordReader<R> {
                 },
                 (Place::Root, Ev::End) => self.place = Place::AfterRoot,
                 (Place::Premises, Ev::Start(start)) if start.tag == Tag::Premise => {
-                    return self.read_premise(here, start).map(Some);
+                    let at = self.xml.get_mut().marked();
+                    return self.read_premise(at, start).map(Some);
                 }
                 (Place::Clients, Ev::Start(start)) if start.tag == Tag::Client => {
-                    return self.read_client(here, start).map(Some);
+                    let at = self.xml.get_mut().marked();
+                    return self.read_client(at, start).map(Some);
                 }
                 (Place::Premises | Place::Clients, Ev::Start(start)) => {
                     self.skip_unknown_between_records(start)?;
@@ -252,7 +249,7 @@ impl<R: BufRead> RecordReader<R> {
                 ));
             }
         }
-        match start.attrs.version.as_deref() {
+        match self.attrs.version.as_deref() {
             Some(FORMAT_VERSION) => {}
             Some(v) => {
                 return Err(self.fatal(
@@ -275,7 +272,7 @@ impl<R: BufRead> RecordReader<R> {
         Ok(())
     }
 
-    fn html_error(&self) -> Box<Problem> {
+    fn html_error(&mut self) -> Box<Problem> {
         self.fatal(
             Code::HtmlInsteadOfXml,
             "this is an HTML page, not an XML export: a link must download the file itself \
@@ -283,8 +280,8 @@ impl<R: BufRead> RecordReader<R> {
         )
     }
 
-    fn here(&self) -> Position {
-        let at = self.xml.get_ref().here();
+    fn here(&mut self) -> Position {
+        let at = self.xml.get_mut().here();
         Position {
             file: self.file.clone(),
             line: at.line,
@@ -293,34 +290,35 @@ impl<R: BufRead> RecordReader<R> {
         }
     }
 
-    fn fatal(&self, code: Code, message: impl Into<String>) -> Box<Problem> {
+    fn fatal(&mut self, code: Code, message: impl Into<String>) -> Box<Problem> {
         Box::new(Problem::new(code, message, self.here()))
     }
 
-    fn truncated(&self) -> Box<Problem> {
+    fn truncated(&mut self) -> Box<Problem> {
         self.fatal(
             Code::Truncated,
             "the file ends in the middle of the document: it was cut short",
         )
     }
 
-    fn record_position(&mut self, at: LineCol, id: Option<&str>) -> Position {
+    fn record_position(&mut self, at: LineCol, id: &str) -> Position {
         self.index += 1;
         Position {
             file: self.file.clone(),
             line: at.line,
             column: at.column,
             record_index: Some(self.index),
-            record_id: id.map(str::to_owned),
+            record_id: (!id.is_empty()).then(|| id.to_owned()),
         }
     }
 
     fn read_premise(&mut self, at: LineCol, start: StartTag) -> Result<Parsed, Box<Problem>> {
-        let position = self.record_position(at, start.attrs.id.as_deref());
+        let id = self.attrs.id.take().unwrap_or_default();
+        let position = self.record_position(at, &id);
         let mut rec = Record::new(position, std::mem::take(&mut self.pending));
-        rec.attributes(&start.attrs, "premise");
+        rec.attributes(&self.attrs, "premise");
         let mut premise = RawPremise {
-            id: start.attrs.id.unwrap_or_default(),
+            id,
             ..RawPremise::default()
         };
         if premise.id.is_empty() {
@@ -365,7 +363,7 @@ impl<R: BufRead> RecordReader<R> {
         accounts: &mut Vec<RawAccount>,
         start: StartTag,
     ) -> Result<(), Box<Problem>> {
-        rec.attributes(&start.attrs, "accounts");
+        rec.attributes(&self.attrs, "accounts");
         if start.empty {
             return Ok(());
         }
@@ -387,9 +385,10 @@ impl<R: BufRead> RecordReader<R> {
         rec: &mut Record,
         start: StartTag,
     ) -> Result<RawAccount, Box<Problem>> {
-        rec.attributes(&start.attrs, "account");
+        rec.attributes(&self.attrs, "account");
+        let id = self.attrs.id.take().unwrap_or_default();
         let mut account = RawAccount {
-            id: start.attrs.id.unwrap_or_default(),
+            id,
             ..RawAccount::default()
         };
         if account.id.is_empty() {
@@ -423,11 +422,12 @@ impl<R: BufRead> RecordReader<R> {
     }
 
     fn read_client(&mut self, at: LineCol, start: StartTag) -> Result<Parsed, Box<Problem>> {
-        let position = self.record_position(at, start.attrs.id.as_deref());
+        let id = self.attrs.id.take().unwrap_or_default();
+        let position = self.record_position(at, &id);
         let mut rec = Record::new(position, std::mem::take(&mut self.pending));
-        rec.attributes(&start.attrs, "client");
+        rec.attributes(&self.attrs, "client");
         let mut client = RawClient {
-            id: start.attrs.id.unwrap_or_default(),
+            id,
             ..RawClient::default()
         };
         if client.id.is_empty() {
@@ -470,21 +470,22 @@ impl<R: BufRead> RecordReader<R> {
     ) -> Result<(), Box<Problem>> {
         let is_premise = start.tag == Tag::Premise;
         let what = if is_premise { "premise" } else { "account" };
-        rec.attributes(&start.attrs, what);
-        if !is_premise && start.attrs.role.is_some() {
+        rec.attributes(&self.attrs, what);
+        if !is_premise && self.attrs.role.is_some() {
             rec.warn(
                 Code::UnknownAttribute,
                 "role",
                 "attribute role of <account> is not part of the format; skipped",
             );
         }
-        match start.attrs.reference {
+        let role = self.attrs.role.take();
+        match self.attrs.reference.take() {
             Some(reference) if !reference.trim().is_empty() => {
                 let reference = reference.trim().to_owned();
                 if is_premise {
                     client.premises.push(RawPremiseLink {
                         premise: reference,
-                        role: start.attrs.role,
+                        role,
                     });
                 } else {
                     client.accounts.push(reference);
@@ -510,7 +511,7 @@ impl<R: BufRead> RecordReader<R> {
         name: &str,
         start: StartTag,
     ) -> Result<(), Box<Problem>> {
-        rec.attributes(&start.attrs, name);
+        rec.attributes(&self.attrs, name);
         self.text.clear();
         if !start.empty {
             loop {
@@ -582,12 +583,7 @@ impl<R: BufRead> RecordReader<R> {
         let mut problem = Problem::new(
             Code::UnknownElement,
             format!("element <{name}> is not part of the format here; skipped"),
-            Position {
-                file: self.file.clone(),
-                line: self.mark.line,
-                column: self.mark.column,
-                ..Position::default()
-            },
+            position_of(&self.file, self.xml.get_mut().marked()),
         );
         problem.key = name;
         self.pending.push(problem);
@@ -623,26 +619,36 @@ impl<R: BufRead> RecordReader<R> {
 
     /// Reads one event. With `collect`, text and entities are appended to `self.text`.
     fn next_event(&mut self, collect: bool) -> Result<Ev, Box<Problem>> {
-        self.mark = self.xml.get_ref().here();
+        self.xml.get_mut().mark();
+        self.buf.clear();
         let event = match self.xml.read_event_into(&mut self.buf) {
             Ok(event) => event,
             Err(e) => {
-                let position = Position {
-                    file: self.file.clone(),
-                    line: self.xml.get_ref().here().line,
-                    column: self.xml.get_ref().here().column,
-                    ..Position::default()
-                };
-                return Err(xml_problem(e, position));
+                return Err(xml_problem(
+                    e,
+                    position_of(&self.file, self.xml.get_mut().here()),
+                ));
             }
         };
         let ev = match event {
-            Event::Start(e) => {
-                Ev::Start(start_tag(&e, false).map_err(|e| xml_problem(e, self.mark_position()))?)
-            }
-            Event::Empty(e) => {
-                Ev::Start(start_tag(&e, true).map_err(|e| xml_problem(e, self.mark_position()))?)
-            }
+            Event::Start(e) => match start_tag(&e, false, &mut self.attrs) {
+                Ok(tag) => Ev::Start(tag),
+                Err(err) => {
+                    return Err(xml_problem(
+                        err,
+                        position_of(&self.file, self.xml.get_mut().marked()),
+                    ));
+                }
+            },
+            Event::Empty(e) => match start_tag(&e, true, &mut self.attrs) {
+                Ok(tag) => Ev::Start(tag),
+                Err(err) => {
+                    return Err(xml_problem(
+                        err,
+                        position_of(&self.file, self.xml.get_mut().marked()),
+                    ));
+                }
+            },
             Event::End(_) => Ev::End,
             Event::Text(e) => {
                 if collect {
@@ -690,7 +696,7 @@ impl<R: BufRead> RecordReader<R> {
                             format!(
                                 "the file declares encoding {declared:?}; exports must be UTF-8 or windows-1251"
                             ),
-                            self.mark_position(),
+                            position_of(&self.file, self.xml.get_mut().marked()),
                         )));
                     }
                 }
@@ -704,14 +710,14 @@ impl<R: BufRead> RecordReader<R> {
         };
         Ok(ev)
     }
+}
 
-    fn mark_position(&self) -> Position {
-        Position {
-            file: self.file.clone(),
-            line: self.mark.line,
-            column: self.mark.column,
-            ..Position::default()
-        }
+fn position_of(file: &Arc<str>, at: LineCol) -> Position {
+    Position {
+        file: file.clone(),
+        line: at.line,
+        column: at.column,
+        ..Position::default()
     }
 }
 
@@ -826,9 +832,19 @@ fn push_bounded(text: &mut String, piece: &str) {
     }
 }
 
-fn start_tag(e: &BytesStart<'_>, empty: bool) -> Result<StartTag, quick_xml::Error> {
+/// Reads a start tag; its attributes go to `attrs`, whose buffers are reused.
+fn start_tag(
+    e: &BytesStart<'_>,
+    empty: bool,
+    attrs: &mut Attrs,
+) -> Result<StartTag, quick_xml::Error> {
     let tag = Tag::from_name(e.name().as_ref());
-    let mut attrs = Attrs::default();
+    attrs.id = None;
+    attrs.reference = None;
+    attrs.role = None;
+    attrs.version = None;
+    attrs.unknown.clear();
+    attrs.bad_entity = None;
     for attr in e.attributes() {
         let attr = attr.map_err(quick_xml::Error::InvalidAttr)?;
         let key = attr.key.as_ref();
@@ -851,7 +867,7 @@ fn start_tag(e: &BytesStart<'_>, empty: bool) -> Result<StartTag, quick_xml::Err
             Err(e) => return Err(e),
         }
     }
-    Ok(StartTag { tag, empty, attrs })
+    Ok(StartTag { tag, empty })
 }
 
 fn xml_problem(error: quick_xml::Error, position: Position) -> Box<Problem> {
