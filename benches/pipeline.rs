@@ -49,12 +49,13 @@ fn validated(bytes: &[u8]) -> Vec<Validated> {
 }
 
 async fn fresh_store(dir: &tempfile::TempDir, n: u32) -> SqliteStore {
-    store::open(&format!(
+    let url = format!(
         "sqlite:{}",
         dir.path().join(format!("bench-{n}.db")).display()
-    ))
-    .await
-    .unwrap()
+    );
+    store::open(&url, &store::Settings::default())
+        .await
+        .unwrap()
 }
 
 async fn apply_all(store: &SqliteStore, records: &[Validated]) {

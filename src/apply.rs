@@ -2,8 +2,11 @@
 //! error — a record that failed validation, or one the store refused. Records before it
 //! stay committed; nothing after it is applied.
 
+use std::sync::Arc;
+
 use crate::error::Problem;
 use crate::model::{Record, Validated};
+use crate::observe::Observer;
 use crate::pipeline::Batch;
 use crate::report::{ReportError, RunReport};
 use crate::store::{Scope, Store};
@@ -18,14 +21,21 @@ pub struct Applier<'a, S> {
     store: &'a S,
     scope: &'a Scope,
     report: &'a mut RunReport,
+    observer: Arc<dyn Observer>,
 }
 
 impl<'a, S: Store> Applier<'a, S> {
-    pub fn new(store: &'a S, scope: &'a Scope, report: &'a mut RunReport) -> Self {
+    pub fn new(
+        store: &'a S,
+        scope: &'a Scope,
+        report: &'a mut RunReport,
+        observer: Arc<dyn Observer>,
+    ) -> Self {
         Applier {
             store,
             scope,
             report,
+            observer,
         }
     }
 
@@ -66,6 +76,7 @@ impl<'a, S: Store> Applier<'a, S> {
             }
             self.report.applied(outcome);
         }
+        self.observer.records_applied(applied.outcomes.len() as u64);
         if let Some(refusal) = applied.refused {
             let item = &items[refusal.index];
             for w in &item.warnings {

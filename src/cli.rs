@@ -7,6 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::observe::ProgressBars;
 use crate::pipeline::{self, DEFAULT_CHUNK_SIZE, Options};
 use crate::report::ReportError;
 use crate::store::{self, DEFAULT_URL, Store, Trigger};
@@ -81,6 +85,9 @@ pub struct Db {
     /// Database URL; falls back to DATABASE_URL, then to sqlite:crm.db.
     #[arg(long = "db", env = "DATABASE_URL", default_value = DEFAULT_URL)]
     pub url: String,
+    /// SQLite page cache per connection, in MiB.
+    #[arg(long, default_value_t = store::Settings::default().cache_mib, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub cache_mib: u32,
 }
 
 fn parse_chunk_size(s: &str) -> Result<usize, String> {
@@ -108,14 +115,17 @@ pub async fn run(cli: Cli) -> ExitCode {
                 &files,
                 &org,
                 &source,
-                &db.url,
+                &db,
                 report_json,
-                Options { chunk_size },
+                Options {
+                    chunk_size,
+                    observer: Arc::new(ProgressBars::new()),
+                },
             )
             .await
         }
         Command::Check { files } => check(&files).await,
-        Command::Export { org, db } => export(&org, &db.url).await,
+        Command::Export { org, db } => export(&org, &db).await,
         Command::Generate {
             premises,
             clients,
@@ -129,13 +139,20 @@ pub async fn run(cli: Cli) -> ExitCode {
             },
             out,
         ),
-        Command::Login { phone, db } => login(&phone, &db.url).await,
+        Command::Login { phone, db } => login(&phone, &db).await,
     };
     ExitCode::from(code)
 }
 
-async fn open_store(url: &str) -> Result<store::SqliteStore, u8> {
-    store::open(url).await.map_err(|e| {
+async fn open_store(db: &Db) -> Result<store::SqliteStore, u8> {
+    store::open(
+        &db.url,
+        &store::Settings {
+            cache_mib: db.cache_mib,
+        },
+    )
+    .await
+    .map_err(|e| {
         eprintln!("crm-import: {e} [{}]", e.code());
         EXIT_CONFIG
     })
@@ -145,14 +162,15 @@ async fn import(
     files: &[String],
     org: &str,
     source: &str,
-    url: &str,
+    db: &Db,
     report_json: Option<PathBuf>,
     options: Options,
 ) -> u8 {
-    let store = match open_store(url).await {
+    let store = match open_store(db).await {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let started = Instant::now();
     let report = match run_import(&store, files, org, source, options).await {
         Ok(report) => report,
         Err(e) => {
@@ -161,7 +179,8 @@ async fn import(
             report
         }
     };
-    print!("{}", report.summary());
+    say(&report.summary());
+    say(&throughput(report.records, started.elapsed().as_secs_f64()));
     if let Some(path) = report_json
         && let Err(e) = std::fs::write(&path, report.to_json())
     {
@@ -206,7 +225,7 @@ async fn check(files: &[String]) -> u8 {
         let input = match source::open(address).await {
             Ok(input) => input,
             Err(e) => {
-                println!("{e} [{}]", e.code());
+                say(&format!("{e} [{}]\n", e.code()));
                 errors += 1;
                 continue;
             }
@@ -223,10 +242,10 @@ async fn check(files: &[String]) -> u8 {
         })
         .await;
     }
-    println!(
-        "checked {records} records in {} file(s): {errors} error(s), {warnings} warning(s)",
+    say(&format!(
+        "checked {records} records in {} file(s): {errors} error(s), {warnings} warning(s)\n",
         files.len()
-    );
+    ));
     if errors == 0 {
         EXIT_OK
     } else {
@@ -234,8 +253,8 @@ async fn check(files: &[String]) -> u8 {
     }
 }
 
-async fn export(org: &str, url: &str) -> u8 {
-    let store = match open_store(url).await {
+async fn export(org: &str, db: &Db) -> u8 {
+    let store = match open_store(db).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -259,18 +278,18 @@ async fn export(org: &str, url: &str) -> u8 {
     }
 }
 
-async fn login(raw: &str, url: &str) -> u8 {
+async fn login(raw: &str, db: &Db) -> u8 {
     let Some(phone) = phone::normalize(raw) else {
         eprintln!("crm-import: {raw:?} is not a valid phone number [invalid_phone]");
         return EXIT_CONFIG;
     };
-    let store = match open_store(url).await {
+    let store = match open_store(db).await {
         Ok(s) => s,
         Err(code) => return code,
     };
     match store.mark_logged_in(&phone).await {
         Ok(n) => {
-            println!("{phone}: {n} card(s) marked as logged in");
+            say(&format!("{phone}: {n} card(s) marked as logged in\n"));
             EXIT_OK
         }
         Err(e) => {
@@ -306,4 +325,32 @@ fn generate(spec: generate::Spec, out: Option<PathBuf>) -> u8 {
             EXIT_IMPORT_ERROR
         }
     }
+}
+
+/// Prints to standard output. A closed pipe (`crm-import check … | head`) is not an error
+/// of the import, so it is ignored rather than turned into a panic.
+fn say(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// `200000 records in 10.2 s: 19600 records/s, peak memory 48 MiB` — what a bench reads.
+fn throughput(records: u64, seconds: f64) -> String {
+    let rate = if seconds > 0.0 {
+        records as f64 / seconds
+    } else {
+        0.0
+    };
+    let mut line = format!("  {records} records in {seconds:.2} s: {rate:.0} records/s");
+    if let Some(kib) = peak_rss_kib() {
+        line.push_str(&format!(", peak memory {:.1} MiB", kib as f64 / 1024.0));
+    }
+    line.push('\n');
+    line
+}
+
+/// The process's peak resident set (VmHWM), where the system tells it (Linux).
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -18,6 +18,7 @@ pub mod export;
 pub mod generate;
 pub mod matching;
 pub mod model;
+pub mod observe;
 pub mod parse;
 pub mod phone;
 pub mod pipeline;

@@ -14,6 +14,7 @@ use tokio_util::io::SyncIoBridge;
 use crate::apply::{Applier, Flow};
 use crate::error::Problem;
 use crate::model::{Parsed, Validated};
+use crate::observe::{Counted, Observer, Silent};
 use crate::parse::RecordReader;
 use crate::report::{FileReport, ReportError, RunReport};
 use crate::source::{self, Input};
@@ -35,15 +36,17 @@ pub enum Batch<T> {
     Fatal(Problem),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Options {
     pub chunk_size: usize,
+    pub observer: Arc<dyn Observer>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             chunk_size: DEFAULT_CHUNK_SIZE,
+            observer: Arc::new(Silent),
         }
     }
 }
@@ -68,7 +71,10 @@ pub async fn import_files<S: Store>(
                 break;
             }
         };
-        if import_input(store, scope, input, options, &mut report).await == Flow::Halt {
+        options.observer.file_started(address, input.size);
+        let flow = import_input(store, scope, input, options.clone(), &mut report).await;
+        options.observer.file_finished();
+        if flow == Flow::Halt {
             break;
         }
     }
@@ -84,8 +90,9 @@ pub async fn import_input<S: Store>(
     report: &mut RunReport,
 ) -> Flow {
     let file = input.name.clone();
+    let observer = options.observer.clone();
     let mut validated = spawn_stages(input, options);
-    let mut applier = Applier::new(store, scope, report);
+    let mut applier = Applier::new(store, scope, report, observer);
     let mut flow = Flow::Continue;
     while let Some(batch) = validated.recv().await {
         flow = applier.batch(batch, &file).await;
@@ -136,7 +143,7 @@ fn spawn_stages(input: Input, options: Options) -> mpsc::Receiver<Batch<Validate
     let chunk_size = options.chunk_size.max(1);
     let (parsed_tx, parsed_rx) = mpsc::channel(QUEUE);
     let (validated_tx, validated_rx) = mpsc::channel(QUEUE);
-    let bytes = SyncIoBridge::new(input.reader);
+    let bytes = Counted::new(SyncIoBridge::new(input.reader), options.observer.clone());
     let file = input.name;
     tokio::task::spawn_blocking(move || parse_stage(file, bytes, chunk_size, parsed_tx));
     tokio::task::spawn_blocking(move || validate_stage(parsed_rx, validated_tx));

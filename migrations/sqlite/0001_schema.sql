@@ -41,7 +41,6 @@ CREATE TABLE premises (
     cadastral_number TEXT,
     UNIQUE (source_id, ext_id)
 );
-CREATE INDEX premises_org ON premises (org_id);
 
 CREATE TABLE accounts (
     id         INTEGER PRIMARY KEY,
@@ -55,7 +54,6 @@ CREATE TABLE accounts (
     UNIQUE (source_id, ext_id),
     UNIQUE (org_id, number)
 );
-CREATE INDEX accounts_premise ON accounts (premise_id);
 
 CREATE TABLE clients (
     id        INTEGER PRIMARY KEY,

@@ -137,10 +137,24 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Tuning that trades memory for speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// SQLite's page cache per connection, in MiB (default 32): index pages that stay in
+    /// memory between chunks instead of being read back from the file.
+    pub cache_mib: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { cache_mib: 32 }
+    }
+}
+
 /// Opens the store a URL names (`sqlite:PATH`) and runs its migrations.
-pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+pub async fn open(url: &str, settings: &Settings) -> Result<SqliteStore, StoreError> {
     if url.starts_with("sqlite:") {
-        SqliteStore::open(url).await
+        SqliteStore::open(url, settings).await
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

@@ -30,7 +30,9 @@ impl Db {
     pub async fn new() -> Db {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:{}", dir.path().join("crm.db").display());
-        let store = store::open(&url).await.unwrap();
+        let store = store::open(&url, &store::Settings::default())
+            .await
+            .unwrap();
         Db {
             dir,
             store,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{ChunkApplied, Scope, Store, StoreError, Trigger};
+use super::{ChunkApplied, Scope, Settings, Store, StoreError, Trigger};
 use crate::export::{ExportLine, LinkRef, PremiseRef};
 use crate::model::Record;
 
@@ -25,16 +25,25 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) and migrates the database. The pragmas and what each
+    /// trades are in the README's "Storage" section.
+    pub async fn open(url: &str, settings: &Settings) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(StoreError::Open)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // A negative cache_size is in KiB.
+            .pragma(
+                "cache_size",
+                format!("-{}", u64::from(settings.cache_mib) * 1024),
+            )
+            .pragma("temp_store", "memory");
+        // One connection writes (SQLite has one writer), one reads: two page caches at most.
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(2)
             .connect_with(options)
             .await
             .map_err(StoreError::Open)?;
@@ -137,8 +146,8 @@ impl Store for SqliteStore {
             let mut rows = sqlx::query(
                 "SELECT s.code, p.ext_id, p.address, p.number, p.kind, p.floor, p.entrance, p.rooms, p.area,
                         p.cadastral_number
-                   FROM premises p JOIN sources s ON s.id = p.source_id
-                  WHERE p.org_id = ? ORDER BY s.code, p.ext_id",
+                   FROM sources s JOIN premises p ON p.source_id = s.id
+                  WHERE s.org_id = ? ORDER BY s.code, p.ext_id",
             )
             .bind(org_id)
             .fetch(&mut *conn);
@@ -161,8 +170,8 @@ impl Store for SqliteStore {
         {
             let mut rows = sqlx::query(
                 "SELECT s.code, a.ext_id, p.ext_id, a.number, a.area, a.residents
-                   FROM accounts a JOIN sources s ON s.id = a.source_id JOIN premises p ON p.id = a.premise_id
-                  WHERE a.org_id = ? ORDER BY s.code, a.ext_id",
+                   FROM sources s JOIN accounts a ON a.source_id = s.id JOIN premises p ON p.id = a.premise_id
+                  WHERE s.org_id = ? ORDER BY s.code, a.ext_id",
             )
             .bind(org_id)
             .fetch(&mut *conn);

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# End-to-end throughput and peak memory, crm-import next to the peer importer
+# (../shared/peer/peer_lxml.py) on the same generated file, in one run:
+#
+#   benches/e2e.sh [PAIRS]        # default 1000000: a ~700 MB file
+#
+# A "pair" is the peer's record: one premise with its account plus one client with two
+# links. Needs python3 with lxml and phonenumbers for the peer (pip install lxml phonenumbers);
+# without them only crm-import is measured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pairs=${1:-1000000}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cargo build --release --quiet
+bin=target/release/crm-import
+"$bin" generate --premises "$pairs" --clients "$pairs" --seed 1 --out "$work/export.xml"
+echo "file: $(du -h "$work/export.xml" | cut -f1), $pairs premises + $pairs clients"
+
+# Runs a command; prints "<seconds> <peak RSS in MiB>" of it (children included).
+measure() {
+  python3 - "$@" <<'PY'
+import resource, subprocess, sys, time
+start = time.perf_counter()
+rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+secs = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(f"{secs:.2f} {peak:.1f} {rc}")
+PY
+}
+
+report() { # name secs peak rc
+  awk -v n="$1" -v s="$2" -v m="$3" -v rc="$4" -v p="$pairs" \
+    'BEGIN { printf "%-28s %8.2f s %10.0f pairs/s %8.1f MiB peak  exit %d\n", n, s, p / s, m, rc }'
+}
+
+read -r s m rc < <(measure "$bin" import "$work/export.xml" --org uo-1 --source src-1 --db "sqlite:$work/crm.db")
+report "crm-import fresh" "$s" "$m" "$rc"; ours_fresh=$s
+read -r s m rc < <(measure "$bin" import "$work/export.xml" --org uo-1 --source src-1 --db "sqlite:$work/crm.db")
+report "crm-import re-import" "$s" "$m" "$rc"; ours_again=$s
+read -r s m rc < <(measure "$bin" check "$work/export.xml")
+report "crm-import check" "$s" "$m" "$rc"
+
+if python3 -c 'import lxml, phonenumbers' 2>/dev/null; then
+  peer=../shared/peer/peer_lxml.py
+  read -r s m rc < <(measure python3 "$peer" "$work/export.xml" "$work/peer.db")
+  report "peer fresh" "$s" "$m" "$rc"; peer_fresh=$s
+  read -r s m rc < <(measure python3 "$peer" "$work/export.xml" "$work/peer.db")
+  report "peer re-import" "$s" "$m" "$rc"; peer_again=$s
+  awk -v a="$peer_fresh" -v b="$ours_fresh" -v c="$peer_again" -v d="$ours_again" \
+    'BEGIN { printf "speed-up: fresh %.1fx, re-import %.1fx\n", a / b, c / d }'
+else
+  echo "peer skipped: pip install lxml phonenumbers"
+fi
