@@ -65,9 +65,18 @@ impl Db {
         files: &[String],
         chunk_size: usize,
     ) -> RunReport {
-        run_import(&self.store, files, org, source, Options { chunk_size })
-            .await
-            .unwrap()
+        run_import(
+            &self.store,
+            files,
+            org,
+            source,
+            Options {
+                chunk_size,
+                ..Options::default()
+            },
+        )
+        .await
+        .unwrap()
     }
 
     pub async fn export(&self, org: &str) -> String {
