@@ -229,3 +229,24 @@ fn database_url_comes_from_the_environment() {
     assert!(dir.path().join("from-env.db").exists());
     assert!(!dir.path().join("crm.db").exists());
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    // Pins `check … | head -1`, which used to panic in println!.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crm-import"))
+        .args(["check", &testdata("defects/unknown_elements.xml")])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
