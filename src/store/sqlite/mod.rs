@@ -40,7 +40,13 @@ impl SqliteStore {
                 "cache_size",
                 format!("-{}", u64::from(settings.cache_mib) * 1024),
             )
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Set when the file is created; 16 KiB pages cut the b-tree work of bulk inserts.
+            .pragma("page_size", "16384")
+            // Checkpoint every 64 MiB of WAL instead of 4 MiB: a page rewritten by many
+            // chunks is copied into the database once.
+            .pragma("wal_autocheckpoint", "4096")
+            .pragma("journal_size_limit", "67108864");
         // One connection writes (SQLite has one writer), one reads: two page caches at most.
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
