@@ -6,7 +6,7 @@
 //! an existing account. The caller applies that record on the exact record-at-a-time path
 //! and plans the rest afresh, so the end state is always the one-by-one state.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
@@ -190,19 +190,10 @@ fn in_list(b: &mut QueryBuilder<Sqlite>, n: usize) {
     b.push(")");
 }
 
-/// Keys for an `IN (…)` list.
+/// Keys to look up, sent as one JSON array.
 enum KeyList<'a> {
     Text(&'a [&'a String]),
     Ids(&'a [i64]),
-}
-
-impl KeyList<'_> {
-    fn len(&self) -> usize {
-        match self {
-            KeyList::Text(k) => k.len(),
-            KeyList::Ids(k) => k.len(),
-        }
-    }
 }
 
 /// Runs `SELECT json_group_array(json_array(columns)) FROM … WHERE scope = ? AND key IN (…)`.
@@ -218,24 +209,20 @@ async fn fetch_rows<T: serde::de::DeserializeOwned>(
     key: &str,
     keys: KeyList<'_>,
 ) -> Result<Vec<T>, StoreError> {
+    // The keys travel as one JSON array too: one bound value instead of hundreds.
+    let list = match keys {
+        KeyList::Text(keys) => serde_json::to_string(keys),
+        KeyList::Ids(keys) => serde_json::to_string(keys),
+    }
+    .map_err(|e| StoreError::Corrupt(format!("key list: {e}")))?;
     let mut b = QueryBuilder::<Sqlite>::new(format!(
         "SELECT json_group_array(json_array({columns})) {from_where} "
     ));
-    b.push_bind(scope).push(format!(" AND {key}"));
-    in_list(&mut b, keys.len());
-    let mut q = b.build_query_scalar::<String>();
-    match keys {
-        KeyList::Text(keys) => {
-            for k in keys {
-                q = q.bind(k.as_str());
-            }
-        }
-        KeyList::Ids(keys) => {
-            for k in keys {
-                q = q.bind(*k);
-            }
-        }
-    }
+    b.push_bind(scope)
+        .push(format!(" AND {key} IN (SELECT value FROM json_each("))
+        .push_bind(list)
+        .push("))");
+    let q = b.build_query_scalar::<String>();
     let json = q.fetch_one(&mut *conn).await?;
     serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("batched rows: {e}")))
 }
@@ -271,12 +258,12 @@ impl Loaded {
         keys: &Keys,
     ) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded {
-            premises: HashMap::with_capacity(keys.premises.len()),
-            accounts: HashMap::with_capacity(keys.accounts.len()),
-            numbers: HashMap::new(),
-            cards_by_ext: HashMap::with_capacity(keys.clients.len()),
-            phones: HashMap::with_capacity(keys.phones.len()),
-            cards: HashMap::new(),
+            premises: HashMap::with_capacity_and_hasher(keys.premises.len(), Default::default()),
+            accounts: HashMap::with_capacity_and_hasher(keys.accounts.len(), Default::default()),
+            numbers: HashMap::default(),
+            cards_by_ext: HashMap::with_capacity_and_hasher(keys.clients.len(), Default::default()),
+            phones: HashMap::with_capacity_and_hasher(keys.phones.len(), Default::default()),
+            cards: HashMap::default(),
             next_premise: 0,
             next_account: 0,
             next_card: 0,
