@@ -14,7 +14,7 @@ use crate::observe::ProgressBars;
 use crate::pipeline::{self, DEFAULT_CHUNK_SIZE, Options};
 use crate::report::ReportError;
 use crate::store::{self, DEFAULT_URL, Store, Trigger};
-use crate::{generate, phone, source};
+use crate::{config, generate, phone, source};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,6 +47,16 @@ pub enum Command {
         /// Records per chunk and per transaction.
         #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_parser = parse_chunk_size)]
         chunk_size: usize,
+    },
+    /// Run a pipeline (pipelines/*.toml) now, with the same report and exit codes as import.
+    Run {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        #[command(flatten)]
+        db: Db,
+        /// Write the JSON report here.
+        #[arg(long)]
+        report_json: Option<PathBuf>,
     },
     /// Validate exports without writing anything; lists every error.
     Check {
@@ -111,19 +121,23 @@ pub async fn run(cli: Cli) -> ExitCode {
             report_json,
             chunk_size,
         } => {
-            import(
-                &files,
-                &org,
-                &source,
-                &db,
-                report_json,
-                Options {
-                    chunk_size,
-                    observer: Arc::new(ProgressBars::new()),
-                },
-            )
-            .await
+            let job = Job {
+                pipeline: None,
+                org: &org,
+                source: &source,
+                files: &files,
+            };
+            let options = Options {
+                chunk_size,
+                observer: Arc::new(ProgressBars::new()),
+            };
+            import(&job, &db, report_json, options).await
         }
+        Command::Run {
+            pipeline,
+            db,
+            report_json,
+        } => run_pipeline(&pipeline, &db, report_json).await,
         Command::Check { files } => check(&files).await,
         Command::Export { org, db } => export(&org, &db).await,
         Command::Generate {
@@ -158,20 +172,23 @@ async fn open_store(db: &Db) -> Result<store::SqliteStore, u8> {
     })
 }
 
-async fn import(
-    files: &[String],
-    org: &str,
-    source: &str,
-    db: &Db,
-    report_json: Option<PathBuf>,
-    options: Options,
-) -> u8 {
+/// What one run imports.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    /// The pipeline's name; `None` for a plain `import`.
+    pub pipeline: Option<&'a str>,
+    pub org: &'a str,
+    pub source: &'a str,
+    pub files: &'a [String],
+}
+
+async fn import(job: &Job<'_>, db: &Db, report_json: Option<PathBuf>, options: Options) -> u8 {
     let store = match open_store(db).await {
         Ok(s) => s,
         Err(code) => return code,
     };
     let started = Instant::now();
-    let report = match run_import(&store, files, org, source, options).await {
+    let report = match run_import(&store, job, options).await {
         Ok(report) => report,
         Err(e) => {
             let mut report = crate::report::RunReport::default();
@@ -200,20 +217,41 @@ async fn import(
 /// One recorded manual run: the run row, the import, the report stored with the run.
 pub async fn run_import<S: Store>(
     store: &S,
-    files: &[String],
-    org: &str,
-    source: &str,
+    job: &Job<'_>,
     options: Options,
 ) -> Result<crate::report::RunReport, store::StoreError> {
-    let mut scope = store.scope(org, source).await?;
-    let run_id = store.start_run(scope.org_id, None, Trigger::Manual).await?;
+    let mut scope = store.scope(job.org, job.source).await?;
+    let run_id = store
+        .start_run(scope.org_id, job.pipeline, Trigger::Manual)
+        .await?;
     scope.run_id = Some(run_id);
-    let report = pipeline::import_files(store, &scope, files, options).await;
+    let report = pipeline::import_files(store, &scope, job.files, options).await;
     let status = if report.is_ok() { "ok" } else { "error" };
     store
         .finish_run(run_id, status, report.records, &report.to_json())
         .await?;
     Ok(report)
+}
+
+async fn run_pipeline(path: &std::path::Path, db: &Db, report_json: Option<PathBuf>) -> u8 {
+    let pipeline = match config::load(path) {
+        Ok(p) => p,
+        Err(errors) => {
+            eprintln!("crm-import: {errors}");
+            return EXIT_CONFIG;
+        }
+    };
+    let job = Job {
+        pipeline: Some(&pipeline.name),
+        org: &pipeline.organization,
+        source: &pipeline.source,
+        files: &pipeline.files,
+    };
+    let options = Options {
+        chunk_size: pipeline.chunk_size,
+        observer: Arc::new(ProgressBars::new()),
+    };
+    import(&job, db, report_json, options).await
 }
 
 async fn check(files: &[String]) -> u8 {

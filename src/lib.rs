@@ -13,6 +13,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod export;
 pub mod generate;

@@ -60,18 +60,19 @@ pub async fn import_files<S: Store>(
 ) -> RunReport {
     let mut report = RunReport::default();
     for address in addresses {
+        let shown = source::display_address(address);
         report.files.push(FileReport {
-            file: address.clone(),
+            file: shown.clone(),
             records: 0,
         });
         let input = match source::open(address).await {
             Ok(input) => input,
             Err(e) => {
-                report.fail(ReportError::general(e.code(), e.to_string(), Some(address)));
+                report.fail(ReportError::general(e.code(), e.to_string(), Some(&shown)));
                 break;
             }
         };
-        options.observer.file_started(address, input.size);
+        options.observer.file_started(&shown, input.size);
         let flow = import_input(store, scope, input, options.clone(), &mut report).await;
         options.observer.file_finished();
         if flow == Flow::Halt {

@@ -63,10 +63,10 @@ CREATE TABLE clients (
     email     TEXT,
     logged_in INTEGER NOT NULL DEFAULT 0
 );
--- The matching table keeps one current card per phone in an organization.
-CREATE UNIQUE INDEX clients_org_phone ON clients (org_id, phone) WHERE phone IS NOT NULL;
--- Case 2c and the app's login look a phone up across organizations.
-CREATE INDEX clients_phone ON clients (phone) WHERE phone IS NOT NULL;
+-- The matching table keeps one current card per phone in an organization. Phone first, so
+-- the same index serves case 2c and the app's login, which look a phone up across
+-- organizations (one random-order index on a big table instead of two).
+CREATE UNIQUE INDEX clients_phone_org ON clients (phone, org_id) WHERE phone IS NOT NULL;
 
 CREATE TABLE client_external_ids (
     source_id INTEGER NOT NULL REFERENCES sources (id),

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crm_import::cli::run_import;
+use crm_import::cli::{Job, run_import};
 use crm_import::pipeline::Options;
 use crm_import::report::RunReport;
 use crm_import::store::{self, SqliteStore, Store};
@@ -67,9 +67,12 @@ impl Db {
     ) -> RunReport {
         run_import(
             &self.store,
-            files,
-            org,
-            source,
+            &Job {
+                pipeline: None,
+                org,
+                source,
+                files,
+            },
             Options {
                 chunk_size,
                 ..Options::default()

@@ -1,0 +1,70 @@
+//! Pipeline files: every shipped one loads; a bad one lists all its errors; `run` imports.
+
+use std::process::Command;
+
+use crm_import::config;
+
+#[test]
+fn every_shipped_pipeline_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let pipeline = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!pipeline.files.is_empty());
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 2, "pipelines/ has the demo and the example");
+}
+
+#[test]
+fn a_bad_pipeline_lists_all_its_errors_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "name = \"x\"\nsource = 1\nfiles = []\nchunk_size = -5\nshedule = \"0 3 * * *\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crm-import"))
+        .args(["run", path.to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "shedule: unknown key",
+        "organization: is required",
+        "source: must be a string",
+        "files: names no address",
+        "chunk_size: must be",
+    ] {
+        assert!(stderr.contains(key), "{key} missing in:\n{stderr}");
+    }
+    assert!(stderr.contains("5 error(s)"), "{stderr}");
+}
+
+#[test]
+fn run_imports_the_demo_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/demo.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_crm-import"))
+        .args(["run", pipeline.to_str().unwrap(), "--report-json", "r.json"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("import OK: 7 records"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["counts"]["client"]["created"], 4);
+}
