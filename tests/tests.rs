@@ -10,6 +10,7 @@ mod in_chunk;
 mod malformed;
 mod matching;
 mod memory;
+mod no_panic;
 mod oracle;
 mod pipelines;
 mod reimport;
