@@ -82,6 +82,21 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print the next run times of a schedule (`minute hour day month weekday`, all
+    /// non-`*` fields must match).
+    Schedule {
+        /// E.g. "0 3 * * *".
+        expression: String,
+        /// IANA time zone of the schedule's clock.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// How many run times to print.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        next: u16,
+        /// Count from this moment (RFC 3339) instead of now.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::FixedOffset>>,
+    },
     /// Mark every card with this phone as logged in (what the residents' app reports).
     Login {
         phone: String,
@@ -154,6 +169,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             out,
         ),
         Command::Login { phone, db } => login(&phone, &db).await,
+        Command::Schedule {
+            expression,
+            tz,
+            next,
+            from,
+        } => schedule(&expression, &tz, next, from),
     };
     ExitCode::from(code)
 }
@@ -391,4 +412,30 @@ pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn schedule(
+    expression: &str,
+    tz: &str,
+    next: u16,
+    from: Option<chrono::DateTime<chrono::FixedOffset>>,
+) -> u8 {
+    let schedule = match crate::schedule::Schedule::parse(expression, Some(tz)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("crm-import: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let from = from.map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
+    let mut out = String::new();
+    for run in schedule.upcoming(from, usize::from(next)) {
+        out.push_str(&format!(
+            "{} ({} UTC)\n",
+            run.format("%Y-%m-%d %H:%M %a %:z"),
+            run.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M")
+        ));
+    }
+    say(&out);
+    EXIT_OK
 }

@@ -24,6 +24,7 @@ pub mod parse;
 pub mod phone;
 pub mod pipeline;
 pub mod report;
+pub mod schedule;
 pub mod source;
 pub mod store;
 pub mod validate;

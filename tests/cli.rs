@@ -250,3 +250,29 @@ fn a_closed_stdout_is_not_a_panic() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn schedule_prints_the_next_runs_on_the_pipelines_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crm_import(
+        &[
+            "schedule",
+            "0 3 * * *",
+            "--tz",
+            "Europe/Moscow",
+            "--next",
+            "2",
+            "--from",
+            "2026-11-28T18:00:00Z",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out),
+        "2026-11-29 03:00 Sun +03:00 (2026-11-29 00:00 UTC)\n2026-11-30 03:00 Mon +03:00 (2026-11-30 00:00 UTC)\n"
+    );
+    let bad = crm_import(&["schedule", "0 3 * * * *"], dir.path());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("five fields"));
+}
