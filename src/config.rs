@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use crate::pipeline::DEFAULT_CHUNK_SIZE;
+use crate::schedule::Schedule;
 
 /// A pipeline ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +17,12 @@ pub struct Pipeline {
     /// Addresses in the order given; local paths resolved against the pipeline file's folder.
     pub files: Vec<String>,
     pub chunk_size: usize,
+    /// `minute hour day month weekday`, checked; `None` runs only when started by hand.
+    pub schedule: Option<String>,
+    /// The IANA zone of the schedule's clock (default UTC), checked.
+    pub timezone: String,
+    /// Where the report of every scheduled or manual run goes.
+    pub notify: Vec<String>,
 }
 
 /// One mistake in a pipeline file.
@@ -41,7 +48,16 @@ fn render(file: &str, errors: &[ConfigError]) -> String {
     s
 }
 
-const KEYS: [&str; 5] = ["name", "organization", "source", "files", "chunk_size"];
+const KEYS: [&str; 8] = [
+    "name",
+    "organization",
+    "source",
+    "files",
+    "chunk_size",
+    "schedule",
+    "timezone",
+    "notify",
+];
 
 /// Reads and checks a pipeline file.
 pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
@@ -103,6 +119,42 @@ pub fn parse(table: &Table, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
             DEFAULT_CHUNK_SIZE
         }
     };
+    let timezone = match table.get("timezone") {
+        None => "UTC".to_owned(),
+        Some(Value::String(tz)) if tz.trim().parse::<chrono_tz::Tz>().is_ok() => {
+            tz.trim().to_owned()
+        }
+        Some(other) => {
+            add(
+                &mut errors,
+                "timezone",
+                format!("{other} is not an IANA time zone such as Europe/Moscow or UTC"),
+            );
+            "UTC".to_owned()
+        }
+    };
+    let schedule = match table.get("schedule") {
+        None => None,
+        Some(Value::String(text)) => match Schedule::parse(text, Some(&timezone)) {
+            Ok(_) => Some(text.trim().to_owned()),
+            Err(e) => {
+                add(&mut errors, "schedule", e.to_string());
+                None
+            }
+        },
+        Some(other) => {
+            add(
+                &mut errors,
+                "schedule",
+                format!(
+                    "must be a string like \"0 3 * * *\", not {}",
+                    other.type_str()
+                ),
+            );
+            None
+        }
+    };
+    let notify = notify(table, &mut errors);
     match (name, organization, source) {
         (Some(name), Some(organization), Some(source)) if errors.is_empty() => Ok(Pipeline {
             name,
@@ -110,9 +162,57 @@ pub fn parse(table: &Table, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
             source,
             files: files.iter().map(|f| resolve(f, base)).collect(),
             chunk_size,
+            schedule,
+            timezone,
+            notify,
         }),
         _ => Err(errors),
     }
+}
+
+/// `notify`: e-mail addresses, as a list or one string separated by commas.
+fn notify(table: &Table, errors: &mut Vec<ConfigError>) -> Vec<String> {
+    let addresses: Vec<(String, String)> = match table.get("notify") {
+        None => return Vec::new(),
+        Some(Value::String(s)) => split_addresses(s)
+            .into_iter()
+            .map(|a| ("notify".to_owned(), a))
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (
+                    format!("notify[{i}]"),
+                    v.as_str().unwrap_or_default().trim().to_owned(),
+                )
+            })
+            .collect(),
+        Some(other) => {
+            add(
+                errors,
+                "notify",
+                format!(
+                    "must be a list of e-mail addresses, not {}",
+                    other.type_str()
+                ),
+            );
+            return Vec::new();
+        }
+    };
+    let mut valid = Vec::new();
+    for (key, address) in addresses {
+        if email_address::EmailAddress::is_valid(&address) {
+            valid.push(address);
+        } else {
+            add(
+                errors,
+                &key,
+                format!("{address:?} is not an e-mail address"),
+            );
+        }
+    }
+    valid
 }
 
 fn add(errors: &mut Vec<ConfigError>, key: &str, message: String) {
@@ -235,6 +335,28 @@ mod tests {
             vec!["pipelines/a.xml", "/data/b.xml", "https://x.example/c.xml"]
         );
         assert_eq!(p.chunk_size, DEFAULT_CHUNK_SIZE);
+    }
+
+    #[test]
+    fn schedule_timezone_and_notify_are_checked() {
+        let base = "name = \"n\"\norganization = \"uo-1\"\nsource = \"1c\"\nfiles = \"a.xml\"\n";
+        let ok = parse(
+            &table(&format!("{base}schedule = \"0 3 * * *\"\ntimezone = \"Europe/Moscow\"\nnotify = [\"ops@uo-1.example\"]")),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(
+            (ok.schedule.as_deref(), ok.timezone.as_str()),
+            (Some("0 3 * * *"), "Europe/Moscow")
+        );
+        assert_eq!(ok.notify, vec!["ops@uo-1.example"]);
+        let errors = parse(
+            &table(&format!("{base}schedule = \"0 3 * *\"\ntimezone = \"Moscow\"\nnotify = \"ops@uo-1.example, nobody\"")),
+            Path::new("."),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, vec!["timezone", "schedule", "notify"]);
     }
 
     #[test]
