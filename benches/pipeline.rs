@@ -129,7 +129,7 @@ fn stages(c: &mut Criterion) {
                     let report: RunReport = pipeline::import_files(
                         &store,
                         &scope,
-                        std::slice::from_ref(&file),
+                        &crm_import::source::Files::local(std::slice::from_ref(&file)),
                         Options::default(),
                     )
                     .await;

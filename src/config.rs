@@ -7,6 +7,7 @@ use toml::{Table, Value};
 
 use crate::pipeline::DEFAULT_CHUNK_SIZE;
 use crate::schedule::Schedule;
+use crate::source::{Files, FtpSettings};
 
 /// A pipeline ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,8 +15,9 @@ pub struct Pipeline {
     pub name: String,
     pub organization: String,
     pub source: String,
-    /// Addresses in the order given; local paths resolved against the pipeline file's folder.
-    pub files: Vec<String>,
+    /// Addresses in the order given (local paths resolved against the pipeline file's
+    /// folder), the FTP server they are on, and whether to delete them after reading.
+    pub files: Files,
     pub chunk_size: usize,
     /// `minute hour day month weekday`, checked; `None` runs only when started by hand.
     pub schedule: Option<String>,
@@ -48,15 +50,28 @@ fn render(file: &str, errors: &[ConfigError]) -> String {
     s
 }
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 10] = [
     "name",
     "organization",
     "source",
     "files",
+    "ftp",
+    "delete_after_read",
     "chunk_size",
     "schedule",
     "timezone",
     "notify",
+];
+
+const FTP_KEYS: [&str; 8] = [
+    "host",
+    "port",
+    "user",
+    "password_env",
+    "tls",
+    "passive",
+    "timeout_secs",
+    "ca_file",
 ];
 
 /// Reads and checks a pipeline file.
@@ -155,12 +170,62 @@ pub fn parse(table: &Table, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
         }
     };
     let notify = notify(table, &mut errors);
+    let ftp = match table.get("ftp") {
+        None => None,
+        Some(Value::Table(ftp)) => ftp_settings(ftp, base, &mut errors),
+        Some(other) => {
+            add(
+                &mut errors,
+                "ftp",
+                format!("must be a table ([ftp]), not {}", other.type_str()),
+            );
+            None
+        }
+    };
+    let delete_after_read = match table.get("delete_after_read") {
+        None => false,
+        Some(Value::Boolean(b)) => *b,
+        Some(other) => {
+            add(
+                &mut errors,
+                "delete_after_read",
+                format!("must be true or false, not {other}"),
+            );
+            false
+        }
+    };
+    if delete_after_read && table.get("ftp").is_none() {
+        add(
+            &mut errors,
+            "delete_after_read",
+            "deletes files from the FTP server, but the pipeline has no [ftp] section".into(),
+        );
+    }
+    // With an FTP server, plain paths are on it; only `file:` URLs are local.
+    let addresses = if table.contains_key("ftp") {
+        files
+            .iter()
+            .map(|f| {
+                if f.starts_with("file:") {
+                    resolve(f, base)
+                } else {
+                    f.clone()
+                }
+            })
+            .collect()
+    } else {
+        files.iter().map(|f| resolve(f, base)).collect()
+    };
     match (name, organization, source) {
         (Some(name), Some(organization), Some(source)) if errors.is_empty() => Ok(Pipeline {
             name,
             organization,
             source,
-            files: files.iter().map(|f| resolve(f, base)).collect(),
+            files: Files {
+                addresses,
+                ftp: ftp.map(std::sync::Arc::new),
+                delete_after_read,
+            },
             chunk_size,
             schedule,
             timezone,
@@ -168,6 +233,137 @@ pub fn parse(table: &Table, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
         }),
         _ => Err(errors),
     }
+}
+
+/// The `[ftp]` table. The password itself never sits in the file: `password_env` names
+/// the environment variable that holds it, read when the run connects.
+fn ftp_settings(ftp: &Table, base: &Path, errors: &mut Vec<ConfigError>) -> Option<FtpSettings> {
+    let before = errors.len();
+    for key in ftp.keys() {
+        let message = if key == "password" {
+            "a password never goes in a pipeline file: put it in an environment variable and name that variable in ftp.password_env".to_owned()
+        } else if !FTP_KEYS.contains(&key.as_str()) {
+            format!("unknown key; the keys are {}", FTP_KEYS.join(", "))
+        } else {
+            continue;
+        };
+        add(errors, &format!("ftp.{key}"), message);
+    }
+    let host = match ftp.get("host") {
+        Some(Value::String(h)) if !h.trim().is_empty() => h.trim().to_owned(),
+        _ => {
+            add(
+                errors,
+                "ftp.host",
+                "is required: the FTP server's host name".into(),
+            );
+            String::new()
+        }
+    };
+    let port = match ftp.get("port") {
+        None => 21,
+        Some(Value::Integer(p)) if (1..=65535).contains(p) => *p as u16,
+        Some(other) => {
+            add(
+                errors,
+                "ftp.port",
+                format!("must be a port number, not {other}"),
+            );
+            21
+        }
+    };
+    let flag = |key: &str, default: bool, errors: &mut Vec<ConfigError>| match ftp.get(key) {
+        None => default,
+        Some(Value::Boolean(b)) => *b,
+        Some(other) => {
+            add(
+                errors,
+                &format!("ftp.{key}"),
+                format!("must be true or false, not {other}"),
+            );
+            default
+        }
+    };
+    let tls = flag("tls", false, errors);
+    let passive = flag("passive", true, errors);
+    let timeout = match ftp.get("timeout_secs") {
+        None => 30,
+        Some(Value::Integer(n)) if (1..=3600).contains(n) => *n as u64,
+        Some(other) => {
+            add(
+                errors,
+                "ftp.timeout_secs",
+                format!("must be whole seconds from 1 to 3600, not {other}"),
+            );
+            30
+        }
+    };
+    let user = match ftp.get("user") {
+        None => "anonymous".to_owned(),
+        Some(Value::String(u)) if !u.trim().is_empty() => u.trim().to_owned(),
+        Some(other) => {
+            add(
+                errors,
+                "ftp.user",
+                format!("must be a user name, not {other}"),
+            );
+            String::new()
+        }
+    };
+    let password_env = match ftp.get("password_env") {
+        None if user == "anonymous" => None,
+        None => {
+            add(
+                errors,
+                "ftp.password_env",
+                format!(
+                    "is required for user {user:?}: the name of the environment variable that holds the password"
+                ),
+            );
+            None
+        }
+        Some(Value::String(var)) if !var.trim().is_empty() => Some(var.trim().to_owned()),
+        Some(other) => {
+            add(
+                errors,
+                "ftp.password_env",
+                format!("must be the name of an environment variable, not {other}"),
+            );
+            None
+        }
+    };
+    let ca_file = match ftp.get("ca_file") {
+        None => None,
+        Some(Value::String(path)) => {
+            let path = base.join(path.trim());
+            if !path.is_file() {
+                add(
+                    errors,
+                    "ftp.ca_file",
+                    format!("{} is not a file", path.display()),
+                );
+            }
+            Some(path)
+        }
+        Some(other) => {
+            add(
+                errors,
+                "ftp.ca_file",
+                format!("must be a path to a PEM file, not {other}"),
+            );
+            None
+        }
+    };
+    (errors.len() == before).then_some(FtpSettings {
+        host,
+        port,
+        user,
+        password_env,
+        tls,
+        passive,
+        timeout: std::time::Duration::from_secs(timeout),
+        ca_file,
+    })
 }
 
 /// `notify`: e-mail addresses, as a list or one string separated by commas.
@@ -331,7 +527,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            p.files,
+            p.files.addresses,
             vec!["pipelines/a.xml", "/data/b.xml", "https://x.example/c.xml"]
         );
         assert_eq!(p.chunk_size, DEFAULT_CHUNK_SIZE);
@@ -380,5 +576,46 @@ mod tests {
                 "chunk_size"
             ]
         );
+    }
+
+    #[test]
+    fn ftp_settings_are_checked_and_a_password_in_the_file_is_refused() {
+        let base = "name = \"n\"\norganization = \"uo-1\"\nsource = \"1c\"\nfiles = \"/exports/*.xml, file:local.xml\"\ndelete_after_read = true\n";
+        let ok = parse(
+            &table(&format!("{base}[ftp]\nhost = \"ftp.uo-1.example\"\nuser = \"crm\"\npassword_env = \"UO1_FTP_PASSWORD\"\ntls = true\n")),
+            Path::new("pipelines"),
+        )
+        .unwrap();
+        let ftp = ok.files.ftp.as_deref().unwrap();
+        assert_eq!((ftp.port, ftp.passive, ftp.tls), (21, true, true));
+        assert_eq!(ftp.password_env.as_deref(), Some("UO1_FTP_PASSWORD"));
+        assert_eq!(ftp.timeout, std::time::Duration::from_secs(30));
+        assert!(ok.files.delete_after_read);
+        assert_eq!(
+            ok.files.addresses,
+            vec!["/exports/*.xml", "pipelines/local.xml"],
+            "FTP paths stay as written; file: URLs resolve against the pipeline"
+        );
+        let errors = parse(
+            &table(&format!(
+                "{base}[ftp]\nport = 70000\nuser = \"crm\"\npassword = \"hunter2\"\ntls = \"yes\"\n"
+            )),
+            Path::new("."),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "ftp.password",
+                "ftp.host",
+                "ftp.port",
+                "ftp.tls",
+                "ftp.password_env"
+            ]
+        );
+        assert!(!format!("{errors:?}").contains("hunter2"));
+        let without_ftp = parse(&table(base), Path::new(".")).unwrap_err();
+        assert_eq!(without_ftp[0].key, "delete_after_read");
     }
 }

@@ -17,7 +17,7 @@ use crate::model::{Parsed, Validated};
 use crate::observe::{Counted, Observer, Silent};
 use crate::parse::RecordReader;
 use crate::report::{FileReport, ReportError, RunReport};
-use crate::source::{self, Input};
+use crate::source::{Files, Input, Sources};
 use crate::store::{Scope, Store};
 use crate::validate::validate_chunk;
 
@@ -51,34 +51,63 @@ impl Default for Options {
     }
 }
 
-/// Imports the files in the order given, halting at the first error (SPEC §6).
+/// Imports the files in the order given, halting at the first error (SPEC §6). A file is
+/// deleted after its own import ended without error (`delete_after_read`); the failing file
+/// and every file after it stay where they are.
 pub async fn import_files<S: Store>(
     store: &S,
     scope: &Scope,
-    addresses: &[String],
+    files: &Files,
     options: Options,
 ) -> RunReport {
     let mut report = RunReport::default();
-    for address in addresses {
-        let shown = source::display_address(address);
-        report.files.push(FileReport {
-            file: shown.clone(),
-            records: 0,
-        });
-        let input = match source::open(address).await {
-            Ok(input) => input,
+    let mut sources = Sources::new(files);
+    'run: for address in &files.addresses {
+        let names = match sources.expand(address).await {
+            Ok(names) => names,
             Err(e) => {
+                let shown = sources.shown(address);
                 report.fail(ReportError::general(e.code(), e.to_string(), Some(&shown)));
                 break;
             }
         };
-        options.observer.file_started(&shown, input.size);
-        let flow = import_input(store, scope, input, options.clone(), &mut report).await;
-        options.observer.file_finished();
-        if flow == Flow::Halt {
-            break;
+        for name in names {
+            let shown = sources.shown(&name);
+            report.files.push(FileReport {
+                file: shown.clone(),
+                records: 0,
+            });
+            let (input, pending) = match sources.open(&name).await {
+                Ok(opened) => opened.split(),
+                Err(e) => {
+                    report.fail(ReportError::general(e.code(), e.to_string(), Some(&shown)));
+                    break 'run;
+                }
+            };
+            options.observer.file_started(&shown, input.size);
+            let flow = import_input(store, scope, input, options.clone(), &mut report).await;
+            options.observer.file_finished();
+            let delete = files.delete_after_read && flow == Flow::Continue;
+            if let Err(e) = sources.finish(&name, pending, delete).await {
+                // A broken transfer explains a parse error at the cut: it becomes the error,
+                // keeping the parser's position.
+                let mut error = ReportError::general(e.code(), e.to_string(), Some(&shown));
+                if let Some(seen) = report.error.take().filter(|_| e.explains_parse_error()) {
+                    error.message = format!("{}; the parser saw: {}", error.message, seen.message);
+                    error.line = seen.line;
+                    error.column = seen.column;
+                    error.record_index = seen.record_index;
+                    error.record_id = seen.record_id;
+                }
+                report.fail(error);
+                break 'run;
+            }
+            if flow == Flow::Halt {
+                break 'run;
+            }
         }
     }
+    sources.close().await;
     report
 }
 

@@ -296,9 +296,14 @@ impl RunReport {
                 let _ = write!(s, ", field {field}");
             }
             let _ = writeln!(s, ": {}", e.message);
+            let at = if e.record_index.is_some() || e.line.is_some() {
+                "this record"
+            } else {
+                "this point"
+            };
             let _ = writeln!(
                 s,
-                "  nothing after this record was applied; everything before it is kept"
+                "  nothing after {at} was applied; everything before it is kept"
             );
         }
         s

@@ -4,6 +4,7 @@ mod common;
 
 mod cli;
 mod encodings;
+mod ftp_source;
 mod halt;
 mod http_source;
 mod in_chunk;

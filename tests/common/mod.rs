@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use crm_import::cli::{Job, run_import};
 use crm_import::pipeline::Options;
 use crm_import::report::RunReport;
+use crm_import::source::Files;
 use crm_import::store::{self, SqliteStore, Store};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -71,7 +72,7 @@ impl Db {
                 pipeline: None,
                 org,
                 source,
-                files,
+                files: &Files::local(files),
             },
             Options {
                 chunk_size,
