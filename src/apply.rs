@@ -39,6 +39,11 @@ impl<'a, S: Store> Applier<'a, S> {
         }
     }
 
+    /// The run was asked to stop between chunks.
+    pub fn interrupt(&mut self) {
+        self.report.interrupt();
+    }
+
     pub async fn batch(&mut self, batch: Batch<Validated>, file: &str) -> Flow {
         match batch {
             Batch::Records(items) => self.chunk(items, file).await,

@@ -10,12 +10,15 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::notify::{self, Smtp, SmtpTls};
 use crate::observe::ProgressBars;
 use crate::pipeline::{self, DEFAULT_CHUNK_SIZE, Options};
 use crate::report::ReportError;
+use crate::run::{Finished, Job, run_import};
 use crate::source::{Files, Sources};
-use crate::store::{self, DEFAULT_URL, Store, Trigger};
+use crate::store::{self, DEFAULT_URL, RunFilter, Store, Trigger};
 use crate::{config, generate, phone};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,7 +52,8 @@ pub enum Command {
         #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_parser = parse_chunk_size)]
         chunk_size: usize,
     },
-    /// Run a pipeline (pipelines/*.toml) now, with the same report and exit codes as import.
+    /// Run a pipeline (pipelines/*.toml) now («Запустить сейчас»), with the same report and
+    /// exit codes as import.
     Run {
         /// The pipeline file.
         pipeline: PathBuf,
@@ -58,6 +62,27 @@ pub enum Command {
         /// Write the JSON report here.
         #[arg(long)]
         report_json: Option<PathBuf>,
+        /// Mail the report to the pipeline's `notify` list, as a scheduled run does.
+        #[arg(long)]
+        notify: bool,
+        #[command(flatten)]
+        smtp: SmtpArgs,
+    },
+    /// Run history: the latest runs, or one run's report (`runs show ID`).
+    Runs {
+        #[command(subcommand)]
+        show: Option<RunsCommand>,
+        /// Only this pipeline's runs.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Only this organization's runs.
+        #[arg(long)]
+        org: Option<String>,
+        /// How many runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[command(flatten)]
+        db: Db,
     },
     /// Validate exports without writing anything; lists every error.
     Check {
@@ -106,6 +131,47 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Print one run's JSON report.
+    Show { id: i64 },
+}
+
+/// The mail server for reports (SPEC §8); every option also reads an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SmtpArgs {
+    /// SMTP server host; without it, no report is mailed.
+    #[arg(long, env = "CRM_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    /// SMTP port (587 for STARTTLS, 465 for TLS, 25 for a plain relay).
+    #[arg(long, env = "CRM_SMTP_PORT", default_value_t = 587)]
+    pub smtp_port: u16,
+    #[arg(long, env = "CRM_SMTP_TLS", value_enum, default_value_t = SmtpTls::Starttls)]
+    pub smtp_tls: SmtpTls,
+    #[arg(long, env = "CRM_SMTP_USER")]
+    pub smtp_user: Option<String>,
+    /// The environment variable that holds the SMTP password (never the password itself).
+    #[arg(long, env = "CRM_SMTP_PASSWORD_ENV")]
+    pub smtp_password_env: Option<String>,
+    /// The sender of reports.
+    #[arg(long, env = "CRM_MAIL_FROM", default_value = "crm-import@localhost")]
+    pub mail_from: String,
+}
+
+impl SmtpArgs {
+    pub fn settings(&self) -> Option<Smtp> {
+        self.smtp_host.as_ref().map(|host| Smtp {
+            host: host.clone(),
+            port: self.smtp_port,
+            tls: self.smtp_tls,
+            user: self.smtp_user.clone(),
+            password_env: self.smtp_password_env.clone(),
+            from: self.mail_from.clone(),
+            timeout: std::time::Duration::from_secs(30),
+        })
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Db {
     /// Database URL; falls back to DATABASE_URL, then to sqlite:crm.db.
@@ -143,18 +209,54 @@ pub async fn run(cli: Cli) -> ExitCode {
                 org: &org,
                 source: &source,
                 files: &files,
+                trigger: Trigger::Manual,
             };
             let options = Options {
                 chunk_size,
                 observer: Arc::new(ProgressBars::new()),
+                stop: stop_on_signals(),
             };
-            import(&job, &db, report_json, options).await
+            import(&job, &db, report_json, options, None).await
         }
         Command::Run {
             pipeline,
             db,
             report_json,
-        } => run_pipeline(&pipeline, &db, report_json).await,
+            notify,
+            smtp,
+        } => {
+            let smtp = if notify {
+                match smtp.settings() {
+                    Some(smtp) => Some(smtp),
+                    None => {
+                        eprintln!(
+                            "crm-import: --notify needs a mail server: --smtp-host or CRM_SMTP_HOST"
+                        );
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                }
+            } else {
+                None
+            };
+            run_pipeline(&pipeline, &db, report_json, smtp).await
+        }
+        Command::Runs {
+            show,
+            pipeline,
+            org,
+            limit,
+            db,
+        } => match show {
+            Some(RunsCommand::Show { id }) => show_run(id, &db).await,
+            None => {
+                let filter = RunFilter {
+                    org,
+                    pipeline,
+                    limit,
+                };
+                list_runs(&filter, &db).await
+            }
+        },
         Command::Check { files } => check(&files).await,
         Command::Export { org, db } => export(&org, &db).await,
         Command::Generate {
@@ -195,32 +297,40 @@ async fn open_store(db: &Db) -> Result<store::SqliteStore, u8> {
     })
 }
 
-/// What one run imports.
-#[derive(Debug, Clone, Copy)]
-pub struct Job<'a> {
-    /// The pipeline's name; `None` for a plain `import`.
-    pub pipeline: Option<&'a str>,
-    pub org: &'a str,
-    pub source: &'a str,
-    pub files: &'a Files,
-}
-
-async fn import(job: &Job<'_>, db: &Db, report_json: Option<PathBuf>, options: Options) -> u8 {
+async fn import(
+    job: &Job<'_>,
+    db: &Db,
+    report_json: Option<PathBuf>,
+    options: Options,
+    notify: Option<(Smtp, &[String])>,
+) -> u8 {
     let store = match open_store(db).await {
         Ok(s) => s,
         Err(code) => return code,
     };
     let started = Instant::now();
-    let report = match run_import(&store, job, options).await {
-        Ok(report) => report,
+    let (run_id, report) = match run_import(&store, job, options).await {
+        Ok(Finished { run_id, report }) => (Some(run_id), report),
         Err(e) => {
             let mut report = crate::report::RunReport::default();
             report.fail(ReportError::general(e.code(), e.to_string(), None));
-            report
+            (None, report)
         }
     };
     say(&report.summary());
     say(&throughput(report.records, started.elapsed().as_secs_f64()));
+    if let (Some((smtp, to)), Some(run_id)) = (notify, run_id) {
+        let note = mail_report(
+            &store,
+            &smtp,
+            to,
+            job.pipeline.unwrap_or("import"),
+            run_id,
+            &report,
+        )
+        .await;
+        say(&format!("  mail: {note}\n"));
+    }
     if let Some(path) = report_json
         && let Err(e) = std::fs::write(&path, report.to_json())
     {
@@ -238,26 +348,132 @@ async fn import(job: &Job<'_>, db: &Db, report_json: Option<PathBuf>, options: O
     }
 }
 
-/// One recorded manual run: the run row, the import, the report stored with the run.
-pub async fn run_import<S: Store>(
+/// Mails a run's report and notes the outcome on the run; returns the note. A failure is
+/// logged, never fatal.
+pub async fn mail_report<S: Store>(
     store: &S,
-    job: &Job<'_>,
-    options: Options,
-) -> Result<crate::report::RunReport, store::StoreError> {
-    let mut scope = store.scope(job.org, job.source).await?;
-    let run_id = store
-        .start_run(scope.org_id, job.pipeline, Trigger::Manual)
-        .await?;
-    scope.run_id = Some(run_id);
-    let report = pipeline::import_files(store, &scope, job.files, options).await;
-    let status = if report.is_ok() { "ok" } else { "error" };
-    store
-        .finish_run(run_id, status, report.records, &report.to_json())
-        .await?;
-    Ok(report)
+    smtp: &Smtp,
+    to: &[String],
+    pipeline: &str,
+    run_id: i64,
+    report: &crate::report::RunReport,
+) -> String {
+    if to.is_empty() {
+        return "no notify addresses in the pipeline".into();
+    }
+    let mail = notify::compose(pipeline, run_id, report);
+    let note = match notify::send(smtp, to, &mail).await {
+        Ok(()) => format!("sent to {} address(es)", to.len()),
+        Err(e) => {
+            tracing::error!(run_id, error = %e, "the report mail failed");
+            format!("failed: {e}")
+        }
+    };
+    if let Err(e) = store.note_mail(run_id, &note).await {
+        tracing::error!(run_id, error = %e, "cannot record the mail outcome");
+    }
+    note
 }
 
-async fn run_pipeline(path: &std::path::Path, db: &Db, report_json: Option<PathBuf>) -> u8 {
+/// Cancelled on Ctrl-C or SIGTERM: the run finishes its chunk and ends `interrupted`.
+pub fn stop_on_signals() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::warn!("stopping after the current chunk");
+        token.cancel();
+    });
+    stop
+}
+
+/// Ctrl-C, or SIGTERM where there is one.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn list_runs(filter: &RunFilter, db: &Db) -> u8 {
+    let store = match open_store(db).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match store.runs(filter).await {
+        Ok(runs) => {
+            let mut out =
+                String::from("id\tstarted\tfinished\tpipeline\ttrigger\tstatus\trecords\tmail\n");
+            for r in runs {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                    r.id,
+                    r.started_at,
+                    r.finished_at.as_deref().unwrap_or("-"),
+                    r.pipeline.as_deref().unwrap_or("(import)"),
+                    r.trigger,
+                    r.status,
+                    r.records,
+                    r.mail.as_deref().unwrap_or("-")
+                ));
+            }
+            say(&out);
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("crm-import: {e} [{}]", e.code());
+            EXIT_IMPORT_ERROR
+        }
+    }
+}
+
+async fn show_run(id: i64, db: &Db) -> u8 {
+    let store = match open_store(db).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match store.run(id, None).await {
+        Ok(Some((row, report))) => {
+            let report: serde_json::Value = report
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok())
+                .unwrap_or(serde_json::Value::Null);
+            let shown = serde_json::json!({ "run": row, "report": report });
+            say(&format!("{shown:#}\n"));
+            EXIT_OK
+        }
+        Ok(None) => {
+            eprintln!("crm-import: there is no run {id}");
+            EXIT_CONFIG
+        }
+        Err(e) => {
+            eprintln!("crm-import: {e} [{}]", e.code());
+            EXIT_IMPORT_ERROR
+        }
+    }
+}
+
+async fn run_pipeline(
+    path: &std::path::Path,
+    db: &Db,
+    report_json: Option<PathBuf>,
+    smtp: Option<Smtp>,
+) -> u8 {
     let pipeline = match config::load(path) {
         Ok(p) => p,
         Err(errors) => {
@@ -270,12 +486,15 @@ async fn run_pipeline(path: &std::path::Path, db: &Db, report_json: Option<PathB
         org: &pipeline.organization,
         source: &pipeline.source,
         files: &pipeline.files,
+        trigger: Trigger::Manual,
     };
     let options = Options {
         chunk_size: pipeline.chunk_size,
         observer: Arc::new(ProgressBars::new()),
+        stop: stop_on_signals(),
     };
-    import(&job, db, report_json, options).await
+    let notify = smtp.map(|smtp| (smtp, pipeline.notify.as_slice()));
+    import(&job, db, report_json, options, notify).await
 }
 
 async fn check(files: &[String]) -> u8 {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
+use tokio_util::sync::CancellationToken;
 
 use crate::apply::{Applier, Flow};
 use crate::error::Problem;
@@ -40,6 +41,9 @@ pub enum Batch<T> {
 pub struct Options {
     pub chunk_size: usize,
     pub observer: Arc<dyn Observer>,
+    /// Cancelled to stop the run cleanly: the chunk being applied commits, nothing after it
+    /// is applied, and the run ends `interrupted`.
+    pub stop: CancellationToken,
 }
 
 impl Default for Options {
@@ -47,6 +51,7 @@ impl Default for Options {
         Options {
             chunk_size: DEFAULT_CHUNK_SIZE,
             observer: Arc::new(Silent),
+            stop: CancellationToken::new(),
         }
     }
 }
@@ -72,6 +77,10 @@ pub async fn import_files<S: Store>(
             }
         };
         for name in names {
+            if options.stop.is_cancelled() {
+                report.interrupt();
+                break 'run;
+            }
             let shown = sources.shown(&name);
             report.files.push(FileReport {
                 file: shown.clone(),
@@ -121,10 +130,22 @@ pub async fn import_input<S: Store>(
 ) -> Flow {
     let file = input.name.clone();
     let observer = options.observer.clone();
+    let stop = options.stop.clone();
     let mut validated = spawn_stages(input, options);
     let mut applier = Applier::new(store, scope, report, observer);
     let mut flow = Flow::Continue;
-    while let Some(batch) = validated.recv().await {
+    loop {
+        // A stop request wins over the next chunk; the chunk being applied always finishes.
+        let next = tokio::select! {
+            biased;
+            () = stop.cancelled() => {
+                applier.interrupt();
+                flow = Flow::Halt;
+                break;
+            }
+            next = validated.recv() => next,
+        };
+        let Some(batch) = next else { break };
         flow = applier.batch(batch, &file).await;
         if flow == Flow::Halt {
             break;

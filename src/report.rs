@@ -149,6 +149,21 @@ impl ReportError {
 pub enum Status {
     Ok,
     Error,
+    /// Stopped on request (SIGTERM, Ctrl-C) after a whole chunk.
+    Interrupted,
+    /// Not started: the pipeline was already running.
+    Refused,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+            Status::Interrupted => "interrupted",
+            Status::Refused => "refused",
+        }
+    }
 }
 
 /// The report of one run (SPEC §6).
@@ -222,6 +237,26 @@ impl RunReport {
         self.error = Some(error);
     }
 
+    /// The run was asked to stop: what was applied stays, the rest waits for the next run.
+    pub fn interrupt(&mut self) {
+        self.status = Status::Interrupted;
+        self.error = Some(ReportError::general(
+            "interrupted",
+            format!(
+                "the run was stopped on request after {} records; everything applied stays, \
+                 the next run applies the rest (what is already there comes back unchanged)",
+                self.records
+            ),
+            self.files.last().map(|f| f.file.as_str()),
+        ));
+    }
+
+    /// The start was refused because another run holds the pipeline.
+    pub fn refuse(&mut self, message: String) {
+        self.status = Status::Refused;
+        self.error = Some(ReportError::general("already_running", message, None));
+    }
+
     pub fn is_ok(&self) -> bool {
         self.status == Status::Ok
     }
@@ -233,7 +268,7 @@ impl RunReport {
     /// The readable summary printed at the end of an import.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let status = if self.is_ok() { "OK" } else { "ERROR" };
+        let status = self.status.as_str().to_uppercase();
         let _ = writeln!(
             s,
             "import {status}: {} records applied from {} file(s)",

@@ -119,15 +119,20 @@ pub trait Store: Send + Sync {
     /// Marks every card with the phone (E.164) as logged in; returns how many.
     fn mark_logged_in(&self, phone: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Records the start of a run; returns its id.
+    /// Records the start of a run. A pipeline's run also takes the pipeline's lease (for
+    /// [`LEASE_SECS`]); while another run holds an unexpired lease, the start is recorded
+    /// and refused. A holder whose lease expired crashed: its run becomes `interrupted`.
     fn start_run(
         &self,
         org_id: i64,
         pipeline: Option<&str>,
         trigger: Trigger,
-    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<RunStart, StoreError>> + Send;
 
-    /// Records the end of a run with its status and JSON report.
+    /// Extends the lease of a running run.
+    fn renew_run(&self, run_id: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records the end of a run with its status and JSON report, and releases its lease.
     fn finish_run(
         &self,
         run_id: i64,
@@ -135,6 +140,65 @@ pub trait Store: Send + Sync {
         records: u64,
         report_json: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records what became of the run's e-mail report.
+    fn note_mail(
+        &self,
+        run_id: i64,
+        note: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Run history, newest first, optionally of one organization and one pipeline.
+    fn runs(
+        &self,
+        filter: &RunFilter,
+    ) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
+
+    /// One run with its JSON report (`None` for a run still going), if it exists (within
+    /// the organization, when one is given).
+    fn run(
+        &self,
+        run_id: i64,
+        org: Option<&str>,
+    ) -> impl Future<Output = Result<Option<(RunRow, Option<String>)>, StoreError>> + Send;
+}
+
+/// How long a run's lease lasts without renewal; runs renew it every third of that.
+pub const LEASE_SECS: i64 = 60;
+
+/// How a start went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunStart {
+    Started(i64),
+    /// Recorded as `run_id`; `holder` is the run that has the pipeline, since `since`.
+    Refused {
+        run_id: i64,
+        holder: i64,
+        since: String,
+    },
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub org: Option<String>,
+    pub pipeline: Option<String>,
+    pub limit: u32,
+}
+
+/// A run as the history shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub organization: String,
+    pub pipeline: Option<String>,
+    pub trigger: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// `running`, `ok`, `error`, `interrupted` or `refused`.
+    pub status: String,
+    pub records: u64,
+    pub mail: Option<String>,
 }
 
 /// Tuning that trades memory for speed.

@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crm_import::cli::{Job, run_import};
 use crm_import::pipeline::Options;
 use crm_import::report::RunReport;
+use crm_import::run::{Job, run_import};
 use crm_import::source::Files;
+use crm_import::store::Trigger;
 use crm_import::store::{self, SqliteStore, Store};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -73,6 +74,7 @@ impl Db {
                 org,
                 source,
                 files: &Files::local(files),
+                trigger: Trigger::Manual,
             },
             Options {
                 chunk_size,
@@ -81,6 +83,7 @@ impl Db {
         )
         .await
         .unwrap()
+        .report
     }
 
     pub async fn export(&self, org: &str) -> String {

@@ -15,7 +15,10 @@ use serde::Deserialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{ChunkApplied, Scope, Settings, Store, StoreError, Trigger};
+use super::{
+    ChunkApplied, LEASE_SECS, RunFilter, RunRow, RunStart, Scope, Settings, Store, StoreError,
+    Trigger,
+};
 use crate::export::{ExportLine, LinkRef, PremiseRef};
 use crate::model::Record;
 
@@ -243,15 +246,71 @@ impl Store for SqliteStore {
         org_id: i64,
         pipeline: Option<&str>,
         trigger: Trigger,
-    ) -> Result<i64, StoreError> {
-        let id = sqlx::query_scalar("INSERT INTO runs (org_id, pipeline, trigger, started_at) VALUES (?, ?, ?, ?) RETURNING id")
+    ) -> Result<RunStart, StoreError> {
+        let started = now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (org_id, pipeline, trigger, started_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(org_id)
+        .bind(pipeline)
+        .bind(trigger.as_str())
+        .bind(&started)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(pipeline) = pipeline {
+            let clock = unix_now();
+            sqlx::query(
+                "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE status = 'running' AND id IN \
+                 (SELECT run_id FROM run_leases WHERE org_id = ? AND pipeline = ? AND expires_at < ?)",
+            )
+            .bind(&started)
             .bind(org_id)
             .bind(pipeline)
-            .bind(trigger.as_str())
-            .bind(now())
-            .fetch_one(&self.pool)
+            .bind(clock)
+            .execute(&mut *tx)
             .await?;
-        Ok(id)
+            let taken = sqlx::query(
+                "INSERT INTO run_leases (org_id, pipeline, run_id, expires_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (org_id, pipeline) DO UPDATE SET run_id = excluded.run_id, expires_at = excluded.expires_at \
+                 WHERE run_leases.expires_at < ?",
+            )
+            .bind(org_id)
+            .bind(pipeline)
+            .bind(id)
+            .bind(clock + LEASE_SECS)
+            .bind(clock)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if taken == 0 {
+                let (holder, since): (i64, String) = sqlx::query_as(
+                    "SELECT l.run_id, r.started_at FROM run_leases l JOIN runs r ON r.id = l.run_id \
+                     WHERE l.org_id = ? AND l.pipeline = ?",
+                )
+                .bind(org_id)
+                .bind(pipeline)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(RunStart::Refused {
+                    run_id: id,
+                    holder,
+                    since,
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(RunStart::Started(id))
+    }
+
+    async fn renew_run(&self, run_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE run_leases SET expires_at = ? WHERE run_id = ?")
+            .bind(unix_now() + LEASE_SECS)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn finish_run(
@@ -261,6 +320,7 @@ impl Store for SqliteStore {
         records: u64,
         report_json: &str,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE runs SET finished_at = ?, status = ?, records = ?, report = ? WHERE id = ?",
         )
@@ -269,10 +329,76 @@ impl Store for SqliteStore {
         .bind(records as i64)
         .bind(report_json)
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM run_leases WHERE run_id = ?")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
+
+    async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET mail = ? WHERE id = ?")
+            .bind(note)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE (?1 IS NULL OR o.code = ?1) AND (?2 IS NULL OR r.pipeline = ?2) \
+             ORDER BY r.id DESC LIMIT ?3"
+        )))
+        .bind(filter.org.as_deref())
+        .bind(filter.pipeline.as_deref())
+        .bind(i64::from(filter.limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn run(
+        &self,
+        run_id: i64,
+        org: Option<&str>,
+    ) -> Result<Option<(RunRow, Option<String>)>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE r.id = ?1 AND (?2 IS NULL OR o.code = ?2)"
+        )))
+        .bind(run_id)
+        .bind(org)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some((run_row(&row)?, row.try_get("report")?))),
+        }
+    }
+}
+
+const RUN_COLUMNS: &str = "SELECT r.id, o.code AS organization, r.pipeline, r.trigger, r.started_at, \
+     r.finished_at, r.status, r.records, r.mail, r.report FROM runs r JOIN organizations o ON o.id = r.org_id";
+
+fn run_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRow, StoreError> {
+    Ok(RunRow {
+        id: row.try_get("id")?,
+        organization: row.try_get("organization")?,
+        pipeline: row.try_get("pipeline")?,
+        trigger: row.try_get("trigger")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        status: row.try_get("status")?,
+        records: row.try_get::<i64, _>("records")? as u64,
+        mail: row.try_get("mail")?,
+    })
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 fn from_json<T: for<'de> Deserialize<'de>>(text: String) -> Result<Vec<T>, StoreError> {
