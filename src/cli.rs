@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::daemon::Daemon;
 use crate::notify::{self, Smtp, SmtpTls};
 use crate::observe::ProgressBars;
 use crate::pipeline::{self, DEFAULT_CHUNK_SIZE, Options};
@@ -17,7 +18,7 @@ use crate::report::ReportError;
 use crate::run::{Finished, Job, run_import};
 use crate::source::{Files, Sources};
 use crate::store::{self, DEFAULT_URL, RunFilter, Store, Trigger};
-use crate::{config, generate, phone};
+use crate::{api, config, generate, phone, telemetry};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -65,6 +66,19 @@ pub enum Command {
         /// Mail the report to the pipeline's `notify` list, as a scheduled run does.
         #[arg(long)]
         notify: bool,
+        #[command(flatten)]
+        smtp: SmtpArgs,
+    },
+    /// Run every pipeline of a folder on its schedule; mail reports; serve /metrics.
+    Daemon {
+        /// The folder of pipeline files.
+        #[arg(long, default_value = "pipelines")]
+        pipelines: PathBuf,
+        #[command(flatten)]
+        db: Db,
+        /// Serve /healthz and /metrics here (e.g. 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
         #[command(flatten)]
         smtp: SmtpArgs,
     },
@@ -240,6 +254,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
             run_pipeline(&pipeline, &db, report_json, smtp).await
         }
+        Command::Daemon {
+            pipelines,
+            db,
+            listen,
+            smtp,
+        } => daemon(&pipelines, &db, listen, smtp.settings()).await,
         Command::Runs {
             show,
             pipeline,
@@ -320,7 +340,7 @@ async fn import(
     say(&report.summary());
     say(&throughput(report.records, started.elapsed().as_secs_f64()));
     if let (Some((smtp, to)), Some(run_id)) = (notify, run_id) {
-        let note = mail_report(
+        let note = notify::mail_run(
             &store,
             &smtp,
             to,
@@ -346,33 +366,6 @@ async fn import(
         Some(e) if e.code == "ftp_password_missing" => EXIT_CONFIG,
         Some(_) => EXIT_IMPORT_ERROR,
     }
-}
-
-/// Mails a run's report and notes the outcome on the run; returns the note. A failure is
-/// logged, never fatal.
-pub async fn mail_report<S: Store>(
-    store: &S,
-    smtp: &Smtp,
-    to: &[String],
-    pipeline: &str,
-    run_id: i64,
-    report: &crate::report::RunReport,
-) -> String {
-    if to.is_empty() {
-        return "no notify addresses in the pipeline".into();
-    }
-    let mail = notify::compose(pipeline, run_id, report);
-    let note = match notify::send(smtp, to, &mail).await {
-        Ok(()) => format!("sent to {} address(es)", to.len()),
-        Err(e) => {
-            tracing::error!(run_id, error = %e, "the report mail failed");
-            format!("failed: {e}")
-        }
-    };
-    if let Err(e) = store.note_mail(run_id, &note).await {
-        tracing::error!(run_id, error = %e, "cannot record the mail outcome");
-    }
-    note
 }
 
 /// Cancelled on Ctrl-C or SIGTERM: the run finishes its chunk and ends `interrupted`.
@@ -408,6 +401,70 @@ pub async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+async fn daemon(
+    dir: &std::path::Path,
+    db: &Db,
+    listen: Option<std::net::SocketAddr>,
+    smtp: Option<Smtp>,
+) -> u8 {
+    let store = match open_store(db).await {
+        Ok(s) => Arc::new(s),
+        Err(code) => return code,
+    };
+    let daemon = Daemon::new(store, dir, smtp.clone());
+    match daemon.reload() {
+        Ok(failed) => {
+            for errors in &failed {
+                eprintln!("crm-import: {errors}");
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "crm-import: cannot read the pipelines folder {}: {e}",
+                dir.display()
+            );
+            return EXIT_CONFIG;
+        }
+    }
+    let names = daemon.names();
+    say(&format!(
+        "daemon: {} pipeline(s) from {}: {}{}\n",
+        names.len(),
+        dir.display(),
+        names.join(", "),
+        if smtp.is_some() {
+            "; reports by e-mail"
+        } else {
+            "; no mail server: reports are not mailed"
+        }
+    ));
+    if let Some(addr) = listen {
+        let metrics = match telemetry::install() {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                eprintln!("crm-import: metrics are off: {e}");
+                None
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("crm-import: cannot listen on {addr}: {e}");
+                return EXIT_CONFIG;
+            }
+        };
+        say(&format!("daemon: listening on http://{addr}\n"));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, api::router(metrics)).await {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        });
+    }
+    daemon.serve(shutdown_signal()).await;
+    say("daemon: stopped\n");
+    EXIT_OK
 }
 
 async fn list_runs(filter: &RunFilter, db: &Db) -> u8 {

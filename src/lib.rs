@@ -11,9 +11,11 @@
 //! `pipeline` wires the stages with bounded channels; `cli` is the command line over it.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod export;
 pub mod generate;
@@ -29,4 +31,5 @@ pub mod run;
 pub mod schedule;
 pub mod source;
 pub mod store;
+pub mod telemetry;
 pub mod validate;

@@ -1,5 +1,6 @@
 //! `crm-import`: a thin binary over the library; see `crm_import::cli`.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -15,6 +16,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person; logs collected from a service stay plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = crm_import::cli::Cli::parse();
     crm_import::cli::run(cli).await

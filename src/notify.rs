@@ -9,6 +9,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::report::{RunReport, Status};
+use crate::store::Store;
 
 /// How to reach the mail server; from the daemon's (or `run --notify`'s) options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,4 +214,31 @@ pub async fn send(smtp: &Smtp, to: &[String], mail: &Mail) -> Result<(), NotifyE
     }
     builder.build().send(message).await.map_err(smtp_error)?;
     Ok(())
+}
+
+/// Mails a run's report and notes the outcome on the run; returns the note. A failure is
+/// logged, never fatal.
+pub async fn mail_run<S: Store>(
+    store: &S,
+    smtp: &Smtp,
+    to: &[String],
+    pipeline: &str,
+    run_id: i64,
+    report: &crate::report::RunReport,
+) -> String {
+    if to.is_empty() {
+        return "no notify addresses in the pipeline".into();
+    }
+    let mail = compose(pipeline, run_id, report);
+    let note = match send(smtp, to, &mail).await {
+        Ok(()) => format!("sent to {} address(es)", to.len()),
+        Err(e) => {
+            tracing::error!(run_id, error = %e, "the report mail failed");
+            format!("failed: {e}")
+        }
+    };
+    if let Err(e) = store.note_mail(run_id, &note).await {
+        tracing::error!(run_id, error = %e, "cannot record the mail outcome");
+    }
+    note
 }

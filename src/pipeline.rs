@@ -20,6 +20,7 @@ use crate::parse::RecordReader;
 use crate::report::{FileReport, ReportError, RunReport};
 use crate::source::{Files, Input, Sources};
 use crate::store::{Scope, Store};
+use crate::telemetry;
 use crate::validate::validate_chunk;
 
 /// Chunks waiting on each edge between stages.
@@ -215,7 +216,7 @@ fn parse_stage(
                 chunk.push(record);
                 if chunk.len() == chunk_size {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size));
-                    if out.blocking_send(Batch::Records(full)).is_err() {
+                    if !hand_on(&out, Batch::Records(full), "parse") {
                         return;
                     }
                 }
@@ -246,8 +247,16 @@ fn validate_stage(mut input: mpsc::Receiver<Batch<Parsed>>, out: mpsc::Sender<Ba
             Batch::End(w) => Batch::End(w),
             Batch::Fatal(p) => Batch::Fatal(p),
         };
-        if out.blocking_send(batch).is_err() {
+        if !hand_on(&out, batch, "validate") {
             return;
         }
     }
+}
+
+/// Sends a batch downstream, timing how long the next stage kept this one waiting.
+fn hand_on<T>(out: &mpsc::Sender<T>, item: T, stage: &'static str) -> bool {
+    let started = std::time::Instant::now();
+    let sent = out.blocking_send(item).is_ok();
+    telemetry::stage_waited(stage, started.elapsed());
+    sent
 }

@@ -276,3 +276,47 @@ fn schedule_prints_the_next_runs_on_the_pipelines_clock() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("five fields"));
 }
+
+#[test]
+fn runs_lists_the_history_and_shows_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = testdata("demo.xml");
+    let bad = dir.path().join("bad.xml");
+    std::fs::write(
+        &bad,
+        doc("", &client("C-1", "Иванов", Some("+7 916 12"), "")),
+    )
+    .unwrap();
+    let import = |file: &str| {
+        crm_import(
+            &["import", file, "--org", "uo-1", "--source", "1c"],
+            dir.path(),
+        )
+    };
+    assert_eq!(import(&demo).status.code(), Some(0));
+    assert_eq!(import(bad.to_str().unwrap()).status.code(), Some(1));
+    let list = stdout(&crm_import(&["runs"], dir.path()));
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{list}");
+    assert_eq!((rows[0][0], rows[0][5], rows[0][6]), ("2", "error", "0"));
+    assert_eq!(
+        (rows[1][0], rows[1][4], rows[1][5], rows[1][6]),
+        ("1", "manual", "ok", "7")
+    );
+    let shown = crm_import(&["runs", "show", "2"], dir.path());
+    assert_eq!(shown.status.code(), Some(0));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["run"]["status"], "error");
+    assert_eq!(shown["report"]["error"]["code"], "invalid_phone");
+    assert_eq!(shown["report"]["error"]["record_id"], "C-1");
+    assert_eq!(
+        crm_import(&["runs", "show", "99"], dir.path())
+            .status
+            .code(),
+        Some(2)
+    );
+}

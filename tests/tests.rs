@@ -3,11 +3,13 @@
 mod common;
 
 mod cli;
+mod daemon;
 mod encodings;
 mod ftp_source;
 mod halt;
 mod http_source;
 mod in_chunk;
+mod mail;
 mod malformed;
 mod matching;
 mod memory;

@@ -1,0 +1,292 @@
+//! The daemon: every pipeline of a folder on its schedule, a run-now trigger, e-mailed
+//! reports, `/metrics`. Reloads the folder on SIGHUP; on SIGTERM or Ctrl-C the running
+//! runs finish their chunk, end `interrupted`, and the process exits.
+//!
+//! Overlaps are the store's business: every start goes through the pipeline's lease, so a
+//! second start — scheduled, manual, from the API or from another daemon on the same
+//! database — is refused and recorded the same way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, ConfigErrors, Pipeline};
+use crate::notify::Smtp;
+use crate::pipeline::Options;
+use crate::run::{Finished, Job, run_import};
+use crate::schedule::Schedule;
+use crate::store::{Store, StoreError, Trigger};
+use crate::telemetry;
+
+/// A loaded pipeline and its checked schedule.
+struct Entry {
+    pipeline: Arc<Pipeline>,
+    schedule: Option<Schedule>,
+}
+
+pub struct Daemon<S> {
+    store: Arc<S>,
+    dir: PathBuf,
+    smtp: Option<Smtp>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+    pipelines: Mutex<BTreeMap<String, Entry>>,
+}
+
+/// Why a run-now request did not start anything.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("there is no pipeline {0:?}")]
+    Unknown(String),
+    #[error("the daemon is stopping")]
+    Stopping,
+}
+
+impl<S: Store + 'static> Daemon<S> {
+    /// A daemon over the pipelines of `dir`; call [`Daemon::reload`] to load them.
+    pub fn new(store: Arc<S>, dir: &Path, smtp: Option<Smtp>) -> Arc<Self> {
+        Arc::new(Daemon {
+            store,
+            dir: dir.to_path_buf(),
+            smtp,
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            pipelines: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// (Re)reads every `*.toml` of the folder. A file with mistakes is skipped (its errors
+    /// are returned and logged) and the others still run; a run in progress keeps going.
+    pub fn reload(&self) -> Result<Vec<ConfigErrors>, std::io::Error> {
+        let mut loaded = BTreeMap::new();
+        let mut failed = Vec::new();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            match config::load(&path) {
+                Ok(pipeline) => {
+                    let schedule = pipeline
+                        .schedule
+                        .as_deref()
+                        .and_then(|s| Schedule::parse(s, Some(&pipeline.timezone)).ok());
+                    if loaded.contains_key(&pipeline.name) {
+                        tracing::error!(
+                            pipeline = %pipeline.name,
+                            file = %path.display(),
+                            "another file already names this pipeline; this one is skipped"
+                        );
+                        continue;
+                    }
+                    loaded.insert(
+                        pipeline.name.clone(),
+                        Entry {
+                            pipeline: Arc::new(pipeline),
+                            schedule,
+                        },
+                    );
+                }
+                Err(errors) => {
+                    tracing::error!("{errors}");
+                    failed.push(errors);
+                }
+            }
+        }
+        tracing::info!(pipelines = loaded.len(), "pipelines loaded");
+        *self
+            .pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = loaded;
+        Ok(failed)
+    }
+
+    /// The loaded pipelines' names.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// The earliest scheduled run strictly after `after`.
+    pub fn next_due(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.lock()
+            .values()
+            .filter_map(|e| e.schedule.as_ref()?.next_after(after))
+            .map(|t| t.with_timezone(&Utc))
+            .min()
+    }
+
+    /// Starts every pipeline with a scheduled time in `(after, upto]` — once, however many
+    /// of its times fell in the window (a daemon that slept through several does not
+    /// replay them).
+    pub fn tick(
+        self: &Arc<Self>,
+        after: DateTime<Utc>,
+        upto: DateTime<Utc>,
+    ) -> Vec<JoinHandle<Result<Finished, StoreError>>> {
+        let due: Vec<Arc<Pipeline>> = self
+            .lock()
+            .values()
+            .filter(|e| {
+                e.schedule
+                    .as_ref()
+                    .and_then(|s| s.next_after(after))
+                    .is_some_and(|t| t.with_timezone(&Utc) <= upto)
+            })
+            .map(|e| e.pipeline.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|p| self.spawn(p, Trigger::Schedule).ok())
+            .collect()
+    }
+
+    /// «Запустить сейчас»: starts a pipeline now. The run itself may still be refused by
+    /// the lease (recorded as `refused`) when the pipeline is already running.
+    pub fn start(
+        self: &Arc<Self>,
+        name: &str,
+        trigger: Trigger,
+    ) -> Result<JoinHandle<Result<Finished, StoreError>>, StartError> {
+        let pipeline = self
+            .lock()
+            .get(name)
+            .map(|e| e.pipeline.clone())
+            .ok_or_else(|| StartError::Unknown(name.to_owned()))?;
+        self.spawn(pipeline, trigger)
+    }
+
+    fn spawn(
+        self: &Arc<Self>,
+        pipeline: Arc<Pipeline>,
+        trigger: Trigger,
+    ) -> Result<JoinHandle<Result<Finished, StoreError>>, StartError> {
+        if self.stop.is_cancelled() {
+            return Err(StartError::Stopping);
+        }
+        let daemon = self.clone();
+        Ok(self
+            .tasks
+            .spawn(async move { daemon.run(&pipeline, trigger).await }))
+    }
+
+    async fn run(&self, pipeline: &Pipeline, trigger: Trigger) -> Result<Finished, StoreError> {
+        let started = Instant::now();
+        tracing::info!(pipeline = %pipeline.name, trigger = trigger.as_str(), "run starts");
+        let job = Job {
+            pipeline: Some(&pipeline.name),
+            org: &pipeline.organization,
+            source: &pipeline.source,
+            files: &pipeline.files,
+            trigger,
+        };
+        let options = Options {
+            chunk_size: pipeline.chunk_size,
+            observer: Arc::new(telemetry::Metered),
+            stop: self.stop.child_token(),
+        };
+        let finished = match run_import(&*self.store, &job, options).await {
+            Ok(finished) => finished,
+            Err(e) => {
+                tracing::error!(pipeline = %pipeline.name, error = %e, "the run could not be recorded");
+                return Err(e);
+            }
+        };
+        let report = &finished.report;
+        telemetry::record_run(&pipeline.name, report, started.elapsed());
+        tracing::info!(
+            pipeline = %pipeline.name,
+            run = finished.run_id,
+            status = report.status.as_str(),
+            records = report.records,
+            "run ends"
+        );
+        if let Some(smtp) = &self.smtp {
+            crate::notify::mail_run(
+                &*self.store,
+                smtp,
+                &pipeline.notify,
+                &pipeline.name,
+                finished.run_id,
+                report,
+            )
+            .await;
+        }
+        Ok(finished)
+    }
+
+    /// Runs until `shutdown` resolves: sleeps until the next scheduled time, starts what is
+    /// due, reloads on SIGHUP. Then stops the runs in progress (each finishes its chunk and
+    /// ends `interrupted`) and waits for them.
+    pub async fn serve(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut hangup = hangups();
+        let mut last = Utc::now();
+        loop {
+            let wait = self
+                .next_due(last)
+                .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(wait) => {
+                    let now = Utc::now();
+                    self.tick(last, now);
+                    last = now;
+                }
+                Some(()) = next_hangup(&mut hangup) => {
+                    if let Err(e) = self.reload() {
+                        tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the pipelines folder");
+                    }
+                }
+            }
+        }
+        tracing::warn!("stopping: runs in progress finish their chunk");
+        self.shutdown().await;
+    }
+
+    /// Stops the runs in progress and waits for them to be recorded.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+#[cfg(unix)]
+fn hangups() -> Hangups {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Hangups {}
+
+#[cfg(unix)]
+async fn next_hangup(hangups: &mut Hangups) -> Option<()> {
+    match hangups {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_hangup(_: &mut Hangups) -> Option<()> {
+    std::future::pending().await
+}

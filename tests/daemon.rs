@@ -1,0 +1,477 @@
+//! The daemon and run history: schedules fire under a test-controlled clock, overlapping
+//! starts are refused and recorded (in one process and across two stores on one file), a
+//! stop request ends a run `interrupted` with a consistent database, `/metrics` counts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::header;
+use axum::response::Response;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use crm_import::daemon::Daemon;
+use crm_import::report::Status;
+use crm_import::store::{self, RunFilter, SqliteStore, Store, Trigger};
+use futures::StreamExt;
+use tokio::sync::Notify;
+
+use crate::common::*;
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn clients(from: usize, to: usize) -> String {
+    let clients: String = (from..=to)
+        .map(|i| {
+            client(
+                &format!("C-{i}"),
+                &format!("Клиент {i}"),
+                Some(&format!("+7916{i:07}")),
+                "",
+            )
+        })
+        .collect();
+    doc("", &clients)
+}
+
+/// A folder of pipelines beside the test's database.
+fn pipelines(db: &Db, files: &[(&str, &str)]) -> PathBuf {
+    let dir = db.dir.path().join("pipelines");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
+}
+
+fn pipeline_text(name: &str, files: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = \"{files}\"\nchunk_size = 10\n{extra}\n"
+    )
+}
+
+/// An HTTP export that sends its first half, then holds the rest until released.
+struct Held {
+    url: String,
+    release: Arc<Notify>,
+}
+
+async fn held_export(content: String) -> Held {
+    let release = Arc::new(Notify::new());
+    let gate = release.clone();
+    let router = Router::new().route(
+        "/export.xml",
+        get(move || {
+            let gate = gate.clone();
+            let bytes = content.clone().into_bytes();
+            async move {
+                let half = bytes.len() / 2;
+                let (first, rest) = (bytes[..half].to_vec(), bytes[half..].to_vec());
+                let body = futures::stream::once(async { Ok::<_, std::io::Error>(first) }).chain(
+                    futures::stream::once(async move {
+                        gate.notified().await;
+                        Ok(rest)
+                    }),
+                );
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "application/xml")
+                    .body(Body::from_stream(body))
+                    .unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Held {
+        url: format!("http://{addr}/export.xml"),
+        release,
+    }
+}
+
+/// Waits (up to 20 s) until the test's organization has at least `n` clients.
+async fn until_clients(db: &Db, n: usize) {
+    for _ in 0..400 {
+        if db.of_type(ORG, "client").await.len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} clients after 20 s");
+}
+
+#[tokio::test]
+async fn a_due_pipeline_runs_once_at_its_time_and_is_recorded() {
+    let db = Db::new().await;
+    let demo = testdata("demo.xml");
+    let dir = pipelines(
+        &db,
+        &[(
+            "nightly.toml",
+            &pipeline_text(
+                "nightly",
+                &demo,
+                "schedule = \"0 3 * * *\"\ntimezone = \"Europe/Moscow\"",
+            ),
+        )],
+    );
+    let store = Arc::new(db.store.clone());
+    let daemon = Daemon::new(store.clone(), &dir, None);
+    assert!(daemon.reload().unwrap().is_empty());
+    // 03:00 in Moscow is 00:00 UTC.
+    assert_eq!(
+        daemon.next_due(at("2026-11-28T12:00:00Z")),
+        Some(at("2026-11-29T00:00:00Z"))
+    );
+    assert!(
+        daemon
+            .tick(at("2026-11-28T23:00:00Z"), at("2026-11-28T23:59:59Z"))
+            .is_empty(),
+        "not due yet"
+    );
+    let started = daemon.tick(at("2026-11-28T23:59:59Z"), at("2026-11-29T00:00:01Z"));
+    assert_eq!(started.len(), 1);
+    let finished = started.into_iter().next().unwrap().await.unwrap().unwrap();
+    assert_eq!(finished.report.status, Status::Ok);
+    assert!(
+        daemon
+            .tick(at("2026-11-29T00:00:01Z"), at("2026-11-29T23:59:59Z"))
+            .is_empty(),
+        "once a night"
+    );
+    let runs = store
+        .runs(&RunFilter {
+            pipeline: Some("nightly".into()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (
+            runs[0].trigger.as_str(),
+            runs[0].status.as_str(),
+            runs[0].records
+        ),
+        ("schedule", "ok", 7)
+    );
+    assert!(runs[0].finished_at.is_some());
+    assert_eq!(db.of_type(ORG, "client").await.len(), 4);
+}
+
+#[tokio::test]
+async fn an_overlapping_start_is_refused_and_recorded_even_from_another_store() {
+    let db = Db::new().await;
+    let held = held_export(clients(1, 200)).await;
+    let dir = pipelines(&db, &[("slow.toml", &pipeline_text("slow", &held.url, ""))]);
+    let daemon = Daemon::new(Arc::new(db.store.clone()), &dir, None);
+    daemon.reload().unwrap();
+    let first = daemon.start("slow", Trigger::Manual).unwrap();
+    until_clients(&db, 10).await;
+
+    // The same daemon, and a second one on its own connection pool to the same file (as a
+    // second process would be).
+    let again = daemon
+        .start("slow", Trigger::Api)
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.report.status, Status::Refused);
+    let url = format!("sqlite:{}", db.dir.path().join("crm.db").display());
+    let other_store = store::open(&url, &store::Settings::default())
+        .await
+        .unwrap();
+    let other = Daemon::new(Arc::new(other_store), &dir, None);
+    other.reload().unwrap();
+    let elsewhere = other
+        .start("slow", Trigger::Schedule)
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(elsewhere.report.status, Status::Refused);
+    let message = &elsewhere.report.error.as_ref().unwrap().message;
+    assert!(message.contains("already running"), "{message}");
+
+    held.release.notify_one();
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(
+        first.report.status,
+        Status::Ok,
+        "{}",
+        first.report.summary()
+    );
+    assert_eq!(first.report.records, 200);
+
+    let runs = db
+        .store
+        .runs(&RunFilter {
+            pipeline: Some("slow".into()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r.trigger.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("schedule", "refused"),
+            ("api", "refused"),
+            ("manual", "ok")
+        ]
+    );
+    let (_, report) = db.store.run(runs[0].id, None).await.unwrap().unwrap();
+    assert!(report.unwrap().contains("already_running"));
+
+    // The lease is released: the next start runs.
+    let next = daemon.start("slow", Trigger::Manual).unwrap();
+    held.release.notify_one();
+    assert_eq!(next.await.unwrap().unwrap().report.status, Status::Ok);
+}
+
+#[tokio::test]
+async fn stopping_the_daemon_mid_run_records_an_interrupted_run_and_keeps_whole_chunks() {
+    let db = Db::new().await;
+    let held = held_export(clients(1, 200)).await;
+    let dir = pipelines(&db, &[("slow.toml", &pipeline_text("slow", &held.url, ""))]);
+    let daemon = Daemon::new(Arc::new(db.store.clone()), &dir, None);
+    daemon.reload().unwrap();
+    let run = daemon.start("slow", Trigger::Manual).unwrap();
+    until_clients(&db, 10).await;
+    daemon.shutdown().await;
+    let finished = run.await.unwrap().unwrap();
+    assert_eq!(finished.report.status, Status::Interrupted);
+    let kept = db.of_type(ORG, "client").await.len() as u64;
+    assert_eq!(finished.report.records, kept);
+    assert_eq!(kept % 10, 0, "whole chunks only");
+    let (row, _) = db.store.run(finished.run_id, None).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.records), ("interrupted", kept));
+    assert!(
+        daemon.start("slow", Trigger::Manual).is_err(),
+        "a stopping daemon starts nothing"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_stops_a_cli_run_cleanly() {
+    let db = Db::new().await;
+    let held = held_export(clients(1, 200)).await;
+    let dir = pipelines(&db, &[("slow.toml", &pipeline_text("slow", &held.url, ""))]);
+    let url = format!("sqlite:{}", db.dir.path().join("crm.db").display());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_crm-import"))
+        .arg("run")
+        .arg(dir.join("slow.toml"))
+        .env("DATABASE_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    until_clients(&db, 10).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("import INTERRUPTED"), "{stdout}");
+    let runs = db
+        .store
+        .runs(&RunFilter {
+            limit: 1,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    let kept = db.of_type(ORG, "client").await.len() as u64;
+    assert_eq!(
+        (runs[0].status.as_str(), runs[0].records),
+        ("interrupted", kept)
+    );
+    held.release.notify_one();
+}
+
+#[tokio::test]
+async fn a_crashed_holder_lease_expires() {
+    let db = Db::new().await;
+    let scope = db.store.scope(ORG, SRC).await.unwrap();
+    let store: &SqliteStore = &db.store;
+    let first = store
+        .start_run(scope.org_id, Some("p"), Trigger::Schedule)
+        .await
+        .unwrap();
+    let store::RunStart::Started(crashed) = first else {
+        panic!("{first:?}")
+    };
+    let second = store
+        .start_run(scope.org_id, Some("p"), Trigger::Schedule)
+        .await
+        .unwrap();
+    assert!(matches!(second, store::RunStart::Refused { holder, .. } if holder == crashed));
+    // The holder died without renewing: let its lease run out.
+    sqlx::query("UPDATE run_leases SET expires_at = expires_at - ?")
+        .bind(store::LEASE_SECS + 1)
+        .execute(
+            &sqlx::SqlitePool::connect(&format!(
+                "sqlite:{}",
+                db.dir.path().join("crm.db").display()
+            ))
+            .await
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let third = store
+        .start_run(scope.org_id, Some("p"), Trigger::Schedule)
+        .await
+        .unwrap();
+    assert!(matches!(third, store::RunStart::Started(_)), "{third:?}");
+    let (row, _) = store.run(crashed, None).await.unwrap().unwrap();
+    assert_eq!(row.status, "interrupted");
+}
+
+#[tokio::test]
+async fn metrics_show_the_counts_of_a_run() {
+    let handle = crm_import::telemetry::install().unwrap();
+    let db = Db::new().await;
+    let demo = testdata("demo.xml");
+    let dir = pipelines(
+        &db,
+        &[("metered.toml", &pipeline_text("metered-demo", &demo, ""))],
+    );
+    let daemon = Daemon::new(Arc::new(db.store.clone()), &dir, None);
+    daemon.reload().unwrap();
+    let finished = daemon
+        .start("metered-demo", Trigger::Manual)
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(finished.report.status, Status::Ok);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, crm_import::api::router(Some(handle)))
+            .await
+            .unwrap()
+    });
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "crm_import_runs_total{pipeline=\"metered-demo\",status=\"ok\"} 1",
+        "crm_import_run_duration_seconds_count{pipeline=\"metered-demo\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing in:\n{text}");
+    }
+    for name in [
+        "crm_import_records_total{entity=\"client\",outcome=\"created\"}",
+        "crm_import_bytes_read_total",
+        "crm_import_stage_wait_seconds",
+    ] {
+        assert!(text.contains(name), "{name} missing in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn the_daemon_process_serves_health_and_metrics_and_stops_on_sigterm() {
+    let db = Db::new().await;
+    let demo = testdata("demo.xml");
+    let dir = pipelines(
+        &db,
+        &[(
+            "nightly.toml",
+            &pipeline_text(
+                "nightly",
+                &demo,
+                "schedule = \"0 3 * * *\"\ntimezone = \"Europe/Moscow\"",
+            ),
+        )],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("sqlite:{}", db.dir.path().join("crm.db").display());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_crm-import"))
+        .arg("daemon")
+        .arg("--pipelines")
+        .arg(&dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &url)
+        .env_remove("CRM_SMTP_HOST")
+        .env("RUST_LOG", "crm_import=info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut health = None;
+    for _ in 0..200 {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
+            health = Some(r.text().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(health.as_deref(), Some("ok\n"));
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    // A new pipeline file, then SIGHUP: the daemon reads the folder again.
+    std::fs::write(
+        dir.join("hourly.toml"),
+        pipeline_text("hourly", &demo, "schedule = \"19 * * * *\""),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("daemon: 1 pipeline(s)"), "{stdout}");
+    assert!(stdout.contains("nightly"), "{stdout}");
+    assert!(stdout.contains("daemon: stopped"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pipelines=1"), "{stderr}");
+    assert!(
+        stderr.contains("pipelines=2"),
+        "reloaded on SIGHUP: {stderr}"
+    );
+}
