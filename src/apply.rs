@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::Problem;
-use crate::model::{Record, Validated};
+use crate::model::{Record, RecordOutcome, Validated};
 use crate::observe::Observer;
 use crate::pipeline::Batch;
 use crate::report::{ReportError, RunReport};
@@ -22,6 +22,17 @@ pub struct Applier<'a, S> {
     scope: &'a Scope,
     report: &'a mut RunReport,
     observer: Arc<dyn Observer>,
+    /// Per-record outcomes kept for the caller (the API answers with them); off for files.
+    collect: bool,
+    outcomes: Vec<Applied>,
+}
+
+/// One applied record: its number in the input, its id and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub index: u64,
+    pub id: String,
+    pub outcome: RecordOutcome,
 }
 
 impl<'a, S: Store> Applier<'a, S> {
@@ -36,7 +47,20 @@ impl<'a, S: Store> Applier<'a, S> {
             scope,
             report,
             observer,
+            collect: false,
+            outcomes: Vec::new(),
         }
+    }
+
+    /// Keeps per-record outcomes for [`Applier::take_outcomes`].
+    pub fn collecting(mut self) -> Self {
+        self.collect = true;
+        self
+    }
+
+    /// The outcomes collected since the last call, in order.
+    pub fn take_outcomes(&mut self) -> Vec<Applied> {
+        std::mem::take(&mut self.outcomes)
     }
 
     /// The run was asked to stop between chunks.
@@ -80,6 +104,13 @@ impl<'a, S: Store> Applier<'a, S> {
                 self.report.warn(w);
             }
             self.report.applied(outcome);
+            if self.collect {
+                self.outcomes.push(Applied {
+                    index: item.position.record_index.unwrap_or_default(),
+                    id: item.position.record_id.clone().unwrap_or_default(),
+                    outcome: outcome.clone(),
+                });
+            }
         }
         self.observer.records_applied(applied.outcomes.len() as u64);
         if let Some(refusal) = applied.refused {

@@ -18,10 +18,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, ConfigErrors, Pipeline};
 use crate::notify::Smtp;
-use crate::pipeline::Options;
-use crate::run::{Finished, Job, run_import};
+use crate::pipeline::{self, Options};
+use crate::run::{self, Begun, Finished};
 use crate::schedule::Schedule;
-use crate::store::{Store, StoreError, Trigger};
+use crate::store::{Scope, Store, StoreError, Trigger};
 use crate::telemetry;
 
 /// A loaded pipeline and its checked schedule.
@@ -39,13 +39,24 @@ pub struct Daemon<S> {
     pipelines: Mutex<BTreeMap<String, Entry>>,
 }
 
-/// Why a run-now request did not start anything.
+/// A run that was started: its id, and its end to await.
+pub struct Started {
+    pub run_id: i64,
+    pub handle: JoinHandle<Result<Finished, StoreError>>,
+}
+
+/// Why a start did not start anything.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("there is no pipeline {0:?}")]
     Unknown(String),
     #[error("the daemon is stopping")]
     Stopping,
+    /// Recorded as a `refused` run; the report says which run holds the pipeline.
+    #[error("{}", .0.report.error.as_ref().map(|e| e.message.as_str()).unwrap_or("already running"))]
+    AlreadyRunning(Finished),
+    #[error("{0}")]
+    Store(StoreError),
 }
 
 impl<S: Store + 'static> Daemon<S> {
@@ -123,10 +134,15 @@ impl<S: Store + 'static> Daemon<S> {
             .min()
     }
 
+    /// A loaded pipeline.
+    pub fn pipeline(&self, name: &str) -> Option<Arc<Pipeline>> {
+        self.lock().get(name).map(|e| e.pipeline.clone())
+    }
+
     /// Starts every pipeline with a scheduled time in `(after, upto]` — once, however many
     /// of its times fell in the window (a daemon that slept through several does not
-    /// replay them).
-    pub fn tick(
+    /// replay them). Refused starts are recorded and logged.
+    pub async fn tick(
         self: &Arc<Self>,
         after: DateTime<Utc>,
         upto: DateTime<Utc>,
@@ -142,67 +158,85 @@ impl<S: Store + 'static> Daemon<S> {
             })
             .map(|e| e.pipeline.clone())
             .collect();
-        due.into_iter()
-            .filter_map(|p| self.spawn(p, Trigger::Schedule).ok())
-            .collect()
+        let mut started = Vec::new();
+        for pipeline in due {
+            match self.launch(pipeline.clone(), Trigger::Schedule).await {
+                Ok(run) => started.push(run.handle),
+                Err(e) => tracing::warn!(pipeline = %pipeline.name, "{e}"),
+            }
+        }
+        started
     }
 
-    /// «Запустить сейчас»: starts a pipeline now. The run itself may still be refused by
-    /// the lease (recorded as `refused`) when the pipeline is already running.
-    pub fn start(
+    /// «Запустить сейчас»: starts a pipeline now, or says why not — refused starts (the
+    /// pipeline is running, here or in another process) are recorded as runs too.
+    pub async fn start(
         self: &Arc<Self>,
         name: &str,
         trigger: Trigger,
-    ) -> Result<JoinHandle<Result<Finished, StoreError>>, StartError> {
+    ) -> Result<Started, StartError> {
         let pipeline = self
-            .lock()
-            .get(name)
-            .map(|e| e.pipeline.clone())
+            .pipeline(name)
             .ok_or_else(|| StartError::Unknown(name.to_owned()))?;
-        self.spawn(pipeline, trigger)
+        self.launch(pipeline, trigger).await
     }
 
-    fn spawn(
+    async fn launch(
         self: &Arc<Self>,
         pipeline: Arc<Pipeline>,
         trigger: Trigger,
-    ) -> Result<JoinHandle<Result<Finished, StoreError>>, StartError> {
+    ) -> Result<Started, StartError> {
         if self.stop.is_cancelled() {
             return Err(StartError::Stopping);
         }
+        let begun = run::begin(
+            &*self.store,
+            &pipeline.organization,
+            &pipeline.source,
+            Some(&pipeline.name),
+            trigger,
+        )
+        .await
+        .map_err(StartError::Store)?;
+        let scope = match begun {
+            Begun::Started(scope) => scope,
+            Begun::Refused(refused) => {
+                telemetry::record_run(&pipeline.name, &refused.report, Duration::ZERO);
+                return Err(StartError::AlreadyRunning(refused));
+            }
+        };
+        let run_id = scope.run_id.unwrap_or_default();
         let daemon = self.clone();
-        Ok(self
+        let handle = self
             .tasks
-            .spawn(async move { daemon.run(&pipeline, trigger).await }))
+            .spawn(async move { daemon.carry_out(&pipeline, scope, trigger).await });
+        Ok(Started { run_id, handle })
     }
 
-    async fn run(&self, pipeline: &Pipeline, trigger: Trigger) -> Result<Finished, StoreError> {
+    async fn carry_out(
+        &self,
+        pipeline: &Pipeline,
+        scope: Scope,
+        trigger: Trigger,
+    ) -> Result<Finished, StoreError> {
         let started = Instant::now();
-        tracing::info!(pipeline = %pipeline.name, trigger = trigger.as_str(), "run starts");
-        let job = Job {
-            pipeline: Some(&pipeline.name),
-            org: &pipeline.organization,
-            source: &pipeline.source,
-            files: &pipeline.files,
-            trigger,
-        };
+        let run_id = scope.run_id.unwrap_or_default();
+        tracing::info!(pipeline = %pipeline.name, run = run_id, trigger = trigger.as_str(), "run starts");
         let options = Options {
             chunk_size: pipeline.chunk_size,
             observer: Arc::new(telemetry::Metered),
             stop: self.stop.child_token(),
         };
-        let finished = match run_import(&*self.store, &job, options).await {
-            Ok(finished) => finished,
-            Err(e) => {
-                tracing::error!(pipeline = %pipeline.name, error = %e, "the run could not be recorded");
-                return Err(e);
-            }
-        };
-        let report = &finished.report;
-        telemetry::record_run(&pipeline.name, report, started.elapsed());
+        let import = pipeline::import_files(&*self.store, &scope, &pipeline.files, options);
+        let report = run::holding_lease(&*self.store, run_id, import).await;
+        if let Err(e) = run::end(&*self.store, run_id, &report).await {
+            tracing::error!(pipeline = %pipeline.name, error = %e, "the run could not be recorded");
+            return Err(e);
+        }
+        telemetry::record_run(&pipeline.name, &report, started.elapsed());
         tracing::info!(
             pipeline = %pipeline.name,
-            run = finished.run_id,
+            run = run_id,
             status = report.status.as_str(),
             records = report.records,
             "run ends"
@@ -213,12 +247,12 @@ impl<S: Store + 'static> Daemon<S> {
                 smtp,
                 &pipeline.notify,
                 &pipeline.name,
-                finished.run_id,
-                report,
+                run_id,
+                &report,
             )
             .await;
         }
-        Ok(finished)
+        Ok(Finished { run_id, report })
     }
 
     /// Runs until `shutdown` resolves: sleeps until the next scheduled time, starts what is
@@ -237,7 +271,7 @@ impl<S: Store + 'static> Daemon<S> {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(wait) => {
                     let now = Utc::now();
-                    self.tick(last, now);
+                    self.tick(last, now).await;
                     last = now;
                 }
                 Some(()) = next_hangup(&mut hangup) => {

@@ -24,6 +24,7 @@ pub enum Code {
     InvalidUtf8,
     // One record, found while parsing.
     UnknownEntity,
+    JsonSyntax,
     FieldTooLong,
     MissingId,
     DuplicateField,
@@ -65,6 +66,7 @@ impl Code {
             Code::UnsupportedEncoding => "unsupported_encoding",
             Code::InvalidUtf8 => "invalid_utf8",
             Code::UnknownEntity => "unknown_entity",
+            Code::JsonSyntax => "json_syntax",
             Code::FieldTooLong => "field_too_long",
             Code::MissingId => "missing_id",
             Code::DuplicateField => "duplicate_field",

@@ -202,6 +202,13 @@ fn spawn_stages(input: Input, options: Options) -> mpsc::Receiver<Batch<Validate
     validated_rx
 }
 
+/// The validate stage alone, for records parsed elsewhere (the API's JSON).
+pub fn spawn_validate(parsed: mpsc::Receiver<Batch<Parsed>>) -> mpsc::Receiver<Batch<Validated>> {
+    let (validated_tx, validated_rx) = mpsc::channel(QUEUE);
+    tokio::task::spawn_blocking(move || validate_stage(parsed, validated_tx));
+    validated_rx
+}
+
 fn parse_stage(
     file: Arc<str>,
     bytes: impl std::io::Read,

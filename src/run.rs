@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::pipeline::{self, Options};
 use crate::report::RunReport;
 use crate::source::Files;
-use crate::store::{LEASE_SECS, RunStart, Store, StoreError, Trigger};
+use crate::store::{LEASE_SECS, RunStart, Scope, Store, StoreError, Trigger};
 
 /// What to import, for whom, and who asked.
 pub struct Job<'a> {
@@ -33,12 +33,39 @@ pub async fn run_import<S: Store>(
     job: &Job<'_>,
     options: Options,
 ) -> Result<Finished, StoreError> {
-    let mut scope = store.scope(job.org, job.source).await?;
-    let run_id = match store
-        .start_run(scope.org_id, job.pipeline, job.trigger)
-        .await?
-    {
-        RunStart::Started(id) => id,
+    match begin(store, job.org, job.source, job.pipeline, job.trigger).await? {
+        Begun::Refused(finished) => Ok(finished),
+        Begun::Started(scope) => {
+            let run_id = scope.run_id.unwrap_or_default();
+            let import = pipeline::import_files(store, &scope, job.files, options);
+            let report = holding_lease(store, run_id, import).await;
+            end(store, run_id, &report).await?;
+            Ok(Finished { run_id, report })
+        }
+    }
+}
+
+/// A run that may go ahead (its scope carries the run id), or the recorded refusal.
+pub enum Begun {
+    Started(Scope),
+    Refused(Finished),
+}
+
+/// Records the start of a run and takes the pipeline's lease; a refused start is recorded
+/// with its report.
+pub async fn begin<S: Store>(
+    store: &S,
+    org: &str,
+    source: &str,
+    pipeline: Option<&str>,
+    trigger: Trigger,
+) -> Result<Begun, StoreError> {
+    let mut scope = store.scope(org, source).await?;
+    match store.start_run(scope.org_id, pipeline, trigger).await? {
+        RunStart::Started(id) => {
+            scope.run_id = Some(id);
+            Ok(Begun::Started(scope))
+        }
         RunStart::Refused {
             run_id,
             holder,
@@ -47,29 +74,36 @@ pub async fn run_import<S: Store>(
             let mut report = RunReport::default();
             report.refuse(format!(
                 "pipeline {:?} is already running (run {holder}, started {since}); this start was refused",
-                job.pipeline.unwrap_or_default()
+                pipeline.unwrap_or_default()
             ));
-            let status = report.status.as_str();
-            store
-                .finish_run(run_id, status, 0, &report.to_json())
-                .await?;
-            return Ok(Finished { run_id, report });
+            end(store, run_id, &report).await?;
+            Ok(Begun::Refused(Finished { run_id, report }))
         }
-    };
-    scope.run_id = Some(run_id);
-    let import = pipeline::import_files(store, &scope, job.files, options);
-    tokio::pin!(import);
+    }
+}
+
+/// Drives `work` while renewing the run's lease.
+pub async fn holding_lease<S: Store, T>(
+    store: &S,
+    run_id: i64,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
     let renew_every = Duration::from_secs(LEASE_SECS as u64 / 3);
-    let report = loop {
+    loop {
         tokio::select! {
-            report = &mut import => break report,
+            done = &mut work => return done,
             () = tokio::time::sleep(renew_every) => {
                 if let Err(e) = store.renew_run(run_id).await {
                     tracing::warn!(run_id, error = %e, "cannot renew the run's lease");
                 }
             }
         }
-    };
+    }
+}
+
+/// Records the end of a run with its report and releases its lease.
+pub async fn end<S: Store>(store: &S, run_id: i64, report: &RunReport) -> Result<(), StoreError> {
     store
         .finish_run(
             run_id,
@@ -77,6 +111,5 @@ pub async fn run_import<S: Store>(
             report.records,
             &report.to_json(),
         )
-        .await?;
-    Ok(Finished { run_id, report })
+        .await
 }

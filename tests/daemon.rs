@@ -12,13 +12,22 @@ use axum::http::header;
 use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
-use crm_import::daemon::Daemon;
+use crm_import::daemon::{Daemon, StartError, Started};
 use crm_import::report::Status;
 use crm_import::store::{self, RunFilter, SqliteStore, Store, Trigger};
 use futures::StreamExt;
 use tokio::sync::Notify;
 
 use crate::common::*;
+
+/// The refused run of a start that must have been refused.
+fn refused(start: Result<Started, StartError>) -> crm_import::run::Finished {
+    match start {
+        Err(StartError::AlreadyRunning(finished)) => finished,
+        Err(e) => panic!("{e}"),
+        Ok(started) => panic!("run {} started", started.run_id),
+    }
+}
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
@@ -132,16 +141,20 @@ async fn a_due_pipeline_runs_once_at_its_time_and_is_recorded() {
     assert!(
         daemon
             .tick(at("2026-11-28T23:00:00Z"), at("2026-11-28T23:59:59Z"))
+            .await
             .is_empty(),
         "not due yet"
     );
-    let started = daemon.tick(at("2026-11-28T23:59:59Z"), at("2026-11-29T00:00:01Z"));
+    let started = daemon
+        .tick(at("2026-11-28T23:59:59Z"), at("2026-11-29T00:00:01Z"))
+        .await;
     assert_eq!(started.len(), 1);
     let finished = started.into_iter().next().unwrap().await.unwrap().unwrap();
     assert_eq!(finished.report.status, Status::Ok);
     assert!(
         daemon
             .tick(at("2026-11-29T00:00:01Z"), at("2026-11-29T23:59:59Z"))
+            .await
             .is_empty(),
         "once a night"
     );
@@ -173,17 +186,12 @@ async fn an_overlapping_start_is_refused_and_recorded_even_from_another_store() 
     let dir = pipelines(&db, &[("slow.toml", &pipeline_text("slow", &held.url, ""))]);
     let daemon = Daemon::new(Arc::new(db.store.clone()), &dir, None);
     daemon.reload().unwrap();
-    let first = daemon.start("slow", Trigger::Manual).unwrap();
+    let first = daemon.start("slow", Trigger::Manual).await.unwrap().handle;
     until_clients(&db, 10).await;
 
     // The same daemon, and a second one on its own connection pool to the same file (as a
     // second process would be).
-    let again = daemon
-        .start("slow", Trigger::Api)
-        .unwrap()
-        .await
-        .unwrap()
-        .unwrap();
+    let again = refused(daemon.start("slow", Trigger::Api).await);
     assert_eq!(again.report.status, Status::Refused);
     let url = format!("sqlite:{}", db.dir.path().join("crm.db").display());
     let other_store = store::open(&url, &store::Settings::default())
@@ -191,12 +199,7 @@ async fn an_overlapping_start_is_refused_and_recorded_even_from_another_store() 
         .unwrap();
     let other = Daemon::new(Arc::new(other_store), &dir, None);
     other.reload().unwrap();
-    let elsewhere = other
-        .start("slow", Trigger::Schedule)
-        .unwrap()
-        .await
-        .unwrap()
-        .unwrap();
+    let elsewhere = refused(other.start("slow", Trigger::Schedule).await);
     assert_eq!(elsewhere.report.status, Status::Refused);
     let message = &elsewhere.report.error.as_ref().unwrap().message;
     assert!(message.contains("already running"), "{message}");
@@ -236,7 +239,7 @@ async fn an_overlapping_start_is_refused_and_recorded_even_from_another_store() 
     assert!(report.unwrap().contains("already_running"));
 
     // The lease is released: the next start runs.
-    let next = daemon.start("slow", Trigger::Manual).unwrap();
+    let next = daemon.start("slow", Trigger::Manual).await.unwrap().handle;
     held.release.notify_one();
     assert_eq!(next.await.unwrap().unwrap().report.status, Status::Ok);
 }
@@ -248,7 +251,7 @@ async fn stopping_the_daemon_mid_run_records_an_interrupted_run_and_keeps_whole_
     let dir = pipelines(&db, &[("slow.toml", &pipeline_text("slow", &held.url, ""))]);
     let daemon = Daemon::new(Arc::new(db.store.clone()), &dir, None);
     daemon.reload().unwrap();
-    let run = daemon.start("slow", Trigger::Manual).unwrap();
+    let run = daemon.start("slow", Trigger::Manual).await.unwrap().handle;
     until_clients(&db, 10).await;
     daemon.shutdown().await;
     let finished = run.await.unwrap().unwrap();
@@ -259,7 +262,7 @@ async fn stopping_the_daemon_mid_run_records_an_interrupted_run_and_keeps_whole_
     let (row, _) = db.store.run(finished.run_id, None).await.unwrap().unwrap();
     assert_eq!((row.status.as_str(), row.records), ("interrupted", kept));
     assert!(
-        daemon.start("slow", Trigger::Manual).is_err(),
+        daemon.start("slow", Trigger::Manual).await.is_err(),
         "a stopping daemon starts nothing"
     );
 }
@@ -358,7 +361,9 @@ async fn metrics_show_the_counts_of_a_run() {
     daemon.reload().unwrap();
     let finished = daemon
         .start("metered-demo", Trigger::Manual)
+        .await
         .unwrap()
+        .handle
         .await
         .unwrap()
         .unwrap();

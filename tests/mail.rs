@@ -240,7 +240,9 @@ async fn a_scheduled_run_mails_its_report() {
     );
     daemon.reload().unwrap();
     let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
-    let runs = daemon.tick(at("2026-11-28T22:18:00Z"), at("2026-11-28T22:19:00Z"));
+    let runs = daemon
+        .tick(at("2026-11-28T22:18:00Z"), at("2026-11-28T22:19:00Z"))
+        .await;
     assert_eq!(runs.len(), 1);
     for run in runs {
         run.await.unwrap().unwrap();

@@ -9,6 +9,7 @@ use std::io::Write;
 pub use sqlite::SqliteStore;
 
 use crate::error::Code;
+use crate::export::ExportLine;
 use crate::model::{Record, RecordOutcome};
 
 /// The default database: an SQLite file in the working directory.
@@ -154,6 +155,30 @@ pub trait Store: Send + Sync {
         filter: &RunFilter,
     ) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
 
+    /// Reads in the export's shapes; `None` when the organization is unknown.
+    fn lookup(
+        &self,
+        org: &str,
+        what: &Lookup,
+    ) -> impl Future<Output = Result<Option<Vec<ExportLine>>, StoreError>> + Send;
+
+    /// Stores a new token's hash for an organization (or the app, with `None`).
+    fn create_token(
+        &self,
+        org: Option<&str>,
+        name: &str,
+        hash: &str,
+    ) -> impl Future<Output = Result<TokenRow, StoreError>> + Send;
+
+    fn tokens(&self) -> impl Future<Output = Result<Vec<TokenRow>, StoreError>> + Send;
+
+    /// Revokes a token by id; `false` when there is no such live token.
+    fn revoke_token(&self, id: i64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Whom a live token's hash speaks for.
+    fn bearer(&self, hash: &str)
+    -> impl Future<Output = Result<Option<Bearer>, StoreError>> + Send;
+
     /// One run with its JSON report (`None` for a run still going), if it exists (within
     /// the organization, when one is given).
     fn run(
@@ -161,6 +186,35 @@ pub trait Store: Send + Sync {
         run_id: i64,
         org: Option<&str>,
     ) -> impl Future<Output = Result<Option<(RunRow, Option<String>)>, StoreError>> + Send;
+}
+
+/// What the API reads (SPEC §9), in the export's shapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The organization's cards with this phone (E.164).
+    ClientsByPhone(String),
+    /// The card that carries this external id.
+    ClientByRef { source: String, id: String },
+    /// A premise with its accounts.
+    Premise { source: String, id: String },
+}
+
+/// An API token as stored (its hash only).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRow {
+    pub id: i64,
+    /// `None` for the residents' app token.
+    pub organization: Option<String>,
+    pub name: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bearer {
+    Organization { org_id: i64, code: String },
+    App,
 }
 
 /// How long a run's lease lasts without renewal; runs renew it every third of that.

@@ -16,10 +16,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    ChunkApplied, LEASE_SECS, RunFilter, RunRow, RunStart, Scope, Settings, Store, StoreError,
-    Trigger,
+    Bearer, ChunkApplied, LEASE_SECS, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store,
+    StoreError, TokenRow, Trigger,
 };
-use crate::export::{ExportLine, LinkRef, PremiseRef};
+use crate::export::ExportLine;
 use crate::model::Record;
 
 #[derive(Debug, Clone)]
@@ -197,37 +197,13 @@ impl Store for SqliteStore {
             }
         }
         {
-            let mut rows = sqlx::query(
-                "SELECT c.name, c.phone, c.email, c.logged_in,
-                    (SELECT json_group_array(json_object('source', s.code, 'id', x.ext_id) ORDER BY s.code, x.ext_id)
-                       FROM client_external_ids x JOIN sources s ON s.id = x.source_id WHERE x.client_id = c.id),
-                    (SELECT json_group_array(json_object('source', s.code, 'id', p.ext_id, 'role', cp.role)
-                                             ORDER BY s.code, p.ext_id)
-                       FROM client_premises cp JOIN premises p ON p.id = cp.premise_id
-                       JOIN sources s ON s.id = p.source_id WHERE cp.client_id = c.id),
-                    (SELECT json_group_array(json_object('source', s.code, 'id', a.ext_id) ORDER BY s.code, a.ext_id)
-                       FROM client_accounts ca JOIN accounts a ON a.id = ca.account_id
-                       JOIN sources s ON s.id = a.source_id WHERE ca.client_id = c.id),
-                    (SELECT s.code || char(0) || x.ext_id FROM client_external_ids x JOIN sources s ON s.id = x.source_id
-                      WHERE x.client_id = c.id ORDER BY s.code, x.ext_id LIMIT 1) AS first_id
-                   FROM clients c WHERE c.org_id = ? ORDER BY first_id",
-            )
+            let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{CLIENT_LINE} WHERE c.org_id = ? ORDER BY first_id"
+            )))
             .bind(org_id)
             .fetch(&mut *conn);
             while let Some(row) = rows.try_next().await? {
-                let external_ids: Vec<LinkRef> = from_json(row.try_get(4)?)?;
-                let premises: Vec<PremiseRef> = from_json(row.try_get(5)?)?;
-                let accounts: Vec<LinkRef> = from_json(row.try_get(6)?)?;
-                let line = ExportLine::Client {
-                    name: row.try_get(0)?,
-                    phone: row.try_get(1)?,
-                    email: row.try_get(2)?,
-                    logged_in: row.try_get(3)?,
-                    external_ids,
-                    premises,
-                    accounts,
-                };
-                line.write(out)?;
+                client_line(&row)?.write(out)?;
             }
         }
         Ok(true)
@@ -361,6 +337,166 @@ impl Store for SqliteStore {
         rows.iter().map(run_row).collect()
     }
 
+    async fn lookup(
+        &self,
+        org: &str,
+        what: &Lookup,
+    ) -> Result<Option<Vec<ExportLine>>, StoreError> {
+        let Some(org_id) =
+            sqlx::query_scalar::<_, i64>("SELECT id FROM organizations WHERE code = ?")
+                .bind(org)
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let lines = match what {
+            Lookup::ClientsByPhone(phone) => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{CLIENT_LINE} WHERE c.org_id = ? AND c.phone = ? ORDER BY first_id"
+                )))
+                .bind(org_id)
+                .bind(phone)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(client_line)
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            Lookup::ClientByRef { source, id } => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{CLIENT_LINE} WHERE c.id IN (SELECT x.client_id FROM client_external_ids x \
+                     JOIN sources s ON s.id = x.source_id WHERE s.org_id = ? AND s.code = ? AND x.ext_id = ?)"
+                )))
+                .bind(org_id)
+                .bind(source)
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(client_line)
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            Lookup::Premise { source, id } => {
+                let premise = sqlx::query(
+                    "SELECT s.code, p.ext_id, p.address, p.number, p.kind, p.floor, p.entrance, p.rooms, p.area,
+                            p.cadastral_number, p.id
+                       FROM sources s JOIN premises p ON p.source_id = s.id
+                      WHERE s.org_id = ? AND s.code = ? AND p.ext_id = ?",
+                )
+                .bind(org_id)
+                .bind(source)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = premise else {
+                    return Ok(Some(Vec::new()));
+                };
+                let premise_row_id: i64 = row.try_get(10)?;
+                let mut lines = vec![ExportLine::Premise {
+                    source: row.try_get(0)?,
+                    id: row.try_get(1)?,
+                    address: row.try_get(2)?,
+                    number: row.try_get(3)?,
+                    kind: row.try_get(4)?,
+                    floor: row.try_get(5)?,
+                    entrance: row.try_get(6)?,
+                    rooms: row.try_get(7)?,
+                    area: row.try_get(8)?,
+                    cadastral_number: row.try_get(9)?,
+                }];
+                let accounts = sqlx::query(
+                    "SELECT s.code, a.ext_id, a.number, a.area, a.residents
+                       FROM accounts a JOIN sources s ON s.id = a.source_id
+                      WHERE a.premise_id = ? ORDER BY s.code, a.ext_id",
+                )
+                .bind(premise_row_id)
+                .fetch_all(&self.pool)
+                .await?;
+                for a in accounts {
+                    lines.push(ExportLine::Account {
+                        source: a.try_get(0)?,
+                        id: a.try_get(1)?,
+                        premise_id: id.clone(),
+                        number: a.try_get(2)?,
+                        area: a.try_get(3)?,
+                        residents: a.try_get(4)?,
+                    });
+                }
+                lines
+            }
+        };
+        Ok(Some(lines))
+    }
+
+    async fn create_token(
+        &self,
+        org: Option<&str>,
+        name: &str,
+        hash: &str,
+    ) -> Result<TokenRow, StoreError> {
+        let org_id = match org {
+            None => None,
+            Some(code) => Some(
+                sqlx::query_scalar::<_, i64>(
+                    "INSERT INTO organizations (code) VALUES (?) ON CONFLICT (code) DO UPDATE SET code = excluded.code RETURNING id",
+                )
+                .bind(code)
+                .fetch_one(&self.pool)
+                .await?,
+            ),
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (org_id, name, hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(org_id)
+        .bind(name)
+        .bind(hash)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{TOKEN_COLUMNS} WHERE t.id = ?"
+        )))
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        token_row(&row)
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{TOKEN_COLUMNS} ORDER BY t.id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_row).collect()
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn bearer(&self, hash: &str) -> Result<Option<Bearer>, StoreError> {
+        let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT t.org_id, o.code FROM api_tokens t LEFT JOIN organizations o ON o.id = t.org_id \
+             WHERE t.hash = ? AND t.revoked_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(org_id, code)| match (org_id, code) {
+            (Some(org_id), Some(code)) => Bearer::Organization { org_id, code },
+            _ => Bearer::App,
+        }))
+    }
+
     async fn run(
         &self,
         run_id: i64,
@@ -400,6 +536,46 @@ fn run_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRow, StoreError> {
 fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
+
+/// A client as an export line; callers add `WHERE` and `ORDER BY`.
+const CLIENT_LINE: &str = "SELECT c.name, c.phone, c.email, c.logged_in,
+    (SELECT json_group_array(json_object('source', s.code, 'id', x.ext_id) ORDER BY s.code, x.ext_id)
+       FROM client_external_ids x JOIN sources s ON s.id = x.source_id WHERE x.client_id = c.id),
+    (SELECT json_group_array(json_object('source', s.code, 'id', p.ext_id, 'role', cp.role)
+                             ORDER BY s.code, p.ext_id)
+       FROM client_premises cp JOIN premises p ON p.id = cp.premise_id
+       JOIN sources s ON s.id = p.source_id WHERE cp.client_id = c.id),
+    (SELECT json_group_array(json_object('source', s.code, 'id', a.ext_id) ORDER BY s.code, a.ext_id)
+       FROM client_accounts ca JOIN accounts a ON a.id = ca.account_id
+       JOIN sources s ON s.id = a.source_id WHERE ca.client_id = c.id),
+    (SELECT s.code || char(0) || x.ext_id FROM client_external_ids x JOIN sources s ON s.id = x.source_id
+      WHERE x.client_id = c.id ORDER BY s.code, x.ext_id LIMIT 1) AS first_id
+   FROM clients c";
+
+fn client_line(row: &sqlx::sqlite::SqliteRow) -> Result<ExportLine, StoreError> {
+    Ok(ExportLine::Client {
+        name: row.try_get(0)?,
+        phone: row.try_get(1)?,
+        email: row.try_get(2)?,
+        logged_in: row.try_get(3)?,
+        external_ids: from_json(row.try_get(4)?)?,
+        premises: from_json(row.try_get(5)?)?,
+        accounts: from_json(row.try_get(6)?)?,
+    })
+}
+
+fn token_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRow, StoreError> {
+    Ok(TokenRow {
+        id: row.try_get("id")?,
+        organization: row.try_get("organization")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "SELECT t.id, o.code AS organization, t.name, t.created_at, t.revoked_at \
+     FROM api_tokens t LEFT JOIN organizations o ON o.id = t.org_id";
 
 fn from_json<T: for<'de> Deserialize<'de>>(text: String) -> Result<Vec<T>, StoreError> {
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("link list {text:?}: {e}")))
