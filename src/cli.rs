@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::api::Api;
 use crate::daemon::Daemon;
 use crate::notify::{self, Smtp, SmtpTls};
 use crate::observe::ProgressBars;
@@ -82,6 +83,27 @@ pub enum Command {
         #[command(flatten)]
         smtp: SmtpArgs,
     },
+    /// Serve the HTTP API (and /metrics) without running schedules.
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        db: Db,
+        /// Pipelines that POST /api/v1/pipelines/{name}/run may start.
+        #[arg(long)]
+        pipelines: Option<PathBuf>,
+        /// Largest body read whole (JSON pushes, logins), in MiB; NDJSON and XML stream.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        body_limit_mib: u32,
+    },
+    /// API tokens: create (printed once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        #[command(flatten)]
+        db: Db,
+    },
     /// Run history: the latest runs, or one run's report (`runs show ID`).
     Runs {
         #[command(subcommand)]
@@ -143,6 +165,26 @@ pub enum Command {
         #[command(flatten)]
         db: Db,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for an organization (or the residents' app) and print it once.
+    Create {
+        /// The organization the token writes and reads.
+        #[arg(long, required_unless_present = "app", conflicts_with = "app")]
+        org: Option<String>,
+        /// A token for the residents' app: it may only report logins.
+        #[arg(long)]
+        app: bool,
+        /// What the token is for (shown in `token list`).
+        #[arg(long, default_value = "api")]
+        name: String,
+    },
+    /// List tokens (never the tokens themselves: only their hashes are kept).
+    List,
+    /// Revoke a token by its id.
+    Revoke { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +302,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             listen,
             smtp,
         } => daemon(&pipelines, &db, listen, smtp.settings()).await,
+        Command::Serve {
+            listen,
+            db,
+            pipelines,
+            body_limit_mib,
+        } => serve(listen, &db, pipelines.as_deref(), body_limit_mib).await,
+        Command::Token { command, db } => token(command, &db).await,
         Command::Runs {
             show,
             pipeline,
@@ -413,6 +462,7 @@ async fn daemon(
         Ok(s) => Arc::new(s),
         Err(code) => return code,
     };
+    let daemon_store = store.clone();
     let daemon = Daemon::new(store, dir, smtp.clone());
     match daemon.reload() {
         Ok(failed) => {
@@ -441,30 +491,136 @@ async fn daemon(
         }
     ));
     if let Some(addr) = listen {
-        let metrics = match telemetry::install() {
-            Ok(handle) => Some(handle),
-            Err(e) => {
-                eprintln!("crm-import: metrics are off: {e}");
-                None
-            }
-        };
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("crm-import: cannot listen on {addr}: {e}");
-                return EXIT_CONFIG;
-            }
-        };
-        say(&format!("daemon: listening on http://{addr}\n"));
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, api::router(metrics)).await {
-                tracing::error!(error = %e, "the HTTP server stopped");
-            }
-        });
+        let mut api = Api::new(daemon_store.clone());
+        api.daemon = Some(daemon.clone());
+        if let Err(code) = listen_http(addr, api).await {
+            return code;
+        }
     }
     daemon.serve(shutdown_signal()).await;
     say("daemon: stopped\n");
     EXIT_OK
+}
+
+/// Serves the API on `addr` in the background, with metrics.
+async fn listen_http(
+    addr: std::net::SocketAddr,
+    mut api: Api<store::SqliteStore>,
+) -> Result<(), u8> {
+    match telemetry::install() {
+        Ok(handle) => api.metrics = Some(handle),
+        Err(e) => eprintln!("crm-import: metrics are off: {e}"),
+    }
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("crm-import: cannot listen on {addr}: {e}");
+            return Err(EXIT_CONFIG);
+        }
+    };
+    say(&format!(
+        "listening on http://{}\n",
+        listener.local_addr().unwrap_or(addr)
+    ));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, api::router(api)).await {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+    });
+    Ok(())
+}
+
+async fn serve(
+    addr: std::net::SocketAddr,
+    db: &Db,
+    pipelines: Option<&std::path::Path>,
+    body_limit_mib: u32,
+) -> u8 {
+    let store = match open_store(db).await {
+        Ok(s) => Arc::new(s),
+        Err(code) => return code,
+    };
+    let mut api = Api::new(store.clone());
+    api.body_limit = body_limit_mib as usize * 1024 * 1024;
+    if let Some(dir) = pipelines {
+        let daemon = Daemon::new(store, dir, None);
+        match daemon.reload() {
+            Ok(failed) => {
+                for errors in &failed {
+                    eprintln!("crm-import: {errors}");
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "crm-import: cannot read the pipelines folder {}: {e}",
+                    dir.display()
+                );
+                return EXIT_CONFIG;
+            }
+        }
+        api.daemon = Some(daemon);
+    }
+    let daemon = api.daemon.clone();
+    if let Err(code) = listen_http(addr, api).await {
+        return code;
+    }
+    shutdown_signal().await;
+    if let Some(daemon) = daemon {
+        daemon.shutdown().await;
+    }
+    say("stopped\n");
+    EXIT_OK
+}
+
+async fn token(command: TokenCommand, db: &Db) -> u8 {
+    let store = match open_store(db).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let result = match command {
+        TokenCommand::Create { org, app: _, name } => {
+            let token = api::new_token();
+            store
+                .create_token(org.as_deref(), &name, &api::token_hash(&token))
+                .await
+                .map(|row| {
+                    let whom = row.organization.as_deref().unwrap_or("the residents' app");
+                    say(&format!(
+                        "{token}\ntoken {} ({name}) for {whom}: shown once, keep it secret; only its hash is stored\n",
+                        row.id
+                    ));
+                    EXIT_OK
+                })
+        }
+        TokenCommand::List => store.tokens().await.map(|rows| {
+            let mut out = String::from("id\torganization\tname\tcreated\trevoked\n");
+            for r in rows {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\n",
+                    r.id,
+                    r.organization.as_deref().unwrap_or("(app)"),
+                    r.name,
+                    r.created_at,
+                    r.revoked_at.as_deref().unwrap_or("-")
+                ));
+            }
+            say(&out);
+            EXIT_OK
+        }),
+        TokenCommand::Revoke { id } => store.revoke_token(id).await.map(|done| {
+            if done {
+                say(&format!("token {id} revoked\n"));
+                EXIT_OK
+            } else {
+                eprintln!("crm-import: there is no live token {id}");
+                EXIT_CONFIG
+            }
+        }),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("crm-import: {e} [{}]", e.code());
+        EXIT_IMPORT_ERROR
+    })
 }
 
 async fn list_runs(filter: &RunFilter, db: &Db) -> u8 {

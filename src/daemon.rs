@@ -54,7 +54,7 @@ pub enum StartError {
     Stopping,
     /// Recorded as a `refused` run; the report says which run holds the pipeline.
     #[error("{}", .0.report.error.as_ref().map(|e| e.message.as_str()).unwrap_or("already running"))]
-    AlreadyRunning(Finished),
+    AlreadyRunning(Box<Finished>),
     #[error("{0}")]
     Store(StoreError),
 }

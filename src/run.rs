@@ -34,7 +34,7 @@ pub async fn run_import<S: Store>(
     options: Options,
 ) -> Result<Finished, StoreError> {
     match begin(store, job.org, job.source, job.pipeline, job.trigger).await? {
-        Begun::Refused(finished) => Ok(finished),
+        Begun::Refused(finished) => Ok(*finished),
         Begun::Started(scope) => {
             let run_id = scope.run_id.unwrap_or_default();
             let import = pipeline::import_files(store, &scope, job.files, options);
@@ -48,7 +48,7 @@ pub async fn run_import<S: Store>(
 /// A run that may go ahead (its scope carries the run id), or the recorded refusal.
 pub enum Begun {
     Started(Scope),
-    Refused(Finished),
+    Refused(Box<Finished>),
 }
 
 /// Records the start of a run and takes the pipeline's lease; a refused start is recorded
@@ -77,7 +77,7 @@ pub async fn begin<S: Store>(
                 pipeline.unwrap_or_default()
             ));
             end(store, run_id, &report).await?;
-            Ok(Begun::Refused(Finished { run_id, report }))
+            Ok(Begun::Refused(Box::new(Finished { run_id, report })))
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::common::*;
 /// The refused run of a start that must have been refused.
 fn refused(start: Result<Started, StartError>) -> crm_import::run::Finished {
     match start {
-        Err(StartError::AlreadyRunning(finished)) => finished,
+        Err(StartError::AlreadyRunning(finished)) => *finished,
         Err(e) => panic!("{e}"),
         Ok(started) => panic!("run {} started", started.run_id),
     }
@@ -371,8 +371,11 @@ async fn metrics_show_the_counts_of_a_run() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let store_for_api = db.store.clone();
     tokio::spawn(async move {
-        axum::serve(listener, crm_import::api::router(Some(handle)))
+        let mut api = crm_import::api::Api::new(Arc::new(store_for_api));
+        api.metrics = Some(handle);
+        axum::serve(listener, crm_import::api::router(api))
             .await
             .unwrap()
     });

@@ -103,7 +103,12 @@ fn client(
     at: &Position,
     warnings: &mut Vec<Problem>,
 ) -> Result<RawClient, Box<Problem>> {
-    unknown(o, &["id", "name", "phone", "email", "premises", "accounts"], at, warnings);
+    unknown(
+        o,
+        &["id", "name", "phone", "email", "premises", "accounts"],
+        at,
+        warnings,
+    );
     let mut premises = Vec::new();
     for (i, link) in list(o, "premises", at)?.iter().enumerate() {
         let field = format!("premises[{i}]");

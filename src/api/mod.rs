@@ -1,0 +1,432 @@
+//! The HTTP API (SPEC §9): what the company's server or 1C uses to push data, the reads,
+//! run-now and run history, the residents' app's login event; plus `/healthz`, `/metrics`
+//! and `/openapi.json`. Every `/api/v1` request carries `Authorization: Bearer TOKEN`; a
+//! token belongs to one organization and never reaches another's data (404, never the data).
+
+mod push;
+pub mod records;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::daemon::{Daemon, StartError};
+use crate::store::{Bearer, Lookup, RunFilter, Store, StoreError, Trigger};
+
+pub use records::Entity;
+
+/// Every route, as documented in `openapi.json` (a test holds the two together).
+pub const PATHS: [&str; 13] = [
+    "/healthz",
+    "/metrics",
+    "/openapi.json",
+    "/api/v1/clients",
+    "/api/v1/premises",
+    "/api/v1/imports",
+    "/api/v1/premises/{source}/{id}",
+    "/api/v1/pipelines",
+    "/api/v1/pipelines/{name}/run",
+    "/api/v1/runs",
+    "/api/v1/runs/{id}",
+    "/api/v1/logins",
+    "/api/v1/whoami",
+];
+
+/// The OpenAPI description served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Bodies read whole (the JSON form of a push, a login) are refused above this size; NDJSON
+/// and XML bodies stream and have no limit.
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// What the handlers share.
+pub struct Api<S> {
+    pub store: Arc<S>,
+    /// Pipelines for run-now; `None` when nothing serves pipelines.
+    pub daemon: Option<Arc<Daemon<S>>>,
+    pub metrics: Option<PrometheusHandle>,
+    pub body_limit: usize,
+}
+
+impl<S> Api<S> {
+    pub fn new(store: Arc<S>) -> Self {
+        Api {
+            store,
+            daemon: None,
+            metrics: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// The router over a store.
+pub fn router<S: Store + 'static>(api: Api<S>) -> Router {
+    let [
+        health,
+        metrics,
+        openapi,
+        clients,
+        premises,
+        imports,
+        premise,
+        pipelines,
+        run_now,
+        runs,
+        run,
+        logins,
+        whoami,
+    ] = PATHS;
+    Router::new()
+        .route(health, get(|| async { "ok\n" }))
+        .route(metrics, get(render_metrics::<S>))
+        .route(
+            openapi,
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .route(clients, post(push_clients::<S>).get(read_clients::<S>))
+        .route(premises, post(push_premises::<S>))
+        .route(imports, post(push::import_xml::<S>))
+        .route(premise, get(read_premise::<S>))
+        .route(pipelines, get(list_pipelines::<S>))
+        .route(run_now, post(run_pipeline::<S>))
+        .route(runs, get(list_runs::<S>))
+        .route(run, get(show_run::<S>))
+        .route(logins, post(login::<S>))
+        .route(whoami, get(who_am_i::<S>))
+        .with_state(Arc::new(api))
+}
+
+/// An error answer: `{"error":{"code","message", …}}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    /// Extra members of the error object (a position, a record index).
+    pub detail: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    fn not_found(what: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} here"),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "database error in the API");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let (Some(Value::Object(extra)), Some(object)) = (self.detail, error.as_object_mut()) {
+            object.extend(extra);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+type Shared<S> = State<Arc<Api<S>>>;
+
+/// The SHA-256 of a token, as stored.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new random token (256 bits), shown once.
+pub fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("crm_{hex}")
+}
+
+/// Who is asking: 401 without a live token.
+async fn bearer<S: Store>(api: &Api<S>, headers: &HeaderMap) -> Result<Bearer, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "send Authorization: Bearer TOKEN (crm-import token create --org ORG makes one)",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    match api.store.bearer(&token_hash(token)).await? {
+        Some(bearer) => Ok(bearer),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the token is unknown or revoked",
+        )),
+    }
+}
+
+/// The organization a token speaks for; the app token has none (403).
+async fn organization<S: Store>(api: &Api<S>, headers: &HeaderMap) -> Result<String, ApiError> {
+    match bearer(api, headers).await? {
+        Bearer::Organization { code, .. } => Ok(code),
+        Bearer::App => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "app_token",
+            "the residents' app token may only report logins",
+        )),
+    }
+}
+
+async fn render_metrics<S: Store>(State(api): Shared<S>) -> Response {
+    match &api.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::not_found("metrics").into_response(),
+    }
+}
+
+async fn who_am_i<S: Store>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(match bearer(&api, &headers).await? {
+        Bearer::Organization { code, .. } => json!({ "organization": code }),
+        Bearer::App => json!({ "organization": null, "app": true }),
+    }))
+}
+
+async fn push_clients<S: Store + 'static>(
+    state: Shared<S>,
+    headers: HeaderMap,
+    query: Query<push::SourceQuery>,
+    body: Body,
+) -> Response {
+    push::push(state, Entity::Clients, headers, query, body).await
+}
+
+async fn push_premises<S: Store + 'static>(
+    state: Shared<S>,
+    headers: HeaderMap,
+    query: Query<push::SourceQuery>,
+    body: Body,
+) -> Response {
+    push::push(state, Entity::Premises, headers, query, body).await
+}
+
+#[derive(Debug, Deserialize)]
+struct ClientQuery {
+    phone: Option<String>,
+    source: Option<String>,
+    external_id: Option<String>,
+}
+
+async fn read_clients<S: Store>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    Query(q): Query<ClientQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let org = organization(&api, &headers).await?;
+    let lookup = match (q.phone, q.source, q.external_id) {
+        (Some(phone), None, None) => match crate::phone::normalize(&phone) {
+            Some(e164) => Lookup::ClientsByPhone(e164),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_phone",
+                    format!("{phone:?} is not a phone number"),
+                ));
+            }
+        },
+        (None, Some(source), Some(id)) => Lookup::ClientByRef { source, id },
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "ask by ?phone=… or by ?source=…&external_id=…",
+            ));
+        }
+    };
+    let clients = api.store.lookup(&org, &lookup).await?.unwrap_or_default();
+    Ok(Json(json!({ "clients": clients })))
+}
+
+async fn read_premise<S: Store>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    Path((source, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let org = organization(&api, &headers).await?;
+    let lines = api
+        .store
+        .lookup(&org, &Lookup::Premise { source, id })
+        .await?
+        .unwrap_or_default();
+    let mut lines = lines.into_iter();
+    match lines.next() {
+        Some(premise) => Ok(Json(
+            json!({ "premise": premise, "accounts": lines.collect::<Vec<_>>() }),
+        )),
+        None => Err(ApiError::not_found("such premise")),
+    }
+}
+
+async fn list_pipelines<S: Store + 'static>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let org = organization(&api, &headers).await?;
+    let names: Vec<Value> = match &api.daemon {
+        None => Vec::new(),
+        Some(daemon) => daemon
+            .names()
+            .into_iter()
+            .filter_map(|name| daemon.pipeline(&name))
+            .filter(|p| p.organization == org)
+            .map(|p| json!({ "name": p.name, "schedule": p.schedule, "timezone": p.timezone }))
+            .collect(),
+    };
+    Ok(Json(json!({ "pipelines": names })))
+}
+
+async fn run_pipeline<S: Store + 'static>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let org = organization(&api, &headers).await?;
+    let Some(daemon) = &api.daemon else {
+        return Err(ApiError::not_found(
+            "pipelines (start the server with --pipelines)",
+        ));
+    };
+    match daemon.pipeline(&name) {
+        Some(p) if p.organization == org => {}
+        _ => return Err(ApiError::not_found("such pipeline")),
+    }
+    match daemon.start(&name, Trigger::Api).await {
+        Ok(started) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "run_id": started.run_id, "status": "running" })),
+        )
+            .into_response()),
+        Err(StartError::AlreadyRunning(refused)) => {
+            let message = refused
+                .report
+                .error
+                .map(|e| e.message)
+                .unwrap_or_else(|| "already running".into());
+            let mut error = ApiError::new(StatusCode::CONFLICT, "already_running", message);
+            error.detail = Some(json!({ "run_id": refused.run_id }));
+            Err(error)
+        }
+        Err(StartError::Unknown(_)) => Err(ApiError::not_found("such pipeline")),
+        Err(StartError::Stopping) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the server is stopping",
+        )),
+        Err(StartError::Store(e)) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    pipeline: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_runs<S: Store>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let org = organization(&api, &headers).await?;
+    let runs = api
+        .store
+        .runs(&RunFilter {
+            org: Some(org),
+            pipeline: q.pipeline,
+            limit: q.limit.unwrap_or(50).min(1000),
+        })
+        .await?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+async fn show_run<S: Store>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let org = organization(&api, &headers).await?;
+    match api.store.run(id, Some(&org)).await? {
+        Some((row, report)) => {
+            let report: Value = report
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok())
+                .unwrap_or(Value::Null);
+            Ok(Json(json!({ "run": row, "report": report })))
+        }
+        None => Err(ApiError::not_found("such run")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginBody {
+    phone: String,
+}
+
+async fn login<S: Store>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    if bearer(&api, &headers).await? != Bearer::App {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_app_token",
+            "logins come from the residents' app: use its token (crm-import token create --app)",
+        ));
+    }
+    let body: LoginBody = push::read_json(&api, &headers, body).await?;
+    let Some(phone) = crate::phone::normalize(&body.phone) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_phone",
+            format!("{:?} is not a phone number", body.phone),
+        ));
+    };
+    let marked = api.store.mark_logged_in(&phone).await?;
+    Ok(Json(json!({ "phone": phone, "marked": marked })))
+}
