@@ -231,10 +231,10 @@ impl SmtpArgs {
 #[derive(Debug, clap::Args)]
 pub struct Db {
     /// Database URL; falls back to DATABASE_URL, then to sqlite:crm.db.
-    #[arg(long = "db", env = "DATABASE_URL", default_value = DEFAULT_URL)]
+    #[arg(long = "db", env = "DATABASE_URL", default_value = DEFAULT_URL, global = true)]
     pub url: String,
     /// SQLite page cache per connection, in MiB.
-    #[arg(long, default_value_t = store::Settings::default().cache_mib, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, global = true, default_value_t = store::Settings::default().cache_mib, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub cache_mib: u32,
 }
 

@@ -93,3 +93,104 @@ fn parsing_memory_does_not_grow_with_the_file() {
         "check peak {small_peak} MiB on 1k pairs, {big_peak} MiB on 20k pairs"
     );
 }
+
+/// A million clients pushed as NDJSON to `crm-import serve`: the body and the answer stream,
+/// so the server's peak stays that of a few chunks.
+#[tokio::test]
+async fn an_ndjson_push_of_a_million_clients_keeps_the_server_memory_bounded() {
+    use futures::StreamExt;
+    const CLIENTS: u64 = 1_000_000;
+    const BATCH: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let token_out = crm_import(
+        &["token", "create", "--org", "uo-1", "--db", "sqlite:api.db"],
+        dir.path(),
+    );
+    let token = token_out.lines().next().unwrap().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_crm-import"))
+        .args([
+            "serve",
+            "--db",
+            "sqlite:api.db",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The body is made while it is sent: the test holds one batch of lines at a time.
+    let body = futures::stream::iter(0..CLIENTS / BATCH).map(|b| {
+        let mut lines = String::with_capacity(BATCH as usize * 80);
+        for i in b * BATCH..(b + 1) * BATCH {
+            lines.push_str(&format!(
+                "{{\"id\":\"C-{i}\",\"name\":\"Клиент {i}\",\"phone\":\"+7916{i:07}\"}}\n"
+            ));
+        }
+        Ok::<_, std::io::Error>(lines)
+    });
+    let response = http
+        .post(format!("http://127.0.0.1:{port}/api/v1/clients?source=1c"))
+        .bearer_auth(&token)
+        .header("content-type", "application/x-ndjson")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut lines = 0u64;
+    let mut tail = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.unwrap();
+        lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        tail.extend_from_slice(&chunk);
+        if let Some(cut) = tail.iter().rposition(|&b| b == b'\n')
+            && cut + 1 < tail.len()
+        {
+            tail.drain(..=cut);
+        } else if tail.len() > 4096 {
+            let keep = tail.len() - 4096;
+            tail.drain(..keep);
+        }
+    }
+    let text = String::from_utf8_lossy(&tail);
+    let last: serde_json::Value =
+        serde_json::from_str(text.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(last["done"], true, "{text}");
+    assert_eq!(last["records"], CLIENTS);
+    assert_eq!(last["not_processed"], 0);
+    assert_eq!(lines, CLIENTS + 1, "one outcome per client and the summary");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).unwrap();
+    server.kill().unwrap();
+    let _ = server.wait();
+    let peak_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let peak = peak_kib / 1024.0;
+    assert!(
+        peak < 128.0,
+        "server peak {peak:.1} MiB for {CLIENTS} pushed clients"
+    );
+}
