@@ -173,6 +173,8 @@ struct ServerOptions {
     tls: bool,
     cut_after: Option<u64>,
     stall: bool,
+    /// Accept only active-mode (PORT) data connections.
+    active: bool,
 }
 
 impl Server {
@@ -193,6 +195,11 @@ impl Server {
         let tls_files = cert.clone();
         let cut_after = options.cut_after;
         let stall = options.stall;
+        let mode = if options.active {
+            libunftp::options::ActivePassiveMode::ActiveOnly
+        } else {
+            libunftp::options::ActivePassiveMode::PassiveOnly
+        };
         let data = files.join("data");
         std::fs::create_dir_all(&data).unwrap();
         tokio::spawn(async move {
@@ -207,6 +214,7 @@ impl Server {
                     Arc::new(OneUser),
                 )
                 .passive_ports(passive.clone())
+                .active_passive_mode(mode)
                 .greeting("test server");
                 if let Some((cert, key)) = &tls_files {
                     builder = builder.ftps(cert.clone(), key.clone());
@@ -592,4 +600,21 @@ async fn an_untrusted_certificate_is_refused() {
     assert_eq!(ran.error_code(), "ftp_tls_failed", "{}", ran.report_text);
     assert!(ran.error_message().contains("ca_file"));
     assert!(db.of_type(ORG, "client").await.is_empty());
+}
+
+#[tokio::test]
+async fn active_mode_works_when_passive_is_off() {
+    let server = Server::start(ServerOptions {
+        active: true,
+        ..ServerOptions::default()
+    })
+    .await;
+    server.put("/offers.xml", &clients(1, 30));
+    let db = Db::new().await;
+    let pipeline = server.pipeline(&db, &["/offers.xml"], "");
+    let text = std::fs::read_to_string(&pipeline).unwrap() + "passive = false\n";
+    std::fs::write(&pipeline, text).unwrap();
+    let ran = run(&db, pipeline, PASSWORD).await;
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(db.of_type(ORG, "client").await.len(), 30);
 }
