@@ -464,19 +464,8 @@ async fn daemon(
     };
     let daemon_store = store.clone();
     let daemon = Daemon::new(store, dir, smtp.clone());
-    match daemon.reload() {
-        Ok(failed) => {
-            for errors in &failed {
-                eprintln!("crm-import: {errors}");
-            }
-        }
-        Err(e) => {
-            eprintln!(
-                "crm-import: cannot read the pipelines folder {}: {e}",
-                dir.display()
-            );
-            return EXIT_CONFIG;
-        }
+    if let Err(code) = load_pipelines(&daemon, dir) {
+        return code;
     }
     let names = daemon.names();
     say(&format!(
@@ -500,6 +489,26 @@ async fn daemon(
     daemon.serve(shutdown_signal()).await;
     say("daemon: stopped\n");
     EXIT_OK
+}
+
+/// Loads the folder: a file with mistakes is reported and skipped; an unreadable folder is
+/// a configuration error.
+fn load_pipelines(daemon: &Daemon<store::SqliteStore>, dir: &std::path::Path) -> Result<(), u8> {
+    match daemon.reload() {
+        Ok(failed) => {
+            for errors in &failed {
+                eprintln!("crm-import: {errors}");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!(
+                "crm-import: cannot read the pipelines folder {}: {e}",
+                dir.display()
+            );
+            Err(EXIT_CONFIG)
+        }
+    }
 }
 
 /// Serves the API on `addr` in the background, with metrics.
@@ -544,19 +553,8 @@ async fn serve(
     api.body_limit = body_limit_mib as usize * 1024 * 1024;
     if let Some(dir) = pipelines {
         let daemon = Daemon::new(store, dir, None);
-        match daemon.reload() {
-            Ok(failed) => {
-                for errors in &failed {
-                    eprintln!("crm-import: {errors}");
-                }
-            }
-            Err(e) => {
-                eprintln!(
-                    "crm-import: cannot read the pipelines folder {}: {e}",
-                    dir.display()
-                );
-                return EXIT_CONFIG;
-            }
+        if let Err(code) = load_pipelines(&daemon, dir) {
+            return code;
         }
         api.daemon = Some(daemon);
     }

@@ -60,6 +60,20 @@ async fn server_with(body_limit: usize, pipelines: Option<PathBuf>) -> Server {
     }
 }
 
+/// A folder with `uo-1`'s demo pipeline.
+fn demo_pipeline() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("demo.toml"),
+        format!(
+            "name = \"uo-1-demo\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = \"{}\"\n",
+            testdata("demo.xml")
+        ),
+    )
+    .unwrap();
+    dir
+}
+
 async fn server() -> Server {
     server_with(api::DEFAULT_BODY_LIMIT, None).await
 }
@@ -354,15 +368,7 @@ async fn an_xml_upload_goes_through_the_file_pipeline() {
 
 #[tokio::test]
 async fn tokens_never_cross_organizations() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("demo.toml"),
-        format!(
-            "name = \"uo-1-demo\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = \"{}\"\n",
-            testdata("demo.xml")
-        ),
-    )
-    .unwrap();
+    let dir = demo_pipeline();
     let s = server_with(api::DEFAULT_BODY_LIMIT, Some(dir.path().to_path_buf())).await;
     let r = s
         .http
@@ -451,15 +457,7 @@ async fn tokens_never_cross_organizations() {
 
 #[tokio::test]
 async fn run_now_of_a_running_pipeline_is_409() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("demo.toml"),
-        format!(
-            "name = \"uo-1-demo\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = \"{}\"\n",
-            testdata("demo.xml")
-        ),
-    )
-    .unwrap();
+    let dir = demo_pipeline();
     let s = server_with(api::DEFAULT_BODY_LIMIT, Some(dir.path().to_path_buf())).await;
     // Another process holds the pipeline: its lease is in the database.
     let scope = s.db.store.scope(ORG, SRC).await.unwrap();

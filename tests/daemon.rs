@@ -35,20 +35,6 @@ fn at(text: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn clients(from: usize, to: usize) -> String {
-    let clients: String = (from..=to)
-        .map(|i| {
-            client(
-                &format!("C-{i}"),
-                &format!("Клиент {i}"),
-                Some(&format!("+7916{i:07}")),
-                "",
-            )
-        })
-        .collect();
-    doc("", &clients)
-}
-
 /// A folder of pipelines beside the test's database.
 fn pipelines(db: &Db, files: &[(&str, &str)]) -> PathBuf {
     let dir = db.dir.path().join("pipelines");

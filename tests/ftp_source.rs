@@ -326,20 +326,6 @@ impl Ran {
     }
 }
 
-fn clients(from: usize, to: usize) -> String {
-    let clients: String = (from..=to)
-        .map(|i| {
-            client(
-                &format!("C-{i}"),
-                &format!("Клиент {i}"),
-                Some(&format!("+7916{i:07}")),
-                "",
-            )
-        })
-        .collect();
-    doc("", &clients)
-}
-
 #[tokio::test]
 async fn a_file_is_streamed_from_the_ftp_server() {
     let server = Server::start(ServerOptions::default()).await;

@@ -152,3 +152,18 @@ pub fn client(id: &str, name: &str, phone: Option<&str>, links: &str) -> String 
 pub fn error_code(report: &RunReport) -> Option<String> {
     report.error.as_ref().map(|e| e.code.clone())
 }
+
+/// Clients `C-from` … `C-to` with distinct valid phones, as one export.
+pub fn clients(from: usize, to: usize) -> String {
+    let clients: String = (from..=to)
+        .map(|i| {
+            client(
+                &format!("C-{i}"),
+                &format!("Клиент {i}"),
+                Some(&format!("+7916{i:07}")),
+                "",
+            )
+        })
+        .collect();
+    doc("", &clients)
+}

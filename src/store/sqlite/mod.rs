@@ -152,28 +152,13 @@ impl Store for SqliteStore {
             return Ok(false);
         };
         {
-            let mut rows = sqlx::query(
-                "SELECT s.code, p.ext_id, p.address, p.number, p.kind, p.floor, p.entrance, p.rooms, p.area,
-                        p.cadastral_number
-                   FROM sources s JOIN premises p ON p.source_id = s.id
-                  WHERE s.org_id = ? ORDER BY s.code, p.ext_id",
-            )
+            let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{PREMISE_LINE} WHERE s.org_id = ? ORDER BY s.code, p.ext_id"
+            )))
             .bind(org_id)
             .fetch(&mut *conn);
             while let Some(row) = rows.try_next().await? {
-                let line = ExportLine::Premise {
-                    source: row.try_get(0)?,
-                    id: row.try_get(1)?,
-                    address: row.try_get(2)?,
-                    number: row.try_get(3)?,
-                    kind: row.try_get(4)?,
-                    floor: row.try_get(5)?,
-                    entrance: row.try_get(6)?,
-                    rooms: row.try_get(7)?,
-                    area: row.try_get(8)?,
-                    cadastral_number: row.try_get(9)?,
-                };
-                line.write(out)?;
+                premise_line(&row)?.write(out)?;
             }
         }
         {
@@ -378,12 +363,9 @@ impl Store for SqliteStore {
                     .collect::<Result<Vec<_>, _>>()?
             }
             Lookup::Premise { source, id } => {
-                let premise = sqlx::query(
-                    "SELECT s.code, p.ext_id, p.address, p.number, p.kind, p.floor, p.entrance, p.rooms, p.area,
-                            p.cadastral_number, p.id
-                       FROM sources s JOIN premises p ON p.source_id = s.id
-                      WHERE s.org_id = ? AND s.code = ? AND p.ext_id = ?",
-                )
+                let premise = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{PREMISE_LINE} WHERE s.org_id = ? AND s.code = ? AND p.ext_id = ?"
+                )))
                 .bind(org_id)
                 .bind(source)
                 .bind(id)
@@ -393,18 +375,7 @@ impl Store for SqliteStore {
                     return Ok(Some(Vec::new()));
                 };
                 let premise_row_id: i64 = row.try_get(10)?;
-                let mut lines = vec![ExportLine::Premise {
-                    source: row.try_get(0)?,
-                    id: row.try_get(1)?,
-                    address: row.try_get(2)?,
-                    number: row.try_get(3)?,
-                    kind: row.try_get(4)?,
-                    floor: row.try_get(5)?,
-                    entrance: row.try_get(6)?,
-                    rooms: row.try_get(7)?,
-                    area: row.try_get(8)?,
-                    cadastral_number: row.try_get(9)?,
-                }];
+                let mut lines = vec![premise_line(&row)?];
                 let accounts = sqlx::query(
                     "SELECT s.code, a.ext_id, a.number, a.area, a.residents
                        FROM accounts a JOIN sources s ON s.id = a.source_id
@@ -535,6 +506,27 @@ fn run_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRow, StoreError> {
 
 fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// A premise as an export line (and its row id last); callers add `WHERE` and `ORDER BY`.
+const PREMISE_LINE: &str =
+    "SELECT s.code, p.ext_id, p.address, p.number, p.kind, p.floor, p.entrance, p.rooms,
+        p.area, p.cadastral_number, p.id
+   FROM sources s JOIN premises p ON p.source_id = s.id";
+
+fn premise_line(row: &sqlx::sqlite::SqliteRow) -> Result<ExportLine, StoreError> {
+    Ok(ExportLine::Premise {
+        source: row.try_get(0)?,
+        id: row.try_get(1)?,
+        address: row.try_get(2)?,
+        number: row.try_get(3)?,
+        kind: row.try_get(4)?,
+        floor: row.try_get(5)?,
+        entrance: row.try_get(6)?,
+        rooms: row.try_get(7)?,
+        area: row.try_get(8)?,
+        cadastral_number: row.try_get(9)?,
+    })
 }
 
 /// A client as an export line; callers add `WHERE` and `ORDER BY`.
