@@ -189,6 +189,7 @@ async fn an_ndjson_push_of_a_million_clients_keeps_the_server_memory_bounded() {
         .parse()
         .unwrap();
     let peak = peak_kib / 1024.0;
+    eprintln!("server peak {peak:.1} MiB for {CLIENTS} pushed clients");
     assert!(
         peak < 128.0,
         "server peak {peak:.1} MiB for {CLIENTS} pushed clients"
