@@ -53,7 +53,7 @@ async fn fresh_store(dir: &tempfile::TempDir, n: u32) -> SqliteStore {
         "sqlite:{}",
         dir.path().join(format!("bench-{n}.db")).display()
     );
-    store::open(&url, &store::Settings::default())
+    SqliteStore::open(&url, &store::Settings::default())
         .await
         .unwrap()
 }

@@ -352,7 +352,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     ExitCode::from(code)
 }
 
-async fn open_store(db: &Db) -> Result<store::SqliteStore, u8> {
+async fn open_store(db: &Db) -> Result<store::AnyStore, u8> {
     store::open(
         &db.url,
         &store::Settings {
@@ -493,7 +493,7 @@ async fn daemon(
 
 /// Loads the folder: a file with mistakes is reported and skipped; an unreadable folder is
 /// a configuration error.
-fn load_pipelines(daemon: &Daemon<store::SqliteStore>, dir: &std::path::Path) -> Result<(), u8> {
+fn load_pipelines(daemon: &Daemon<store::AnyStore>, dir: &std::path::Path) -> Result<(), u8> {
     match daemon.reload() {
         Ok(failed) => {
             for errors in &failed {
@@ -512,10 +512,7 @@ fn load_pipelines(daemon: &Daemon<store::SqliteStore>, dir: &std::path::Path) ->
 }
 
 /// Serves the API on `addr` in the background, with metrics.
-async fn listen_http(
-    addr: std::net::SocketAddr,
-    mut api: Api<store::SqliteStore>,
-) -> Result<(), u8> {
+async fn listen_http(addr: std::net::SocketAddr, mut api: Api<store::AnyStore>) -> Result<(), u8> {
     match telemetry::install() {
         Ok(handle) => api.metrics = Some(handle),
         Err(e) => eprintln!("crm-import: metrics are off: {e}"),

@@ -14,7 +14,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use crm_import::daemon::{Daemon, StartError, Started};
 use crm_import::report::Status;
-use crm_import::store::{self, RunFilter, SqliteStore, Store, Trigger};
+use crm_import::store::{self, RunFilter, Store, Trigger};
 use futures::StreamExt;
 use tokio::sync::Notify;
 
@@ -179,7 +179,7 @@ async fn an_overlapping_start_is_refused_and_recorded_even_from_another_store() 
     // second process would be).
     let again = refused(daemon.start("slow", Trigger::Api).await);
     assert_eq!(again.report.status, Status::Refused);
-    let url = format!("sqlite:{}", db.dir.path().join("crm.db").display());
+    let url = db.url.clone();
     let other_store = store::open(&url, &store::Settings::default())
         .await
         .unwrap();
@@ -258,7 +258,7 @@ async fn sigterm_stops_a_cli_run_cleanly() {
     let db = Db::new().await;
     let held = held_export(clients(1, 200)).await;
     let dir = pipelines(&db, &[("slow.toml", &pipeline_text("slow", &held.url, ""))]);
-    let url = format!("sqlite:{}", db.dir.path().join("crm.db").display());
+    let url = db.url.clone();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_crm-import"))
         .arg("run")
         .arg(dir.join("slow.toml"))
@@ -299,7 +299,7 @@ async fn sigterm_stops_a_cli_run_cleanly() {
 async fn a_crashed_holder_lease_expires() {
     let db = Db::new().await;
     let scope = db.store.scope(ORG, SRC).await.unwrap();
-    let store: &SqliteStore = &db.store;
+    let store = &db.store;
     let first = store
         .start_run(scope.org_id, Some("p"), Trigger::Schedule)
         .await
@@ -313,18 +313,11 @@ async fn a_crashed_holder_lease_expires() {
         .unwrap();
     assert!(matches!(second, store::RunStart::Refused { holder, .. } if holder == crashed));
     // The holder died without renewing: let its lease run out.
-    sqlx::query("UPDATE run_leases SET expires_at = expires_at - ?")
-        .bind(store::LEASE_SECS + 1)
-        .execute(
-            &sqlx::SqlitePool::connect(&format!(
-                "sqlite:{}",
-                db.dir.path().join("crm.db").display()
-            ))
-            .await
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    db.execute(&format!(
+        "UPDATE run_leases SET expires_at = expires_at - {}",
+        store::LEASE_SECS + 1
+    ))
+    .await;
     let third = store
         .start_run(scope.org_id, Some("p"), Trigger::Schedule)
         .await
@@ -406,7 +399,7 @@ async fn the_daemon_process_serves_health_and_metrics_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let url = format!("sqlite:{}", db.dir.path().join("crm.db").display());
+    let url = db.url.clone();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_crm-import"))
         .arg("daemon")
         .arg("--pipelines")

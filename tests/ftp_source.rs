@@ -276,7 +276,7 @@ struct Ran {
 
 /// Runs the pipeline as a user would, with the password in the environment (`password`).
 async fn run(db: &Db, pipeline: PathBuf, password: &str) -> Ran {
-    let db_url = format!("sqlite:{}", db.dir.path().join("crm.db").display());
+    let db_url = db.url.clone();
     let report_path = db.dir.path().join("report.json");
     let _ = std::fs::remove_file(&report_path);
     let password = password.to_owned();

@@ -113,10 +113,7 @@ fn run_notify(db: &Db, pipeline: &PathBuf, smtp_port: u16) -> (Option<i32>, Stri
         .args(["--smtp-host", "127.0.0.1", "--smtp-tls", "none"])
         .args(["--smtp-port", &smtp_port.to_string()])
         .args(["--mail-from", "crm@uo-1.example"])
-        .env(
-            "DATABASE_URL",
-            format!("sqlite:{}", db.dir.path().join("crm.db").display()),
-        )
+        .env("DATABASE_URL", &db.url)
         .output()
         .unwrap();
     (

@@ -3,6 +3,7 @@
 mod common;
 
 mod api;
+mod backends;
 mod cli;
 mod daemon;
 mod encodings;

@@ -1,16 +1,37 @@
 //! Storage behind one domain trait, so the pipeline never sees SQL and a second backend
 //! (PostgreSQL) is one more implementation with its own SQL and migrations.
 
+mod postgres;
 mod sqlite;
 
 use std::future::Future;
 use std::io::Write;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::error::Code;
 use crate::export::ExportLine;
 use crate::model::{Record, RecordOutcome};
+
+/// Timestamps as both backends store them: RFC 3339 text, UTC, milliseconds.
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The e-mail a card gets: the record's, none when the record has none, or the card's own
+/// when the record's was implausible (a warning, not written).
+pub(crate) fn new_email<'a>(
+    email: &'a crate::model::Email,
+    current: Option<&'a str>,
+) -> Option<&'a str> {
+    use crate::model::Email;
+    match email {
+        Email::Valid(e) => Some(e),
+        Email::Absent => None,
+        Email::Invalid => current,
+    }
+}
 
 /// The default database: an SQLite file in the working directory.
 pub const DEFAULT_URL: &str = "sqlite:crm.db";
@@ -18,7 +39,7 @@ pub const DEFAULT_URL: &str = "sqlite:crm.db";
 /// A failure of the database itself (not a problem with the data).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database URL {0:?} is not supported: use sqlite:PATH")]
+    #[error("database URL {0:?} is not supported: use sqlite:PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
     #[error("opening the database failed: {0}")]
     Open(#[source] sqlx::Error),
@@ -269,11 +290,120 @@ impl Default for Settings {
     }
 }
 
-/// Opens the store a URL names (`sqlite:PATH`) and runs its migrations.
-pub async fn open(url: &str, settings: &Settings) -> Result<SqliteStore, StoreError> {
+/// Opens the store a URL names (`sqlite:PATH` or `postgres://…`) and runs its migrations.
+pub async fn open(url: &str, settings: &Settings) -> Result<AnyStore, StoreError> {
     if url.starts_with("sqlite:") {
-        SqliteStore::open(url, settings).await
+        Ok(AnyStore::Sqlite(SqliteStore::open(url, settings).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(AnyStore::Postgres(PgStore::open(url, settings).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+/// The store a URL chose at run time.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Calls the same method on whichever backend is open.
+macro_rules! either {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($store) => $call.await,
+            AnyStore::Postgres($store) => $call.await,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn scope(&self, org: &str, source: &str) -> Result<Scope, StoreError> {
+        either!(self, s => s.scope(org, source))
+    }
+
+    async fn apply_chunk(
+        &self,
+        scope: &Scope,
+        records: &[&Record],
+    ) -> Result<ChunkApplied, StoreError> {
+        either!(self, s => s.apply_chunk(scope, records))
+    }
+
+    async fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> Result<bool, StoreError> {
+        either!(self, s => s.export(org, out))
+    }
+
+    async fn mark_logged_in(&self, phone: &str) -> Result<u64, StoreError> {
+        either!(self, s => s.mark_logged_in(phone))
+    }
+
+    async fn start_run(
+        &self,
+        org_id: i64,
+        pipeline: Option<&str>,
+        trigger: Trigger,
+    ) -> Result<RunStart, StoreError> {
+        either!(self, s => s.start_run(org_id, pipeline, trigger))
+    }
+
+    async fn renew_run(&self, run_id: i64) -> Result<(), StoreError> {
+        either!(self, s => s.renew_run(run_id))
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        status: &str,
+        records: u64,
+        report_json: &str,
+    ) -> Result<(), StoreError> {
+        either!(self, s => s.finish_run(run_id, status, records, report_json))
+    }
+
+    async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
+        either!(self, s => s.note_mail(run_id, note))
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        either!(self, s => s.runs(filter))
+    }
+
+    async fn lookup(
+        &self,
+        org: &str,
+        what: &Lookup,
+    ) -> Result<Option<Vec<ExportLine>>, StoreError> {
+        either!(self, s => s.lookup(org, what))
+    }
+
+    async fn create_token(
+        &self,
+        org: Option<&str>,
+        name: &str,
+        hash: &str,
+    ) -> Result<TokenRow, StoreError> {
+        either!(self, s => s.create_token(org, name, hash))
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        either!(self, s => s.tokens())
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
+        either!(self, s => s.revoke_token(id))
+    }
+
+    async fn bearer(&self, hash: &str) -> Result<Option<Bearer>, StoreError> {
+        either!(self, s => s.bearer(hash))
+    }
+
+    async fn run(
+        &self,
+        run_id: i64,
+        org: Option<&str>,
+    ) -> Result<Option<(RunRow, Option<String>)>, StoreError> {
+        either!(self, s => s.run(run_id, org))
     }
 }

@@ -7,7 +7,7 @@ use crm_import::report::RunReport;
 use crm_import::run::{Job, run_import};
 use crm_import::source::Files;
 use crm_import::store::Trigger;
-use crm_import::store::{self, SqliteStore, Store};
+use crm_import::store::{self, AnyStore, Store};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -22,22 +22,59 @@ pub fn testdata(path: &str) -> String {
         .into_owned()
 }
 
+/// A test's own database: an SQLite file in its folder, or — when `CRM_TEST_POSTGRES` names
+/// a PostgreSQL server (`postgres://postgres@127.0.0.1:5432/test`) — its own schema there,
+/// so the same test bodies run against both backends, in parallel.
 pub struct Db {
     pub dir: TempDir,
-    pub store: SqliteStore,
+    pub store: AnyStore,
+    /// The URL that reaches this test's database (for child processes and second stores).
+    pub url: String,
     files: std::cell::Cell<u32>,
+}
+
+/// The PostgreSQL server the suite runs against, if any.
+pub fn postgres() -> Option<String> {
+    std::env::var("CRM_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 impl Db {
     pub async fn new() -> Db {
+        Db::on(postgres()).await
+    }
+
+    /// A database on this PostgreSQL server, or an SQLite file with `None`.
+    pub async fn on(server: Option<String>) -> Db {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite:{}", dir.path().join("crm.db").display());
+        let url = match server {
+            None => format!("sqlite:{}", dir.path().join("crm.db").display()),
+            Some(server) => {
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let schema = format!("t_{}_{n}", std::process::id());
+                let admin = sqlx::PgPool::connect(&server).await.unwrap();
+                for sql in [
+                    format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                    format!("CREATE SCHEMA {schema}"),
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&admin)
+                        .await
+                        .unwrap();
+                }
+                let sep = if server.contains('?') { '&' } else { '?' };
+                format!("{server}{sep}options=-c%20search_path%3D{schema}")
+            }
+        };
         let store = store::open(&url, &store::Settings::default())
             .await
             .unwrap();
         Db {
             dir,
             store,
+            url,
             files: std::cell::Cell::new(0),
         }
     }
@@ -84,6 +121,18 @@ impl Db {
         .await
         .unwrap()
         .report
+    }
+
+    /// Runs a statement on this test's database directly (to play a crashed process).
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if self.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
     }
 
     pub async fn export(&self, org: &str) -> String {

@@ -10,10 +10,11 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::record::{new_email, refuse};
+use super::record::refuse;
 use crate::error::Code;
 use crate::matching::{self, Card, Decision, Facts};
 use crate::model::{Client, Email, Outcome, Premise, Record, RecordOutcome, Role};
+use crate::store::new_email;
 use crate::store::{Refusal, Scope, StoreError};
 
 /// Keys per `IN (…)` list and rows per multi-row statement: far below SQLite's 32,766

@@ -17,7 +17,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::{
     Bearer, ChunkApplied, LEASE_SECS, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store,
-    StoreError, TokenRow, Trigger,
+    StoreError, TokenRow, Trigger, now,
 };
 use crate::export::ExportLine;
 use crate::model::Record;
@@ -59,10 +59,6 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
-}
-
-pub(super) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl Store for SqliteStore {

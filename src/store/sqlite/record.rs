@@ -5,11 +5,11 @@
 
 use sqlx::SqliteConnection;
 
-use super::now;
 use crate::error::Code;
 use crate::matching::{self, Card, Decision, Facts};
 use crate::model::{Account, Client, Email, Outcome, Premise, Record, RecordOutcome, Role};
 use crate::store::{Refusal, Scope, StoreError};
+use crate::store::{new_email, now};
 
 pub(super) type Applied = Result<RecordOutcome, Refusal>;
 
@@ -368,16 +368,6 @@ async fn apply_client(
         }
     };
     Ok(Ok(RecordOutcome::Client(outcome)))
-}
-
-/// The e-mail a card gets: the record's, none when the record has none, or the card's own
-/// when the record's was implausible (a warning, not written).
-pub(super) fn new_email<'a>(email: &'a Email, current: Option<&'a str>) -> Option<&'a str> {
-    match email {
-        Email::Valid(e) => Some(e),
-        Email::Absent => None,
-        Email::Invalid => current,
-    }
 }
 
 async fn card_by_external_id(
