@@ -230,7 +230,8 @@ impl SmtpArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct Db {
-    /// Database URL; falls back to DATABASE_URL, then to sqlite:crm.db.
+    /// Database URL (sqlite:PATH or postgres://USER@HOST/DB); falls back to DATABASE_URL,
+    /// then to sqlite:crm.db.
     #[arg(long = "db", env = "DATABASE_URL", default_value = DEFAULT_URL, global = true)]
     pub url: String,
     /// SQLite page cache per connection, in MiB.
