@@ -13,7 +13,7 @@ mod record;
 
 use serde::Deserialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqlitePool};
 
 use super::{
     Bearer, ChunkApplied, LEASE_SECS, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store,
@@ -49,7 +49,9 @@ impl SqliteStore {
             // Checkpoint every 64 MiB of WAL instead of 4 MiB: a page rewritten by many
             // chunks is copied into the database once.
             .pragma("wal_autocheckpoint", "4096")
-            .pragma("journal_size_limit", "67108864");
+            .pragma("journal_size_limit", "67108864")
+            // An export is one long statement by design: not a warning.
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         // One connection writes (SQLite has one writer), one reads: two page caches at most.
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
