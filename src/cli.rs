@@ -35,7 +35,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Import XML exports (local paths or file: URLs) in the order given; stops at the first error.
+    /// Import XML exports (paths, file: URLs, http(s) links, `folder/*.xml`) in the order given; stops at the first error.
     Import {
         #[arg(required = true)]
         files: Vec<String>,
@@ -70,7 +70,7 @@ pub enum Command {
         #[command(flatten)]
         smtp: SmtpArgs,
     },
-    /// Run every pipeline of a folder on its schedule; mail reports; serve /metrics.
+    /// Run every pipeline of a folder on its schedule; mail reports; serve the API and /metrics on --listen.
     Daemon {
         /// The folder of pipeline files.
         #[arg(long, default_value = "pipelines")]
