@@ -138,16 +138,7 @@ fn html_body(report: &RunReport, quiet: bool) -> String {
         h.push_str("</ul>");
     }
     if let Some(e) = &report.error {
-        let mut at = e.file.clone().unwrap_or_default();
-        if let (Some(line), Some(column)) = (e.line, e.column) {
-            let _ = write!(at, ":{line}:{column}");
-        }
-        if let Some(i) = e.record_index {
-            let _ = write!(at, ", record {i}");
-        }
-        if let Some(id) = &e.record_id {
-            let _ = write!(at, " ({id})");
-        }
+        let at = e.place();
         let _ = write!(
             h,
             "<p><b>Error <code>{}</code></b> at {}: {}</p><p>Nothing after it was applied; everything before it is kept.</p>",

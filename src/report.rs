@@ -129,6 +129,28 @@ impl From<&Problem> for ReportError {
 }
 
 impl ReportError {
+    /// Where the error is, as people read it: `FILE:LINE:COLUMN, record N (ID), field F`,
+    /// each part only when known.
+    pub fn place(&self) -> String {
+        let mut s = String::new();
+        if let Some(file) = &self.file {
+            s.push_str(file);
+            if let (Some(line), Some(column)) = (self.line, self.column) {
+                let _ = write!(s, ":{line}:{column}");
+            }
+        }
+        if let Some(i) = self.record_index {
+            let _ = write!(s, ", record {i}");
+        }
+        if let Some(id) = &self.record_id {
+            let _ = write!(s, " ({id})");
+        }
+        if let Some(field) = &self.field {
+            let _ = write!(s, ", field {field}");
+        }
+        s
+    }
+
     /// An error without a position: a database or a source that failed.
     pub fn general(code: &str, message: impl Into<String>, file: Option<&str>) -> Self {
         ReportError {
@@ -314,23 +336,8 @@ impl RunReport {
             }
         }
         if let Some(e) = &self.error {
-            let _ = write!(s, "  error: {}", e.code);
-            if let Some(file) = &e.file {
-                let _ = write!(s, " in {file}");
-                if let (Some(line), Some(column)) = (e.line, e.column) {
-                    let _ = write!(s, ":{line}:{column}");
-                }
-            }
-            if let Some(i) = e.record_index {
-                let _ = write!(s, ", record {i}");
-            }
-            if let Some(id) = &e.record_id {
-                let _ = write!(s, " ({id})");
-            }
-            if let Some(field) = &e.field {
-                let _ = write!(s, ", field {field}");
-            }
-            let _ = writeln!(s, ": {}", e.message);
+            let within = if e.file.is_some() { " in " } else { "" };
+            let _ = writeln!(s, "  error: {}{within}{}: {}", e.code, e.place(), e.message);
             let at = if e.record_index.is_some() || e.line.is_some() {
                 "this record"
             } else {
