@@ -1,6 +1,7 @@
 //! Storage behind one domain trait, so the pipeline never sees SQL and a second backend
 //! (PostgreSQL) is one more implementation with its own SQL and migrations.
 
+mod plan;
 mod postgres;
 mod sqlite;
 

@@ -8,12 +8,14 @@ use std::io::Write;
 use std::str::FromStr;
 use std::time::Duration;
 
+mod bulk;
 mod record;
 
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, PgPool, Row};
 
+use super::plan;
 use super::{
     Bearer, ChunkApplied, LEASE_SECS, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store,
     StoreError, TokenRow, Trigger, now,
@@ -87,20 +89,7 @@ impl Store for PgStore {
             .bind(scope.org_id)
             .execute(&mut *tx)
             .await?;
-        let mut applied = ChunkApplied {
-            outcomes: Vec::with_capacity(records.len()),
-            refused: None,
-        };
-        for (index, record) in records.iter().enumerate() {
-            match record::apply(&mut tx, scope, record).await? {
-                Ok(outcome) => applied.outcomes.push(outcome),
-                Err(mut refusal) => {
-                    refusal.index = index;
-                    applied.refused = Some(refusal);
-                    break;
-                }
-            }
-        }
+        let applied = plan::apply_chunk(&mut bulk::PgBulk(&mut tx), scope, records).await?;
         tx.commit().await?;
         Ok(applied)
     }

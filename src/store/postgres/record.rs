@@ -7,6 +7,7 @@ use sqlx::PgConnection;
 use crate::error::Code;
 use crate::matching::{self, Card, Decision, Facts};
 use crate::model::{Account, Client, Email, Outcome, Premise, Record, RecordOutcome, Role};
+use crate::store::plan::refuse;
 use crate::store::{Refusal, Scope, StoreError};
 use crate::store::{new_email, now};
 
@@ -21,15 +22,6 @@ pub(super) async fn apply(
     match record {
         Record::Premise(p) => apply_premise(conn, scope, p).await,
         Record::Client(c) => apply_client(conn, scope, c).await,
-    }
-}
-
-pub(super) fn refuse(code: Code, message: impl Into<String>, field: Option<&str>) -> Refusal {
-    Refusal {
-        index: 0,
-        code,
-        message: message.into(),
-        field: field.map(str::to_owned),
     }
 }
 

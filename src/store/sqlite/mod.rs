@@ -15,6 +15,7 @@ use serde::Deserialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Row, SqlitePool};
 
+use super::plan;
 use super::{
     Bearer, ChunkApplied, LEASE_SECS, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store,
     StoreError, TokenRow, Trigger, now,
@@ -103,37 +104,7 @@ impl Store for SqliteStore {
         // IMMEDIATE takes the write lock up front: the plan's reads and the ids it hands out
         // stay valid until the commit.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut applied = ChunkApplied {
-            outcomes: Vec::with_capacity(records.len()),
-            refused: None,
-        };
-        let mut start = 0;
-        while start < records.len() {
-            let plan = bulk::plan(&mut tx, scope, &records[start..]).await?;
-            bulk::write(&mut tx, scope, &plan).await?;
-            let planned_from = start;
-            start += plan.outcomes.len();
-            applied.outcomes.extend(plan.outcomes.iter().cloned());
-            match plan.stop {
-                bulk::Stop::End => break,
-                bulk::Stop::Refused(mut refusal) => {
-                    refusal.index += planned_from;
-                    applied.refused = Some(refusal);
-                    break;
-                }
-                bulk::Stop::Exact => match record::apply(&mut tx, scope, records[start]).await? {
-                    Ok(outcome) => {
-                        applied.outcomes.push(outcome);
-                        start += 1;
-                    }
-                    Err(mut refusal) => {
-                        refusal.index = start;
-                        applied.refused = Some(refusal);
-                        break;
-                    }
-                },
-            }
-        }
+        let applied = plan::apply_chunk(&mut bulk::SqliteBulk(&mut tx), scope, records).await?;
         tx.commit().await?;
         Ok(applied)
     }
