@@ -173,9 +173,9 @@ async fn load(conn: &mut PgConnection, scope: &Scope, keys: &Keys) -> Result<Loa
         Default::default()
     } else {
         sqlx::query_as(
-            "SELECT array(SELECT nextval(pg_get_serial_sequence('premises', 'id')) AS id FROM generate_series(1, $1) ORDER BY id),
-                    array(SELECT nextval(pg_get_serial_sequence('accounts', 'id')) AS id FROM generate_series(1, $2) ORDER BY id),
-                    array(SELECT nextval(pg_get_serial_sequence('clients', 'id')) AS id FROM generate_series(1, $3) ORDER BY id)",
+            "SELECT array(SELECT nextval('premises_id_seq') AS id FROM generate_series(1, $1) ORDER BY id),
+                    array(SELECT nextval('accounts_id_seq') AS id FROM generate_series(1, $2) ORDER BY id),
+                    array(SELECT nextval('clients_id_seq') AS id FROM generate_series(1, $3) ORDER BY id)",
         )
         .bind(count(premises)?)
         .bind(count(accounts)?)
