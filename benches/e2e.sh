@@ -6,7 +6,8 @@
 #
 # A "pair" is the peer's record: one premise with its account plus one client with two
 # links. Needs python3 with lxml and phonenumbers for the peer (pip install lxml phonenumbers);
-# without them only crm-import is measured.
+# without them only crm-import is measured. With E2E_POSTGRES=postgres://USER@HOST/DB the same
+# file is also imported into PostgreSQL (a fresh schema e2e_<pid>, dropped at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-1000000}
@@ -32,7 +33,7 @@ PY
 
 report() { # name secs peak rc
   awk -v n="$1" -v s="$2" -v m="$3" -v rc="$4" -v p="$pairs" \
-    'BEGIN { printf "%-28s %8.2f s %10.0f pairs/s %8.1f MiB peak  exit %d\n", n, s, p / s, m, rc }'
+    'BEGIN { printf "%-30s %8.2f s %10.0f pairs/s %8.1f MiB peak  exit %d\n", n, s, p / s, m, rc }'
 }
 
 read -r s m rc < <(measure "$bin" import "$work/export.xml" --org uo-1 --source src-1 --db "sqlite:$work/crm.db")
@@ -41,6 +42,23 @@ read -r s m rc < <(measure "$bin" import "$work/export.xml" --org uo-1 --source 
 report "crm-import re-import" "$s" "$m" "$rc"; ours_again=$s
 read -r s m rc < <(measure "$bin" check "$work/export.xml")
 report "crm-import check" "$s" "$m" "$rc"
+
+if [ -n "${E2E_POSTGRES:-}" ]; then
+  schema=e2e_$$
+  psql "$E2E_POSTGRES" -qc "CREATE SCHEMA $schema"
+  trap 'psql "$E2E_POSTGRES" -qc "DROP SCHEMA IF EXISTS $schema CASCADE"; rm -rf "$work"' EXIT
+  case $E2E_POSTGRES in *\?*) sep='&' ;; *) sep='?' ;; esac
+  pg="$E2E_POSTGRES${sep}options=-c%20search_path%3D$schema"
+  read -r s m rc < <(measure "$bin" import "$work/export.xml" --org uo-1 --source src-1 --db "$pg")
+  report "crm-import fresh (PostgreSQL)" "$s" "$m" "$rc"
+  read -r s m rc < <(measure "$bin" import "$work/export.xml" --org uo-1 --source src-1 --db "$pg")
+  report "crm-import re-import (PG)" "$s" "$m" "$rc"
+  if [ "$("$bin" export --org uo-1 --db "$pg" | md5sum)" = "$("$bin" export --org uo-1 --db "sqlite:$work/crm.db" | md5sum)" ]; then
+    echo "exports: SQLite and PostgreSQL identical"
+  else
+    echo "exports: SQLite and PostgreSQL DIFFER"
+  fi
+fi
 
 if python3 -c 'import lxml, phonenumbers' 2>/dev/null; then
   peer=../shared/peer/peer_lxml.py

@@ -237,6 +237,10 @@ pub struct Db {
     /// SQLite page cache per connection, in MiB.
     #[arg(long, global = true, default_value_t = store::Settings::default().cache_mib, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub cache_mib: u32,
+    /// Seconds a run's lease on its pipeline lasts without renewal (renewed every third):
+    /// how soon another process may start a pipeline whose runner crashed.
+    #[arg(long, global = true, env = "CRM_LEASE_SECS", default_value_t = store::Settings::default().lease_secs, value_parser = clap::value_parser!(u32).range(3..=86_400))]
+    pub lease_secs: u32,
 }
 
 fn parse_chunk_size(s: &str) -> Result<usize, String> {
@@ -358,6 +362,7 @@ async fn open_store(db: &Db) -> Result<store::AnyStore, u8> {
         &db.url,
         &store::Settings {
             cache_mib: db.cache_mib,
+            lease_secs: db.lease_secs,
         },
     )
     .await

@@ -2,12 +2,10 @@
 //! pipeline runs twice at once — in this process or another on the same database — and
 //! stoppable between chunks.
 
-use std::time::Duration;
-
 use crate::pipeline::{self, Options};
 use crate::report::RunReport;
 use crate::source::Files;
-use crate::store::{LEASE_SECS, RunStart, Scope, Store, StoreError, Trigger};
+use crate::store::{RunStart, Scope, Store, StoreError, Trigger};
 
 /// What to import, for whom, and who asked.
 pub struct Job<'a> {
@@ -89,7 +87,7 @@ pub async fn holding_lease<S: Store, T>(
     work: impl Future<Output = T>,
 ) -> T {
     tokio::pin!(work);
-    let renew_every = Duration::from_secs(LEASE_SECS as u64 / 3);
+    let renew_every = store.lease() / 3;
     loop {
         tokio::select! {
             done = &mut work => return done,

@@ -1,6 +1,7 @@
 //! The daemon and run history: schedules fire under a test-controlled clock, overlapping
-//! starts are refused and recorded (in one process and across two stores on one file), a
-//! stop request ends a run `interrupted` with a consistent database, `/metrics` counts.
+//! starts are refused and recorded (in one process, and across two daemons on one database),
+//! a killed holder's lease runs out, a stop request ends a run `interrupted` with a
+//! consistent database, `/metrics` counts.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -315,7 +316,7 @@ async fn a_crashed_holder_lease_expires() {
     // The holder died without renewing: let its lease run out.
     db.execute(&format!(
         "UPDATE run_leases SET expires_at = expires_at - {}",
-        store::LEASE_SECS + 1
+        store::Settings::default().lease_secs + 1
     ))
     .await;
     let third = store
@@ -461,4 +462,98 @@ async fn the_daemon_process_serves_health_and_metrics_and_stops_on_sigterm() {
         stderr.contains("pipelines=2"),
         "reloaded on SIGHUP: {stderr}"
     );
+}
+
+#[tokio::test]
+async fn two_daemons_run_a_due_pipeline_once_and_a_killed_holder_frees_it() {
+    let db = Db::new().await;
+    let held = held_export(clients(1, 200)).await;
+    let nightly = pipeline_text(
+        "slow",
+        &held.url,
+        "schedule = \"0 3 * * *\"\ntimezone = \"Europe/Moscow\"",
+    );
+    let dir = pipelines(&db, &[("slow.toml", &nightly)]);
+    // Two daemons, each with its own connection pool to the one database.
+    let mut daemons = Vec::new();
+    for _ in 0..2 {
+        let store = store::open(&db.url, &store::Settings::default())
+            .await
+            .unwrap();
+        let daemon = Daemon::new(Arc::new(store), &dir, None);
+        daemon.reload().unwrap();
+        daemons.push(daemon);
+    }
+    // Both wake for 03:00 Moscow (00:00Z) at the same moment.
+    let (after, upto) = (at("2026-11-28T23:59:00Z"), at("2026-11-29T00:00:01Z"));
+    let (a, b) = tokio::join!(daemons[0].tick(after, upto), daemons[1].tick(after, upto));
+    assert_eq!(a.len() + b.len(), 1, "exactly one daemon starts the run");
+    held.release.notify_one();
+    for handle in a.into_iter().chain(b) {
+        let finished = handle.await.unwrap().unwrap();
+        assert_eq!(finished.report.status, Status::Ok);
+        assert_eq!(finished.report.records, 200);
+    }
+    let history = |limit| RunFilter {
+        pipeline: Some("slow".into()),
+        limit,
+        ..RunFilter::default()
+    };
+    let runs = db.store.runs(&history(10)).await.unwrap();
+    let seen: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r.trigger.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(seen, vec![("schedule", "refused"), ("schedule", "ok")]);
+
+    // A third process runs the pipeline with a short lease and is killed mid-file.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_crm-import"))
+        .arg("run")
+        .arg(dir.join("slow.toml"))
+        .env("DATABASE_URL", &db.url)
+        .env("CRM_LEASE_SECS", "3")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // It holds the lease once its run is recorded; then it stops at the held half.
+    let mut running = None;
+    for _ in 0..400 {
+        let runs = db.store.runs(&history(1)).await.unwrap();
+        if runs[0].status == "running" {
+            running = Some(runs[0].id);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let crashed = running.expect("the third process is running the pipeline");
+    let refused_run = refused(daemons[0].start("slow", Trigger::Manual).await);
+    assert_eq!(refused_run.report.status, Status::Refused);
+    // SIGKILL: no handler runs, nothing is released or marked.
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), None, "killed by a signal");
+    // No renewal any more: within the 3 s lease (and a margin) the next start proceeds.
+    let mut next = None;
+    for _ in 0..100 {
+        match daemons[1].start("slow", Trigger::Manual).await {
+            Ok(started) => {
+                next = Some(started);
+                break;
+            }
+            Err(StartError::AlreadyRunning(_)) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let next = next.expect("the killed holder's lease expired within 10 s");
+    // One release may go to the killed process's request if the server still holds it.
+    held.release.notify_one();
+    held.release.notify_one();
+    let finished = next.handle.await.unwrap().unwrap();
+    assert_eq!(finished.report.status, Status::Ok);
+    let (row, _) = db.store.run(crashed, None).await.unwrap().unwrap();
+    assert_eq!(row.status, "interrupted", "the killed run is marked");
+    assert_eq!(db.of_type(ORG, "client").await.len(), 200);
 }

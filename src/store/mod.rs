@@ -143,7 +143,7 @@ pub trait Store: Send + Sync {
     fn mark_logged_in(&self, phone: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Records the start of a run. A pipeline's run also takes the pipeline's lease (for
-    /// [`LEASE_SECS`]); while another run holds an unexpired lease, the start is recorded
+    /// [`Settings::lease_secs`]); while another run holds an unexpired lease, the start is recorded
     /// and refused. A holder whose lease expired crashed: its run becomes `interrupted`.
     fn start_run(
         &self,
@@ -154,6 +154,9 @@ pub trait Store: Send + Sync {
 
     /// Extends the lease of a running run.
     fn renew_run(&self, run_id: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How long a lease lasts without renewal.
+    fn lease(&self) -> std::time::Duration;
 
     /// Records the end of a run with its status and JSON report, and releases its lease.
     fn finish_run(
@@ -239,9 +242,6 @@ pub enum Bearer {
     App,
 }
 
-/// How long a run's lease lasts without renewal; runs renew it every third of that.
-pub const LEASE_SECS: i64 = 60;
-
 /// How a start went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunStart {
@@ -283,11 +283,18 @@ pub struct Settings {
     /// SQLite's page cache per connection, in MiB (default 32): index pages that stay in
     /// memory between chunks instead of being read back from the file.
     pub cache_mib: u32,
+    /// How long a run's lease lasts without renewal, in seconds (default 60); runs renew it
+    /// every third of that. Shorter: a crashed holder's pipeline is free again sooner, for
+    /// more renewals.
+    pub lease_secs: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { cache_mib: 32 }
+        Settings {
+            cache_mib: 32,
+            lease_secs: 60,
+        }
     }
 }
 
@@ -351,6 +358,13 @@ impl Store for AnyStore {
 
     async fn renew_run(&self, run_id: i64) -> Result<(), StoreError> {
         either!(self, s => s.renew_run(run_id))
+    }
+
+    fn lease(&self) -> std::time::Duration {
+        match self {
+            AnyStore::Sqlite(s) => s.lease(),
+            AnyStore::Postgres(s) => s.lease(),
+        }
     }
 
     async fn finish_run(

@@ -1,6 +1,7 @@
 //! PostgreSQL: what a company runs in production and what several daemons share. The same
 //! tables, keys and results as SQLite (the same export bytes); text is ordered byte-wise
-//! (`COLLATE "C"`) as SQLite orders it. A chunk holds its organization's advisory lock, so
+//! (`COLLATE "C"`) as SQLite orders it. Chunks go through the shared planner ([`plan`]) with
+//! array look-ups and `UNNEST` writes ([`bulk`]). A chunk holds its organization's advisory lock, so
 //! two processes never interleave the matching table of one organization; pipeline leases
 //! are rows, as on SQLite.
 
@@ -17,20 +18,22 @@ use sqlx::{ConnectOptions, PgPool, Row};
 
 use super::plan;
 use super::{
-    Bearer, ChunkApplied, LEASE_SECS, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store,
-    StoreError, TokenRow, Trigger, now,
+    Bearer, ChunkApplied, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store, StoreError,
+    TokenRow, Trigger, now,
 };
 use crate::export::ExportLine;
 use crate::model::Record;
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// Seconds a run's lease lasts without renewal.
+    lease_secs: i64,
     pool: PgPool,
 }
 
 impl PgStore {
     /// Connects and runs the PostgreSQL migrations.
-    pub async fn open(url: &str, _settings: &Settings) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, settings: &Settings) -> Result<Self, StoreError> {
         // An export is one long statement by design: not a warning.
         let options = PgConnectOptions::from_str(url)
             .map_err(StoreError::Open)?
@@ -42,7 +45,10 @@ impl PgStore {
             .await
             .map_err(StoreError::Open)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            lease_secs: i64::from(settings.lease_secs),
+            pool,
+        })
     }
 }
 
@@ -189,7 +195,7 @@ impl Store for PgStore {
             .bind(org_id)
             .bind(pipeline)
             .bind(id)
-            .bind(clock + LEASE_SECS)
+            .bind(clock + self.lease_secs)
             .bind(clock)
             .execute(&mut *tx)
             .await?
@@ -217,11 +223,15 @@ impl Store for PgStore {
 
     async fn renew_run(&self, run_id: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE run_leases SET expires_at = $1 WHERE run_id = $2")
-            .bind(unix_now() + LEASE_SECS)
+            .bind(unix_now() + self.lease_secs)
             .bind(run_id)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.unsigned_abs())
     }
 
     async fn finish_run(

@@ -1,8 +1,9 @@
 //! The embedded default: one SQLite file, WAL, migrations run on open.
 //!
-//! Records are applied one after another inside one transaction per chunk. Every check a
-//! record can fail (references, account numbers, the matching table) runs before its first
-//! write, so a refused record leaves nothing behind and the records before it commit.
+//! A chunk is one `BEGIN IMMEDIATE` transaction, planned set-based ([`plan`]) with the exact
+//! record path for what the plan cannot resolve. Every check a record can fail (references,
+//! account numbers, the matching table) runs before its first write, so a refused record
+//! leaves nothing behind and the records before it commit.
 
 use std::io::Write;
 use std::str::FromStr;
@@ -17,14 +18,16 @@ use sqlx::{ConnectOptions, Row, SqlitePool};
 
 use super::plan;
 use super::{
-    Bearer, ChunkApplied, LEASE_SECS, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store,
-    StoreError, TokenRow, Trigger, now,
+    Bearer, ChunkApplied, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store, StoreError,
+    TokenRow, Trigger, now,
 };
 use crate::export::ExportLine;
 use crate::model::Record;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Seconds a run's lease lasts without renewal.
+    lease_secs: i64,
     pool: SqlitePool,
 }
 
@@ -60,7 +63,10 @@ impl SqliteStore {
             .await
             .map_err(StoreError::Open)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            lease_secs: i64::from(settings.lease_secs),
+            pool,
+        })
     }
 }
 
@@ -208,7 +214,7 @@ impl Store for SqliteStore {
             .bind(org_id)
             .bind(pipeline)
             .bind(id)
-            .bind(clock + LEASE_SECS)
+            .bind(clock + self.lease_secs)
             .bind(clock)
             .execute(&mut *tx)
             .await?
@@ -236,11 +242,15 @@ impl Store for SqliteStore {
 
     async fn renew_run(&self, run_id: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE run_leases SET expires_at = ? WHERE run_id = ?")
-            .bind(unix_now() + LEASE_SECS)
+            .bind(unix_now() + self.lease_secs)
             .bind(run_id)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.unsigned_abs())
     }
 
     async fn finish_run(
