@@ -46,7 +46,7 @@ report "crm-import check" "$s" "$m" "$rc"
 if [ -n "${E2E_POSTGRES:-}" ]; then
   schema=e2e_$$
   psql "$E2E_POSTGRES" -qc "CREATE SCHEMA $schema"
-  trap 'psql "$E2E_POSTGRES" -qc "DROP SCHEMA IF EXISTS $schema CASCADE"; rm -rf "$work"' EXIT
+  trap 'psql "$E2E_POSTGRES" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $schema CASCADE"; rm -rf "$work"' EXIT
   case $E2E_POSTGRES in *\?*) sep='&' ;; *) sep='?' ;; esac
   pg="$E2E_POSTGRES${sep}options=-c%20search_path%3D$schema"
   read -r s m rc < <(measure "$bin" import "$work/export.xml" --org uo-1 --source src-1 --db "$pg")
