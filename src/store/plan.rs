@@ -18,7 +18,7 @@ use crate::store::{ChunkApplied, Refusal, Scope, StoreError, new_email};
 /// What a store does for the set-based path, inside the chunk's transaction.
 pub(super) trait Bulk {
     /// Loads the database state for `keys`, with ids reserved for what may be created.
-    async fn load(&mut self, scope: &Scope, keys: &Keys) -> Result<Loaded, StoreError>;
+    async fn load(&mut self, scope: &Scope, keys: &Keys<'_>) -> Result<Loaded, StoreError>;
     /// Writes everything `plan` changed.
     async fn write(&mut self, scope: &Scope, plan: &Plan) -> Result<(), StoreError>;
     /// Applies one record the planner left to the exact path; a refusal wrote nothing.
@@ -43,7 +43,7 @@ pub(super) async fn apply_chunk(
     let mut start = 0;
     while start < records.len() {
         let mut keys = Keys::default();
-        for record in &records[start..] {
+        for &record in &records[start..] {
             keys.add(record);
         }
         let loaded = bulk.load(scope, &keys).await?;
@@ -104,6 +104,21 @@ pub(super) struct PremiseRow {
     pub rooms: Option<i64>,
     pub area: Option<f64>,
     pub cadastral_number: Option<String>,
+}
+
+impl PremiseRow {
+    /// The stored row says what the record says (compared in place: most re-imported
+    /// premises are unchanged, and building a row to compare would copy every field).
+    fn is(&self, p: &Premise) -> bool {
+        self.address == p.address
+            && self.number == p.number
+            && self.kind == p.kind.as_str()
+            && self.floor == p.floor
+            && self.entrance == p.entrance
+            && self.rooms == p.rooms
+            && self.area == p.area
+            && self.cadastral_number == p.cadastral_number
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,36 +226,36 @@ impl Plan {
     }
 }
 
-/// The keys a run of records touches.
+/// The keys a run of records touches, borrowed from the records.
 #[derive(Default)]
-pub(super) struct Keys {
-    pub premises: HashSet<String>,
-    pub accounts: HashSet<String>,
-    pub numbers: HashSet<String>,
-    pub clients: HashSet<String>,
-    pub phones: HashSet<String>,
+pub(super) struct Keys<'r> {
+    pub premises: HashSet<&'r str>,
+    pub accounts: HashSet<&'r str>,
+    pub numbers: HashSet<&'r str>,
+    pub clients: HashSet<&'r str>,
+    pub phones: HashSet<&'r str>,
 }
 
-impl Keys {
-    fn add(&mut self, record: &Record) {
+impl<'r> Keys<'r> {
+    fn add(&mut self, record: &'r Record) {
         match record {
             Record::Premise(p) => {
-                self.premises.insert(p.id.clone());
+                self.premises.insert(&p.id);
                 for a in &p.accounts {
-                    self.accounts.insert(a.id.clone());
-                    self.numbers.insert(a.number.clone());
+                    self.accounts.insert(&a.id);
+                    self.numbers.insert(&a.number);
                 }
             }
             Record::Client(c) => {
-                self.clients.insert(c.id.clone());
+                self.clients.insert(&c.id);
                 if let Some(p) = &c.phone {
-                    self.phones.insert(p.clone());
+                    self.phones.insert(p);
                 }
                 for (p, _) in &c.premises {
-                    self.premises.insert(p.clone());
+                    self.premises.insert(p);
                 }
                 for a in &c.accounts {
-                    self.accounts.insert(a.clone());
+                    self.accounts.insert(a);
                 }
             }
         }
@@ -290,7 +305,7 @@ pub(super) struct Loaded {
 }
 
 impl Loaded {
-    pub fn new(keys: &Keys) -> Loaded {
+    pub fn new(keys: &Keys<'_>) -> Loaded {
         Loaded {
             premises: HashMap::with_capacity_and_hasher(keys.premises.len(), Default::default()),
             accounts: HashMap::with_capacity_and_hasher(keys.accounts.len(), Default::default()),
@@ -338,12 +353,10 @@ impl Loaded {
     }
 
     /// Phones still to look up once the cards by external id are loaded.
-    pub fn unknown_phones<'k>(&self, keys: &'k Keys) -> Vec<&'k String> {
+    pub fn unknown_phones<'k>(&self, keys: &Keys<'k>) -> Vec<&'k str> {
         let known = &self.phones;
-        keys.phones
-            .iter()
-            .filter(|p| !known.contains_key(*p))
-            .collect()
+        let phones = keys.phones.iter().copied();
+        phones.filter(|p| !known.contains_key(*p)).collect()
     }
 
     /// Cards whose links to load.
@@ -364,7 +377,7 @@ impl Loaded {
     }
 
     /// How many rows of each kind the run may create at most: (premises, accounts, cards).
-    pub fn most_new(&self, keys: &Keys) -> (usize, usize, usize) {
+    pub fn most_new(&self, keys: &Keys<'_>) -> (usize, usize, usize) {
         (
             keys.premises.len().saturating_sub(self.premises.len()),
             keys.accounts.len().saturating_sub(self.accounts.len()),
@@ -498,7 +511,7 @@ impl Planner {
             cadastral_number: p.cadastral_number.clone(),
         };
         let (premise_id, outcome) = match self.premises.get(&p.id) {
-            Some(row) if *row == wanted(row.id) => (row.id, Outcome::Unchanged),
+            Some(row) if row.is(p) => (row.id, Outcome::Unchanged),
             Some(row) => {
                 let id = row.id;
                 self.premises.insert(p.id.clone(), wanted(id));

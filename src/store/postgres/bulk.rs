@@ -6,6 +6,7 @@
 //! could create at most: other organizations write at the same time under their own lock,
 //! so `max(id) + 1` is not free here. Unused ids leave gaps, as any rolled-back insert does.
 
+use rustc_hash::FxHashSet as HashSet;
 use sqlx::PgConnection;
 
 use crate::model::{Record, RecordOutcome, Role};
@@ -16,7 +17,7 @@ use crate::store::{Refusal, Scope, StoreError};
 pub(super) struct PgBulk<'c>(pub &'c mut PgConnection);
 
 impl Bulk for PgBulk<'_> {
-    async fn load(&mut self, scope: &Scope, keys: &Keys) -> Result<Loaded, StoreError> {
+    async fn load(&mut self, scope: &Scope, keys: &Keys<'_>) -> Result<Loaded, StoreError> {
         load(self.0, scope, keys).await
     }
 
@@ -48,11 +49,15 @@ type PremiseSelect = (
 type AccountSelect = (String, i64, i64, String, Option<f64>, Option<i64>);
 type CardSelect = (String, i64, Option<String>, bool, String, Option<String>);
 
-fn texts<'k>(keys: impl IntoIterator<Item = &'k String>) -> Vec<&'k str> {
-    keys.into_iter().map(String::as_str).collect()
+fn texts<'k>(keys: &HashSet<&'k str>) -> Vec<&'k str> {
+    keys.iter().copied().collect()
 }
 
-async fn load(conn: &mut PgConnection, scope: &Scope, keys: &Keys) -> Result<Loaded, StoreError> {
+async fn load(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    keys: &Keys<'_>,
+) -> Result<Loaded, StoreError> {
     let mut loaded = Loaded::new(keys);
     let rows: Vec<PremiseSelect> = sqlx::query_as(
         "SELECT ext_id, id, address, number, kind, floor, entrance, rooms, area, cadastral_number
@@ -124,7 +129,7 @@ async fn load(conn: &mut PgConnection, scope: &Scope, keys: &Keys) -> Result<Loa
         loaded.card_by_ext(ext, id, card);
     }
     // Phones of the cards found above are known; look up only the others.
-    let phones = texts(loaded.unknown_phones(keys));
+    let phones = loaded.unknown_phones(keys);
     if !phones.is_empty() {
         let rows: Vec<(i64, String, bool, String, Option<String>)> = sqlx::query_as(
             "SELECT id, phone, logged_in, name, email FROM clients WHERE org_id = $1 AND phone = ANY($2)",

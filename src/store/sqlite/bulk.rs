@@ -15,7 +15,7 @@ const BATCH: usize = 500;
 pub(super) struct SqliteBulk<'c>(pub &'c mut SqliteConnection);
 
 impl Bulk for SqliteBulk<'_> {
-    async fn load(&mut self, scope: &Scope, keys: &Keys) -> Result<Loaded, StoreError> {
+    async fn load(&mut self, scope: &Scope, keys: &Keys<'_>) -> Result<Loaded, StoreError> {
         load(self.0, scope, keys).await
     }
 
@@ -45,7 +45,7 @@ fn in_list(b: &mut QueryBuilder<Sqlite>, n: usize) {
 
 /// Keys to look up, sent as one JSON array.
 enum KeyList<'a> {
-    Text(&'a [&'a String]),
+    Text(&'a [&'a str]),
     Ids(&'a [i64]),
 }
 
@@ -107,10 +107,10 @@ type CardJson = (String, i64, Option<String>, i64, String, Option<String>);
 async fn load(
     conn: &mut SqliteConnection,
     scope: &Scope,
-    keys: &Keys,
+    keys: &Keys<'_>,
 ) -> Result<Loaded, StoreError> {
     let mut loaded = Loaded::new(keys);
-    let premises: Vec<&String> = keys.premises.iter().collect();
+    let premises: Vec<&str> = keys.premises.iter().copied().collect();
     for part in premises.chunks(BATCH) {
         let rows: Vec<PremiseJson> = fetch_rows(
             conn,
@@ -138,7 +138,7 @@ async fn load(
             loaded.premise(ext, row);
         }
     }
-    let accounts: Vec<&String> = keys.accounts.iter().collect();
+    let accounts: Vec<&str> = keys.accounts.iter().copied().collect();
     for part in accounts.chunks(BATCH) {
         let rows: Vec<AccountJson> = fetch_rows(
             conn,
@@ -161,7 +161,7 @@ async fn load(
             loaded.account(ext, row);
         }
     }
-    let numbers: Vec<&String> = keys.numbers.iter().collect();
+    let numbers: Vec<&str> = keys.numbers.iter().copied().collect();
     for part in numbers.chunks(BATCH) {
         let rows: Vec<(String, i64, String, String)> = fetch_rows(
             conn,
@@ -176,7 +176,7 @@ async fn load(
             loaded.number(number, source_id, source, ext);
         }
     }
-    let clients: Vec<&String> = keys.clients.iter().collect();
+    let clients: Vec<&str> = keys.clients.iter().copied().collect();
     for part in clients.chunks(BATCH) {
         let rows: Vec<CardJson> = fetch_rows(
             conn,

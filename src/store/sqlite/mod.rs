@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod bulk;
@@ -29,6 +30,10 @@ pub struct SqliteStore {
     /// Seconds a run's lease lasts without renewal.
     lease_secs: i64,
     pool: SqlitePool,
+    /// Writers of this process queue here, first come first served. SQLite's busy handler
+    /// polls: an import that commits a chunk and begins the next at once kept a lease
+    /// renewal on the other connection waiting until its 30 s timeout ran out.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -66,12 +71,14 @@ impl SqliteStore {
         Ok(SqliteStore {
             lease_secs: i64::from(settings.lease_secs),
             pool,
+            writer: Arc::default(),
         })
     }
 }
 
 impl Store for SqliteStore {
     async fn scope(&self, org: &str, source: &str) -> Result<Scope, StoreError> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO organizations (code) VALUES (?) ON CONFLICT (code) DO NOTHING")
             .bind(org)
@@ -107,6 +114,7 @@ impl Store for SqliteStore {
         scope: &Scope,
         records: &[&Record],
     ) -> Result<ChunkApplied, StoreError> {
+        let _writing = self.writer.lock().await;
         // IMMEDIATE takes the write lock up front: the plan's reads and the ids it hands out
         // stay valid until the commit.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -170,6 +178,7 @@ impl Store for SqliteStore {
     }
 
     async fn mark_logged_in(&self, phone: &str) -> Result<u64, StoreError> {
+        let _writing = self.writer.lock().await;
         let done = sqlx::query("UPDATE clients SET logged_in = 1 WHERE phone = ?")
             .bind(phone)
             .execute(&self.pool)
@@ -183,6 +192,7 @@ impl Store for SqliteStore {
         pipeline: Option<&str>,
         trigger: Trigger,
     ) -> Result<RunStart, StoreError> {
+        let _writing = self.writer.lock().await;
         let started = now();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
@@ -241,6 +251,7 @@ impl Store for SqliteStore {
     }
 
     async fn renew_run(&self, run_id: i64) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
         sqlx::query("UPDATE run_leases SET expires_at = ? WHERE run_id = ?")
             .bind(unix_now() + self.lease_secs)
             .bind(run_id)
@@ -260,6 +271,7 @@ impl Store for SqliteStore {
         records: u64,
         report_json: &str,
     ) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE runs SET finished_at = ?, status = ?, records = ?, report = ? WHERE id = ?",
@@ -280,6 +292,7 @@ impl Store for SqliteStore {
     }
 
     async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
         sqlx::query("UPDATE runs SET mail = ? WHERE id = ?")
             .bind(note)
             .bind(run_id)
@@ -385,6 +398,7 @@ impl Store for SqliteStore {
         name: &str,
         hash: &str,
     ) -> Result<TokenRow, StoreError> {
+        let _writing = self.writer.lock().await;
         let org_id = match org {
             None => None,
             Some(code) => Some(
@@ -424,6 +438,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
         let done =
             sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(now())
