@@ -80,7 +80,9 @@ pub async fn begin<S: Store>(
     }
 }
 
-/// Drives `work` while renewing the run's lease.
+/// Drives `work` while renewing the run's lease. The work is polled during a renewal too:
+/// a chunk holds the database's write lock, and a renewal waiting on it while the chunk
+/// was not polled stalled both until the busy timeout (30 s) failed the renewal.
 pub async fn holding_lease<S: Store, T>(
     store: &S,
     run_id: i64,
@@ -91,12 +93,26 @@ pub async fn holding_lease<S: Store, T>(
     loop {
         tokio::select! {
             done = &mut work => return done,
-            () = tokio::time::sleep(renew_every) => {
-                if let Err(e) = store.renew_run(run_id).await {
-                    tracing::warn!(run_id, error = %e, "cannot renew the run's lease");
-                }
-            }
+            () = tokio::time::sleep(renew_every) => {}
         }
+        let renewal = store.renew_run(run_id);
+        tokio::pin!(renewal);
+        let renewed = tokio::select! {
+            renewed = &mut renewal => renewed,
+            done = &mut work => {
+                // Let the statement finish rather than cut it off mid-way.
+                log_renewal(run_id, renewal.await);
+                return done;
+            }
+        };
+        log_renewal(run_id, renewed);
+    }
+}
+
+fn log_renewal(run_id: i64, renewed: Result<(), StoreError>) {
+    match renewed {
+        Ok(()) => tracing::debug!(run_id, "lease renewed"),
+        Err(e) => tracing::warn!(run_id, error = %e, "cannot renew the run's lease"),
     }
 }
 

@@ -557,3 +557,57 @@ async fn two_daemons_run_a_due_pipeline_once_and_a_killed_holder_frees_it() {
     assert_eq!(row.status, "interrupted", "the killed run is marked");
     assert_eq!(db.of_type(ORG, "client").await.len(), 200);
 }
+
+#[tokio::test]
+async fn a_long_run_renews_its_lease_while_chunks_are_written() {
+    let db = Db::new().await;
+    let export = db.dir.path().join("big.xml");
+    let generated = std::process::Command::new(env!("CARGO_BIN_EXE_crm-import"))
+        .args([
+            "generate",
+            "--premises",
+            "10000",
+            "--clients",
+            "10000",
+            "--out",
+        ])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    let dir = pipelines(
+        &db,
+        &[(
+            "big.toml",
+            &pipeline_text("big", &export.display().to_string(), ""),
+        )],
+    );
+    // A 3 s lease is renewed every second; 2,000 chunks of 10 take longer than that.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_crm-import"))
+        .arg("run")
+        .arg(dir.join("big.toml"))
+        .env("DATABASE_URL", &db.url)
+        .env("CRM_LEASE_SECS", "3")
+        .env("RUST_LOG", "crm_import::run=debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A run stalled behind its own renewal would never end: give up after 2 minutes.
+    let pid = child.id().to_string();
+    let waited = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+    let out = match tokio::time::timeout(Duration::from_secs(120), waited).await {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
+            panic!("the run did not finish within 2 minutes");
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("lease renewed"), "no renewal: {stderr}");
+    assert!(!stderr.contains("cannot renew"), "{stderr}");
+    assert_eq!(db.of_type(ORG, "premise").await.len(), 10_000);
+}
