@@ -290,7 +290,8 @@ impl Ids {
     }
 }
 
-/// The database state for a run's keys, as a store loads it.
+/// The database state for a run's keys, as a store loads it; planning then updates it record
+/// by record and notes what changed in `dirty`.
 pub(super) struct Loaded {
     premises: HashMap<String, PremiseRow>,
     accounts: HashMap<String, AccountRow>,
@@ -302,6 +303,7 @@ pub(super) struct Loaded {
     pub premise_ids: Ids,
     pub account_ids: Ids,
     pub card_ids: Ids,
+    dirty: Dirty,
 }
 
 impl Loaded {
@@ -316,6 +318,7 @@ impl Loaded {
             premise_ids: Ids::From(1),
             account_ids: Ids::From(1),
             card_ids: Ids::From(1),
+            dirty: Dirty::default(),
         }
     }
 
@@ -395,14 +398,17 @@ pub(super) struct CardFound {
 }
 
 /// Plans `records` against the loaded state; nothing is written yet.
-fn plan(loaded: Loaded, scope: &Scope, records: &[&Record]) -> Plan {
-    let mut planner = Planner::new(loaded);
+fn plan(mut planner: Loaded, scope: &Scope, records: &[&Record]) -> Plan {
+    for card in planner.cards.values_mut() {
+        card.premises.sort_unstable();
+        card.accounts.sort_unstable();
+    }
     let mut outcomes = Vec::with_capacity(records.len());
     let mut stop = Stop::End;
     for (i, record) in records.iter().enumerate() {
         let step = match record {
-            Record::Premise(p) => planner.premise(scope, p),
-            Record::Client(c) => planner.client(scope, c),
+            Record::Premise(p) => planner.plan_premise(scope, p),
+            Record::Client(c) => planner.plan_client(scope, c),
         };
         match step {
             Step::Done(outcome) => outcomes.push(outcome),
@@ -433,40 +439,8 @@ enum Step {
     Refused(Refusal),
 }
 
-struct Planner {
-    premises: HashMap<String, PremiseRow>,
-    accounts: HashMap<String, AccountRow>,
-    numbers: HashMap<String, (i64, String, String)>,
-    cards_by_ext: HashMap<String, i64>,
-    phones: HashMap<String, i64>,
-    cards: HashMap<i64, CardRow>,
-    premise_ids: Ids,
-    account_ids: Ids,
-    card_ids: Ids,
-    dirty: Dirty,
-}
-
-impl Planner {
-    fn new(mut l: Loaded) -> Planner {
-        for card in l.cards.values_mut() {
-            card.premises.sort_unstable();
-            card.accounts.sort_unstable();
-        }
-        Planner {
-            premises: l.premises,
-            accounts: l.accounts,
-            numbers: l.numbers,
-            cards_by_ext: l.cards_by_ext,
-            phones: l.phones,
-            cards: l.cards,
-            premise_ids: l.premise_ids,
-            account_ids: l.account_ids,
-            card_ids: l.card_ids,
-            dirty: Dirty::default(),
-        }
-    }
-
-    fn premise(&mut self, scope: &Scope, p: &Premise) -> Step {
+impl Loaded {
+    fn plan_premise(&mut self, scope: &Scope, p: &Premise) -> Step {
         // A renumbered account goes the exact way: numbers may be swapped through it.
         if p.accounts.iter().any(|a| {
             self.accounts
@@ -580,7 +554,7 @@ impl Planner {
         })
     }
 
-    fn client(&mut self, scope: &Scope, c: &Client) -> Step {
+    fn plan_client(&mut self, scope: &Scope, c: &Client) -> Step {
         let mut premises = Vec::with_capacity(c.premises.len());
         for (ext, role) in &c.premises {
             match self.premises.get(ext) {

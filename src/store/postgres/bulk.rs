@@ -13,171 +13,131 @@ use crate::model::{Record, RecordOutcome, Role};
 use crate::store::plan::{AccountRow, Bulk, CardFound, Ids, Keys, Loaded, Plan, PremiseRow};
 use crate::store::{Refusal, Scope, StoreError};
 
-/// The chunk's transaction, holding the organization's advisory lock.
-pub(super) struct PgBulk<'c>(pub &'c mut PgConnection);
-
-impl Bulk for PgBulk<'_> {
+/// Called on the chunk's transaction, which holds the organization's advisory lock.
+impl Bulk for PgConnection {
     async fn load(&mut self, scope: &Scope, keys: &Keys<'_>) -> Result<Loaded, StoreError> {
-        load(self.0, scope, keys).await
-    }
-
-    async fn write(&mut self, scope: &Scope, plan: &Plan) -> Result<(), StoreError> {
-        write(self.0, scope, plan).await
-    }
-
-    async fn exact(
-        &mut self,
-        scope: &Scope,
-        record: &Record,
-    ) -> Result<Result<RecordOutcome, Refusal>, StoreError> {
-        super::record::apply(self.0, scope, record).await
-    }
-}
-
-type PremiseSelect = (
-    String,
-    i64,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<f64>,
-    Option<String>,
-);
-type AccountSelect = (String, i64, i64, String, Option<f64>, Option<i64>);
-type CardSelect = (String, i64, Option<String>, bool, String, Option<String>);
-
-fn texts<'k>(keys: &HashSet<&'k str>) -> Vec<&'k str> {
-    keys.iter().copied().collect()
-}
-
-async fn load(
-    conn: &mut PgConnection,
-    scope: &Scope,
-    keys: &Keys<'_>,
-) -> Result<Loaded, StoreError> {
-    let mut loaded = Loaded::new(keys);
-    let rows: Vec<PremiseSelect> = sqlx::query_as(
-        "SELECT ext_id, id, address, number, kind, floor, entrance, rooms, area, cadastral_number
-           FROM premises WHERE source_id = $1 AND ext_id = ANY($2)",
-    )
-    .bind(scope.source_id)
-    .bind(texts(&keys.premises))
-    .fetch_all(&mut *conn)
-    .await?;
-    for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in rows {
-        let row = PremiseRow {
-            id,
-            address,
-            number,
-            kind,
-            floor,
-            entrance,
-            rooms,
-            area,
-            cadastral_number,
-        };
-        loaded.premise(ext, row);
-    }
-    let rows: Vec<AccountSelect> = sqlx::query_as(
-        "SELECT ext_id, id, premise_id, number, area, residents
+        let conn = self;
+        let mut loaded = Loaded::new(keys);
+        let rows: Vec<PremiseSelect> = sqlx::query_as(
+            "SELECT ext_id, id, address, number, kind, floor, entrance, rooms, area, cadastral_number
+               FROM premises WHERE source_id = $1 AND ext_id = ANY($2)",
+        )
+        .bind(scope.source_id)
+        .bind(texts(&keys.premises))
+        .fetch_all(&mut *conn)
+        .await?;
+        for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in rows
+        {
+            let row = PremiseRow {
+                id,
+                address,
+                number,
+                kind,
+                floor,
+                entrance,
+                rooms,
+                area,
+                cadastral_number,
+            };
+            loaded.premise(ext, row);
+        }
+        let rows: Vec<AccountSelect> = sqlx::query_as(
+            "SELECT ext_id, id, premise_id, number, area, residents
            FROM accounts WHERE source_id = $1 AND ext_id = ANY($2)",
-    )
-    .bind(scope.source_id)
-    .bind(texts(&keys.accounts))
-    .fetch_all(&mut *conn)
-    .await?;
-    for (ext, id, premise_id, number, area, residents) in rows {
-        let row = AccountRow {
-            id,
-            premise_id,
-            number,
-            area,
-            residents,
-        };
-        loaded.account(ext, row);
-    }
-    let rows: Vec<(String, i64, String, String)> = sqlx::query_as(
-        "SELECT a.number, a.source_id, s.code, a.ext_id
-           FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id = $1 AND a.number = ANY($2)",
-    )
-    .bind(scope.org_id)
-    .bind(texts(&keys.numbers))
-    .fetch_all(&mut *conn)
-    .await?;
-    for (number, source_id, source, ext) in rows {
-        loaded.number(number, source_id, source, ext);
-    }
-    let rows: Vec<CardSelect> = sqlx::query_as(
-        "SELECT x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email
+        )
+        .bind(scope.source_id)
+        .bind(texts(&keys.accounts))
+        .fetch_all(&mut *conn)
+        .await?;
+        for (ext, id, premise_id, number, area, residents) in rows {
+            let row = AccountRow {
+                id,
+                premise_id,
+                number,
+                area,
+                residents,
+            };
+            loaded.account(ext, row);
+        }
+        let rows: Vec<(String, i64, String, String)> = sqlx::query_as(
+            "SELECT a.number, a.source_id, s.code, a.ext_id
+               FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id = $1 AND a.number = ANY($2)",
+        )
+        .bind(scope.org_id)
+        .bind(texts(&keys.numbers))
+        .fetch_all(&mut *conn)
+        .await?;
+        for (number, source_id, source, ext) in rows {
+            loaded.number(number, source_id, source, ext);
+        }
+        let rows: Vec<CardSelect> = sqlx::query_as(
+            "SELECT x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email
            FROM client_external_ids x JOIN clients c ON c.id = x.client_id
           WHERE x.source_id = $1 AND x.ext_id = ANY($2)",
-    )
-    .bind(scope.source_id)
-    .bind(texts(&keys.clients))
-    .fetch_all(&mut *conn)
-    .await?;
-    for (ext, id, phone, logged_in, name, email) in rows {
-        let card = CardFound {
-            phone,
-            logged_in,
-            name,
-            email,
-        };
-        loaded.card_by_ext(ext, id, card);
-    }
-    // Phones of the cards found above are known; look up only the others.
-    let phones = loaded.unknown_phones(keys);
-    if !phones.is_empty() {
-        let rows: Vec<(i64, String, bool, String, Option<String>)> = sqlx::query_as(
+        )
+        .bind(scope.source_id)
+        .bind(texts(&keys.clients))
+        .fetch_all(&mut *conn)
+        .await?;
+        for (ext, id, phone, logged_in, name, email) in rows {
+            let card = CardFound {
+                phone,
+                logged_in,
+                name,
+                email,
+            };
+            loaded.card_by_ext(ext, id, card);
+        }
+        // Phones of the cards found above are known; look up only the others.
+        let phones = loaded.unknown_phones(keys);
+        if !phones.is_empty() {
+            let rows: Vec<(i64, String, bool, String, Option<String>)> = sqlx::query_as(
             "SELECT id, phone, logged_in, name, email FROM clients WHERE org_id = $1 AND phone = ANY($2)",
         )
         .bind(scope.org_id)
         .bind(phones)
         .fetch_all(&mut *conn)
         .await?;
-        for (id, phone, logged_in, name, email) in rows {
-            let card = CardFound {
-                phone: Some(phone),
-                logged_in,
-                name,
-                email,
-            };
-            loaded.card(id, card);
+            for (id, phone, logged_in, name, email) in rows {
+                let card = CardFound {
+                    phone: Some(phone),
+                    logged_in,
+                    name,
+                    email,
+                };
+                loaded.card(id, card);
+            }
         }
-    }
-    let cards = loaded.card_ids();
-    if !cards.is_empty() {
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        let cards = loaded.card_ids();
+        if !cards.is_empty() {
+            let rows: Vec<(i64, i64, String)> = sqlx::query_as(
             "SELECT client_id, premise_id, role FROM client_premises WHERE source_id = $1 AND client_id = ANY($2)",
         )
         .bind(scope.source_id)
         .bind(&cards)
         .fetch_all(&mut *conn)
         .await?;
-        for (card, premise, role) in rows {
-            let role =
-                Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?;
-            loaded.premise_link(card, premise, role);
-        }
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            for (card, premise, role) in rows {
+                let role = Role::parse(&role)
+                    .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?;
+                loaded.premise_link(card, premise, role);
+            }
+            let rows: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT client_id, account_id FROM client_accounts WHERE source_id = $1 AND client_id = ANY($2)",
         )
         .bind(scope.source_id)
         .bind(&cards)
         .fetch_all(&mut *conn)
         .await?;
-        for (card, account) in rows {
-            loaded.account_link(card, account);
+            for (card, account) in rows {
+                loaded.account_link(card, account);
+            }
         }
-    }
-    let (premises, accounts, cards) = loaded.most_new(keys);
-    let (p, a, c): (Vec<i64>, Vec<i64>, Vec<i64>) = if premises + accounts + cards == 0 {
-        Default::default()
-    } else {
-        sqlx::query_as(
+        let (premises, accounts, cards) = loaded.most_new(keys);
+        let (p, a, c): (Vec<i64>, Vec<i64>, Vec<i64>) = if premises + accounts + cards == 0 {
+            Default::default()
+        } else {
+            sqlx::query_as(
             "SELECT array(SELECT nextval('premises_id_seq') AS id FROM generate_series(1, $1) ORDER BY id),
                     array(SELECT nextval('accounts_id_seq') AS id FROM generate_series(1, $2) ORDER BY id),
                     array(SELECT nextval('clients_id_seq') AS id FROM generate_series(1, $3) ORDER BY id)",
@@ -187,26 +147,23 @@ async fn load(
         .bind(count(cards)?)
         .fetch_one(&mut *conn)
         .await?
-    };
-    loaded.premise_ids = Ids::Reserved(p.into_iter());
-    loaded.account_ids = Ids::Reserved(a.into_iter());
-    loaded.card_ids = Ids::Reserved(c.into_iter());
-    Ok(loaded)
-}
+        };
+        loaded.premise_ids = Ids::Reserved(p.into_iter());
+        loaded.account_ids = Ids::Reserved(a.into_iter());
+        loaded.card_ids = Ids::Reserved(c.into_iter());
+        Ok(loaded)
+    }
 
-fn count(n: usize) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{n} ids to reserve")))
-}
-
-/// Writes everything the plan changed: one statement per table, columns as arrays.
-async fn write(conn: &mut PgConnection, scope: &Scope, plan: &Plan) -> Result<(), StoreError> {
-    let premises = plan.premises();
-    if !premises.is_empty() {
-        let mut cols = PremiseColumns::default();
-        for (ext, p) in premises {
-            cols.push(ext, p);
-        }
-        sqlx::query(
+    /// Writes everything the plan changed: one statement per table, columns as arrays.
+    async fn write(&mut self, scope: &Scope, plan: &Plan) -> Result<(), StoreError> {
+        let conn = self;
+        let premises = plan.premises();
+        if !premises.is_empty() {
+            let mut cols = PremiseColumns::default();
+            for (ext, p) in premises {
+                cols.push(ext, p);
+            }
+            sqlx::query(
             "INSERT INTO premises (id, org_id, source_id, ext_id, address, number, kind, floor, entrance, rooms, area,
                                    cadastral_number)
              SELECT id, $1, $2, ext_id, address, number, kind, floor, entrance, rooms, area, cadastral_number
@@ -231,14 +188,14 @@ async fn write(conn: &mut PgConnection, scope: &Scope, plan: &Plan) -> Result<()
         .bind(cols.cadastral_number)
         .execute(&mut *conn)
         .await?;
-    }
-    let accounts = plan.accounts();
-    if !accounts.is_empty() {
-        let mut cols = AccountColumns::default();
-        for (ext, a) in accounts {
-            cols.push(ext, a);
         }
-        sqlx::query(
+        let accounts = plan.accounts();
+        if !accounts.is_empty() {
+            let mut cols = AccountColumns::default();
+            for (ext, a) in accounts {
+                cols.push(ext, a);
+            }
+            sqlx::query(
             "INSERT INTO accounts (id, org_id, source_id, ext_id, premise_id, number, area, residents)
              SELECT id, $1, $2, ext_id, premise_id, number, area, residents
                FROM UNNEST($3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::float8[], $8::bigint[])
@@ -256,14 +213,14 @@ async fn write(conn: &mut PgConnection, scope: &Scope, plan: &Plan) -> Result<()
         .bind(cols.residents)
         .execute(&mut *conn)
         .await?;
-    }
-    let cards = plan.cards();
-    if !cards.is_empty() {
-        let ids: Vec<i64> = cards.iter().map(|(id, _)| *id).collect();
-        let names: Vec<&str> = cards.iter().map(|(_, c)| c.name.as_str()).collect();
-        let phones: Vec<Option<&str>> = cards.iter().map(|(_, c)| c.phone.as_deref()).collect();
-        let emails: Vec<Option<&str>> = cards.iter().map(|(_, c)| c.email.as_deref()).collect();
-        sqlx::query(
+        }
+        let cards = plan.cards();
+        if !cards.is_empty() {
+            let ids: Vec<i64> = cards.iter().map(|(id, _)| *id).collect();
+            let names: Vec<&str> = cards.iter().map(|(_, c)| c.name.as_str()).collect();
+            let phones: Vec<Option<&str>> = cards.iter().map(|(_, c)| c.phone.as_deref()).collect();
+            let emails: Vec<Option<&str>> = cards.iter().map(|(_, c)| c.email.as_deref()).collect();
+            sqlx::query(
             "INSERT INTO clients (id, org_id, name, phone, email)
              SELECT id, $1, name, phone, email FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[])
                  AS t(id, name, phone, email)
@@ -276,12 +233,12 @@ async fn write(conn: &mut PgConnection, scope: &Scope, plan: &Plan) -> Result<()
         .bind(emails)
         .execute(&mut *conn)
         .await?;
-    }
-    let external = plan.external_ids();
-    if !external.is_empty() {
-        let exts: Vec<&str> = external.iter().map(|(ext, _)| ext.as_str()).collect();
-        let ids: Vec<i64> = external.iter().map(|(_, id)| *id).collect();
-        sqlx::query(
+        }
+        let external = plan.external_ids();
+        if !external.is_empty() {
+            let exts: Vec<&str> = external.iter().map(|(ext, _)| ext.as_str()).collect();
+            let ids: Vec<i64> = external.iter().map(|(_, id)| *id).collect();
+            sqlx::query(
             "INSERT INTO client_external_ids (source_id, ext_id, client_id)
              SELECT $1, ext_id, client_id FROM UNNEST($2::text[], $3::bigint[]) AS t(ext_id, client_id)",
         )
@@ -290,26 +247,26 @@ async fn write(conn: &mut PgConnection, scope: &Scope, plan: &Plan) -> Result<()
         .bind(ids)
         .execute(&mut *conn)
         .await?;
-    }
-    let relinked = plan.relinked();
-    if !relinked.is_empty() {
-        for statement in [
-            "DELETE FROM client_premises WHERE source_id = $1 AND client_id = ANY($2)",
-            "DELETE FROM client_accounts WHERE source_id = $1 AND client_id = ANY($2)",
-        ] {
-            sqlx::query(statement)
-                .bind(scope.source_id)
-                .bind(relinked)
-                .execute(&mut *conn)
-                .await?;
         }
-    }
-    let links = plan.premise_links();
-    if !links.is_empty() {
-        let cards: Vec<i64> = links.iter().map(|l| l.0).collect();
-        let premises: Vec<i64> = links.iter().map(|l| l.1).collect();
-        let roles: Vec<&str> = links.iter().map(|l| l.2.as_str()).collect();
-        sqlx::query(
+        let relinked = plan.relinked();
+        if !relinked.is_empty() {
+            for statement in [
+                "DELETE FROM client_premises WHERE source_id = $1 AND client_id = ANY($2)",
+                "DELETE FROM client_accounts WHERE source_id = $1 AND client_id = ANY($2)",
+            ] {
+                sqlx::query(statement)
+                    .bind(scope.source_id)
+                    .bind(relinked)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        let links = plan.premise_links();
+        if !links.is_empty() {
+            let cards: Vec<i64> = links.iter().map(|l| l.0).collect();
+            let premises: Vec<i64> = links.iter().map(|l| l.1).collect();
+            let roles: Vec<&str> = links.iter().map(|l| l.2.as_str()).collect();
+            sqlx::query(
             "INSERT INTO client_premises (client_id, premise_id, source_id, role)
              SELECT client_id, premise_id, $1, role FROM UNNEST($2::bigint[], $3::bigint[], $4::text[])
                  AS t(client_id, premise_id, role)",
@@ -320,11 +277,11 @@ async fn write(conn: &mut PgConnection, scope: &Scope, plan: &Plan) -> Result<()
         .bind(roles)
         .execute(&mut *conn)
         .await?;
-    }
-    let links = plan.account_links();
-    if !links.is_empty() {
-        let (cards, accounts): (Vec<i64>, Vec<i64>) = links.into_iter().unzip();
-        sqlx::query(
+        }
+        let links = plan.account_links();
+        if !links.is_empty() {
+            let (cards, accounts): (Vec<i64>, Vec<i64>) = links.into_iter().unzip();
+            sqlx::query(
             "INSERT INTO client_accounts (client_id, account_id, source_id)
              SELECT client_id, account_id, $1 FROM UNNEST($2::bigint[], $3::bigint[]) AS t(client_id, account_id)",
         )
@@ -333,8 +290,40 @@ async fn write(conn: &mut PgConnection, scope: &Scope, plan: &Plan) -> Result<()
         .bind(accounts)
         .execute(&mut *conn)
         .await?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    async fn exact(
+        &mut self,
+        scope: &Scope,
+        record: &Record,
+    ) -> Result<Result<RecordOutcome, Refusal>, StoreError> {
+        super::record::apply(self, scope, record).await
+    }
+}
+
+type PremiseSelect = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<f64>,
+    Option<String>,
+);
+type AccountSelect = (String, i64, i64, String, Option<f64>, Option<i64>);
+type CardSelect = (String, i64, Option<String>, bool, String, Option<String>);
+
+fn texts<'k>(keys: &HashSet<&'k str>) -> Vec<&'k str> {
+    keys.iter().copied().collect()
+}
+
+fn count(n: usize) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{n} ids to reserve")))
 }
 
 /// Premise rows as column arrays for `UNNEST`.

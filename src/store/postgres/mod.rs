@@ -95,7 +95,7 @@ impl Store for PgStore {
             .bind(scope.org_id)
             .execute(&mut *tx)
             .await?;
-        let applied = plan::apply_chunk(&mut bulk::PgBulk(&mut tx), scope, records).await?;
+        let applied = plan::apply_chunk(&mut *tx, scope, records).await?;
         tx.commit().await?;
         Ok(applied)
     }

@@ -11,16 +11,275 @@ use crate::store::{Refusal, Scope, StoreError};
 /// variables, and few distinct statement shapes for sqlx's statement cache.
 const BATCH: usize = 500;
 
-/// The chunk's transaction; it is IMMEDIATE, so nobody else allocates ids until it ends.
-pub(super) struct SqliteBulk<'c>(pub &'c mut SqliteConnection);
-
-impl Bulk for SqliteBulk<'_> {
+/// Called on the chunk's transaction; it is IMMEDIATE, so nobody else allocates ids until it
+/// ends.
+impl Bulk for SqliteConnection {
     async fn load(&mut self, scope: &Scope, keys: &Keys<'_>) -> Result<Loaded, StoreError> {
-        load(self.0, scope, keys).await
+        let conn = self;
+        let mut loaded = Loaded::new(keys);
+        let premises: Vec<&str> = keys.premises.iter().copied().collect();
+        for part in premises.chunks(BATCH) {
+            let rows: Vec<PremiseJson> = fetch_rows(
+                conn,
+                "ext_id, id, address, number, kind, floor, entrance, rooms, iif(area IS NULL, NULL, quote(area)), cadastral_number",
+                "FROM premises WHERE source_id =",
+                scope.source_id,
+                "ext_id",
+                KeyList::Text(part),
+            )
+            .await?;
+            for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in
+                rows
+            {
+                let area = real(area)?;
+                let row = PremiseRow {
+                    id,
+                    address,
+                    number,
+                    kind,
+                    floor,
+                    entrance,
+                    rooms,
+                    area,
+                    cadastral_number,
+                };
+                loaded.premise(ext, row);
+            }
+        }
+        let accounts: Vec<&str> = keys.accounts.iter().copied().collect();
+        for part in accounts.chunks(BATCH) {
+            let rows: Vec<AccountJson> = fetch_rows(
+                conn,
+                "ext_id, id, premise_id, number, iif(area IS NULL, NULL, quote(area)), residents",
+                "FROM accounts WHERE source_id =",
+                scope.source_id,
+                "ext_id",
+                KeyList::Text(part),
+            )
+            .await?;
+            for (ext, id, premise_id, number, area, residents) in rows {
+                let area = real(area)?;
+                let row = AccountRow {
+                    id,
+                    premise_id,
+                    number,
+                    area,
+                    residents,
+                };
+                loaded.account(ext, row);
+            }
+        }
+        let numbers: Vec<&str> = keys.numbers.iter().copied().collect();
+        for part in numbers.chunks(BATCH) {
+            let rows: Vec<(String, i64, String, String)> = fetch_rows(
+                conn,
+                "a.number, a.source_id, s.code, a.ext_id",
+                "FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id =",
+                scope.org_id,
+                "a.number",
+                KeyList::Text(part),
+            )
+            .await?;
+            for (number, source_id, source, ext) in rows {
+                loaded.number(number, source_id, source, ext);
+            }
+        }
+        let clients: Vec<&str> = keys.clients.iter().copied().collect();
+        for part in clients.chunks(BATCH) {
+            let rows: Vec<CardJson> = fetch_rows(
+                conn,
+                "x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email",
+                "FROM client_external_ids x JOIN clients c ON c.id = x.client_id WHERE x.source_id =",
+                scope.source_id,
+                "x.ext_id",
+                KeyList::Text(part),
+            )
+            .await?;
+            for (ext, id, phone, logged_in, name, email) in rows {
+                let card = CardFound {
+                    phone,
+                    logged_in: logged_in != 0,
+                    name,
+                    email,
+                };
+                loaded.card_by_ext(ext, id, card);
+            }
+        }
+        // Phones of the cards found above are known; look up only the others.
+        let phones = loaded.unknown_phones(keys);
+        for part in phones.chunks(BATCH) {
+            let rows: Vec<(i64, String, i64, String, Option<String>)> = fetch_rows(
+                conn,
+                "id, phone, logged_in, name, email",
+                "FROM clients WHERE org_id =",
+                scope.org_id,
+                "phone",
+                KeyList::Text(part),
+            )
+            .await?;
+            for (id, phone, logged_in, name, email) in rows {
+                let card = CardFound {
+                    phone: Some(phone),
+                    logged_in: logged_in != 0,
+                    name,
+                    email,
+                };
+                loaded.card(id, card);
+            }
+        }
+        let cards = loaded.card_ids();
+        for part in cards.chunks(BATCH) {
+            let rows: Vec<(i64, i64, String)> = fetch_rows(
+                conn,
+                "client_id, premise_id, role",
+                "FROM client_premises WHERE source_id =",
+                scope.source_id,
+                "client_id",
+                KeyList::Ids(part),
+            )
+            .await?;
+            for (card, premise, role) in rows {
+                let role = Role::parse(&role)
+                    .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?;
+                loaded.premise_link(card, premise, role);
+            }
+            let rows: Vec<(i64, i64)> = fetch_rows(
+                conn,
+                "client_id, account_id",
+                "FROM client_accounts WHERE source_id =",
+                scope.source_id,
+                "client_id",
+                KeyList::Ids(part),
+            )
+            .await?;
+            for (card, account) in rows {
+                loaded.account_link(card, account);
+            }
+        }
+        // The write transaction is IMMEDIATE: nobody else allocates ids until it ends.
+        let (p, a, c): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT coalesce(max(id), 0) FROM premises), (SELECT coalesce(max(id), 0) FROM accounts),
+                    (SELECT coalesce(max(id), 0) FROM clients)",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        loaded.premise_ids = Ids::From(p + 1);
+        loaded.account_ids = Ids::From(a + 1);
+        loaded.card_ids = Ids::From(c + 1);
+        Ok(loaded)
     }
 
+    /// Writes everything the plan changed, in a few multi-row statements per table.
     async fn write(&mut self, scope: &Scope, plan: &Plan) -> Result<(), StoreError> {
-        write(self.0, scope, plan).await
+        let conn = self;
+        for part in plan.premises().chunks(BATCH) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO premises (id, org_id, source_id, ext_id, address, number, kind, floor, entrance, rooms, area,
+                                   cadastral_number) ",
+        );
+            b.push_values(part, |mut row, (ext, p)| {
+                row.push_bind(p.id)
+                    .push_bind(scope.org_id)
+                    .push_bind(scope.source_id)
+                    .push_bind(*ext)
+                    .push_bind(p.address.as_str())
+                    .push_bind(p.number.as_str())
+                    .push_bind(p.kind.as_str())
+                    .push_bind(p.floor)
+                    .push_bind(p.entrance)
+                    .push_bind(p.rooms)
+                    .push_bind(p.area)
+                    .push_bind(p.cadastral_number.as_deref());
+            });
+            b.push(
+            " ON CONFLICT (id) DO UPDATE SET address = excluded.address, number = excluded.number, kind = excluded.kind,
+               floor = excluded.floor, entrance = excluded.entrance, rooms = excluded.rooms, area = excluded.area,
+               cadastral_number = excluded.cadastral_number",
+        );
+            b.build().execute(&mut *conn).await?;
+        }
+        for part in plan.accounts().chunks(BATCH) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO accounts (id, org_id, source_id, ext_id, premise_id, number, area, residents) ",
+            );
+            b.push_values(part, |mut row, (ext, a)| {
+                row.push_bind(a.id)
+                    .push_bind(scope.org_id)
+                    .push_bind(scope.source_id)
+                    .push_bind(*ext)
+                    .push_bind(a.premise_id)
+                    .push_bind(a.number.as_str())
+                    .push_bind(a.area)
+                    .push_bind(a.residents);
+            });
+            b.push(
+            " ON CONFLICT (id) DO UPDATE SET premise_id = excluded.premise_id, area = excluded.area,
+               residents = excluded.residents",
+        );
+            b.build().execute(&mut *conn).await?;
+        }
+        for part in plan.cards().chunks(BATCH) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO clients (id, org_id, name, phone, email) ",
+            );
+            b.push_values(part, |mut row, (id, c)| {
+                row.push_bind(*id)
+                    .push_bind(scope.org_id)
+                    .push_bind(c.name.as_str())
+                    .push_bind(c.phone.as_deref())
+                    .push_bind(c.email.as_deref());
+            });
+            b.push(" ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email");
+            b.build().execute(&mut *conn).await?;
+        }
+        for part in plan.external_ids().chunks(BATCH) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO client_external_ids (source_id, ext_id, client_id) ",
+            );
+            b.push_values(part, |mut row, (ext, id)| {
+                row.push_bind(scope.source_id)
+                    .push_bind(ext.as_str())
+                    .push_bind(*id);
+            });
+            b.build().execute(&mut *conn).await?;
+        }
+        for part in plan.relinked().chunks(BATCH) {
+            for table in ["client_premises", "client_accounts"] {
+                let mut b =
+                    QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE source_id = "));
+                b.push_bind(scope.source_id).push(" AND client_id");
+                in_list(&mut b, part.len());
+                let mut q = b.build();
+                for id in part {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut *conn).await?;
+            }
+        }
+        for part in plan.premise_links().chunks(BATCH) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO client_premises (client_id, premise_id, source_id, role) ",
+            );
+            b.push_values(part, |mut row, (card, premise, role)| {
+                row.push_bind(*card)
+                    .push_bind(*premise)
+                    .push_bind(scope.source_id)
+                    .push_bind(role.as_str());
+            });
+            b.build().execute(&mut *conn).await?;
+        }
+        for part in plan.account_links().chunks(BATCH) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO client_accounts (client_id, account_id, source_id) ",
+            );
+            b.push_values(part, |mut row, (card, account)| {
+                row.push_bind(*card)
+                    .push_bind(*account)
+                    .push_bind(scope.source_id);
+            });
+            b.build().execute(&mut *conn).await?;
+        }
+        Ok(())
     }
 
     async fn exact(
@@ -28,7 +287,7 @@ impl Bulk for SqliteBulk<'_> {
         scope: &Scope,
         record: &Record,
     ) -> Result<Result<RecordOutcome, Refusal>, StoreError> {
-        super::record::apply(self.0, scope, record).await
+        super::record::apply(self, scope, record).await
     }
 }
 
@@ -103,271 +362,3 @@ type PremiseJson = (
 );
 type AccountJson = (String, i64, i64, String, Option<String>, Option<i64>);
 type CardJson = (String, i64, Option<String>, i64, String, Option<String>);
-
-async fn load(
-    conn: &mut SqliteConnection,
-    scope: &Scope,
-    keys: &Keys<'_>,
-) -> Result<Loaded, StoreError> {
-    let mut loaded = Loaded::new(keys);
-    let premises: Vec<&str> = keys.premises.iter().copied().collect();
-    for part in premises.chunks(BATCH) {
-        let rows: Vec<PremiseJson> = fetch_rows(
-            conn,
-            "ext_id, id, address, number, kind, floor, entrance, rooms, iif(area IS NULL, NULL, quote(area)), cadastral_number",
-            "FROM premises WHERE source_id =",
-            scope.source_id,
-            "ext_id",
-            KeyList::Text(part),
-        )
-        .await?;
-        for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in rows
-        {
-            let area = real(area)?;
-            let row = PremiseRow {
-                id,
-                address,
-                number,
-                kind,
-                floor,
-                entrance,
-                rooms,
-                area,
-                cadastral_number,
-            };
-            loaded.premise(ext, row);
-        }
-    }
-    let accounts: Vec<&str> = keys.accounts.iter().copied().collect();
-    for part in accounts.chunks(BATCH) {
-        let rows: Vec<AccountJson> = fetch_rows(
-            conn,
-            "ext_id, id, premise_id, number, iif(area IS NULL, NULL, quote(area)), residents",
-            "FROM accounts WHERE source_id =",
-            scope.source_id,
-            "ext_id",
-            KeyList::Text(part),
-        )
-        .await?;
-        for (ext, id, premise_id, number, area, residents) in rows {
-            let area = real(area)?;
-            let row = AccountRow {
-                id,
-                premise_id,
-                number,
-                area,
-                residents,
-            };
-            loaded.account(ext, row);
-        }
-    }
-    let numbers: Vec<&str> = keys.numbers.iter().copied().collect();
-    for part in numbers.chunks(BATCH) {
-        let rows: Vec<(String, i64, String, String)> = fetch_rows(
-            conn,
-            "a.number, a.source_id, s.code, a.ext_id",
-            "FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id =",
-            scope.org_id,
-            "a.number",
-            KeyList::Text(part),
-        )
-        .await?;
-        for (number, source_id, source, ext) in rows {
-            loaded.number(number, source_id, source, ext);
-        }
-    }
-    let clients: Vec<&str> = keys.clients.iter().copied().collect();
-    for part in clients.chunks(BATCH) {
-        let rows: Vec<CardJson> = fetch_rows(
-            conn,
-            "x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email",
-            "FROM client_external_ids x JOIN clients c ON c.id = x.client_id WHERE x.source_id =",
-            scope.source_id,
-            "x.ext_id",
-            KeyList::Text(part),
-        )
-        .await?;
-        for (ext, id, phone, logged_in, name, email) in rows {
-            let card = CardFound {
-                phone,
-                logged_in: logged_in != 0,
-                name,
-                email,
-            };
-            loaded.card_by_ext(ext, id, card);
-        }
-    }
-    // Phones of the cards found above are known; look up only the others.
-    let phones = loaded.unknown_phones(keys);
-    for part in phones.chunks(BATCH) {
-        let rows: Vec<(i64, String, i64, String, Option<String>)> = fetch_rows(
-            conn,
-            "id, phone, logged_in, name, email",
-            "FROM clients WHERE org_id =",
-            scope.org_id,
-            "phone",
-            KeyList::Text(part),
-        )
-        .await?;
-        for (id, phone, logged_in, name, email) in rows {
-            let card = CardFound {
-                phone: Some(phone),
-                logged_in: logged_in != 0,
-                name,
-                email,
-            };
-            loaded.card(id, card);
-        }
-    }
-    let cards = loaded.card_ids();
-    for part in cards.chunks(BATCH) {
-        let rows: Vec<(i64, i64, String)> = fetch_rows(
-            conn,
-            "client_id, premise_id, role",
-            "FROM client_premises WHERE source_id =",
-            scope.source_id,
-            "client_id",
-            KeyList::Ids(part),
-        )
-        .await?;
-        for (card, premise, role) in rows {
-            let role =
-                Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?;
-            loaded.premise_link(card, premise, role);
-        }
-        let rows: Vec<(i64, i64)> = fetch_rows(
-            conn,
-            "client_id, account_id",
-            "FROM client_accounts WHERE source_id =",
-            scope.source_id,
-            "client_id",
-            KeyList::Ids(part),
-        )
-        .await?;
-        for (card, account) in rows {
-            loaded.account_link(card, account);
-        }
-    }
-    // The write transaction is IMMEDIATE: nobody else allocates ids until it ends.
-    let (p, a, c): (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT coalesce(max(id), 0) FROM premises), (SELECT coalesce(max(id), 0) FROM accounts),
-                (SELECT coalesce(max(id), 0) FROM clients)",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    loaded.premise_ids = Ids::From(p + 1);
-    loaded.account_ids = Ids::From(a + 1);
-    loaded.card_ids = Ids::From(c + 1);
-    Ok(loaded)
-}
-
-/// Writes everything the plan changed, in a few multi-row statements per table.
-async fn write(conn: &mut SqliteConnection, scope: &Scope, plan: &Plan) -> Result<(), StoreError> {
-    for part in plan.premises().chunks(BATCH) {
-        let mut b = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO premises (id, org_id, source_id, ext_id, address, number, kind, floor, entrance, rooms, area,
-                                   cadastral_number) ",
-        );
-        b.push_values(part, |mut row, (ext, p)| {
-            row.push_bind(p.id)
-                .push_bind(scope.org_id)
-                .push_bind(scope.source_id)
-                .push_bind(*ext)
-                .push_bind(p.address.as_str())
-                .push_bind(p.number.as_str())
-                .push_bind(p.kind.as_str())
-                .push_bind(p.floor)
-                .push_bind(p.entrance)
-                .push_bind(p.rooms)
-                .push_bind(p.area)
-                .push_bind(p.cadastral_number.as_deref());
-        });
-        b.push(
-            " ON CONFLICT (id) DO UPDATE SET address = excluded.address, number = excluded.number, kind = excluded.kind,
-               floor = excluded.floor, entrance = excluded.entrance, rooms = excluded.rooms, area = excluded.area,
-               cadastral_number = excluded.cadastral_number",
-        );
-        b.build().execute(&mut *conn).await?;
-    }
-    for part in plan.accounts().chunks(BATCH) {
-        let mut b = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO accounts (id, org_id, source_id, ext_id, premise_id, number, area, residents) ",
-        );
-        b.push_values(part, |mut row, (ext, a)| {
-            row.push_bind(a.id)
-                .push_bind(scope.org_id)
-                .push_bind(scope.source_id)
-                .push_bind(*ext)
-                .push_bind(a.premise_id)
-                .push_bind(a.number.as_str())
-                .push_bind(a.area)
-                .push_bind(a.residents);
-        });
-        b.push(
-            " ON CONFLICT (id) DO UPDATE SET premise_id = excluded.premise_id, area = excluded.area,
-               residents = excluded.residents",
-        );
-        b.build().execute(&mut *conn).await?;
-    }
-    for part in plan.cards().chunks(BATCH) {
-        let mut b =
-            QueryBuilder::<Sqlite>::new("INSERT INTO clients (id, org_id, name, phone, email) ");
-        b.push_values(part, |mut row, (id, c)| {
-            row.push_bind(*id)
-                .push_bind(scope.org_id)
-                .push_bind(c.name.as_str())
-                .push_bind(c.phone.as_deref())
-                .push_bind(c.email.as_deref());
-        });
-        b.push(" ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email");
-        b.build().execute(&mut *conn).await?;
-    }
-    for part in plan.external_ids().chunks(BATCH) {
-        let mut b = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO client_external_ids (source_id, ext_id, client_id) ",
-        );
-        b.push_values(part, |mut row, (ext, id)| {
-            row.push_bind(scope.source_id)
-                .push_bind(ext.as_str())
-                .push_bind(*id);
-        });
-        b.build().execute(&mut *conn).await?;
-    }
-    for part in plan.relinked().chunks(BATCH) {
-        for table in ["client_premises", "client_accounts"] {
-            let mut b =
-                QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE source_id = "));
-            b.push_bind(scope.source_id).push(" AND client_id");
-            in_list(&mut b, part.len());
-            let mut q = b.build();
-            for id in part {
-                q = q.bind(*id);
-            }
-            q.execute(&mut *conn).await?;
-        }
-    }
-    for part in plan.premise_links().chunks(BATCH) {
-        let mut b = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO client_premises (client_id, premise_id, source_id, role) ",
-        );
-        b.push_values(part, |mut row, (card, premise, role)| {
-            row.push_bind(*card)
-                .push_bind(*premise)
-                .push_bind(scope.source_id)
-                .push_bind(role.as_str());
-        });
-        b.build().execute(&mut *conn).await?;
-    }
-    for part in plan.account_links().chunks(BATCH) {
-        let mut b = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO client_accounts (client_id, account_id, source_id) ",
-        );
-        b.push_values(part, |mut row, (card, account)| {
-            row.push_bind(*card)
-                .push_bind(*account)
-                .push_bind(scope.source_id);
-        });
-        b.build().execute(&mut *conn).await?;
-    }
-    Ok(())
-}

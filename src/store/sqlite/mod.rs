@@ -118,7 +118,7 @@ impl Store for SqliteStore {
         // IMMEDIATE takes the write lock up front: the plan's reads and the ids it hands out
         // stay valid until the commit.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let applied = plan::apply_chunk(&mut bulk::SqliteBulk(&mut tx), scope, records).await?;
+        let applied = plan::apply_chunk(&mut *tx, scope, records).await?;
         tx.commit().await?;
         Ok(applied)
     }
