@@ -42,10 +42,7 @@ pub(super) async fn apply_chunk(
     };
     let mut start = 0;
     while start < records.len() {
-        let mut keys = Keys::default();
-        for &record in &records[start..] {
-            keys.add(record);
-        }
+        let keys = Keys::of(&records[start..]);
         let loaded = bulk.load(scope, &keys).await?;
         let plan = plan(loaded, scope, &records[start..]);
         bulk.write(scope, &plan).await?;
@@ -229,14 +226,29 @@ impl Plan {
 /// The keys a run of records touches, borrowed from the records.
 #[derive(Default)]
 pub(super) struct Keys<'r> {
+    /// Premises and accounts the run writes: their whole rows are compared.
     pub premises: HashSet<&'r str>,
     pub accounts: HashSet<&'r str>,
+    /// Premises and accounts that clients only refer to: only their ids are needed, which
+    /// the external-id index alone answers, without reading the rows.
+    pub premise_refs: HashSet<&'r str>,
+    pub account_refs: HashSet<&'r str>,
     pub numbers: HashSet<&'r str>,
     pub clients: HashSet<&'r str>,
     pub phones: HashSet<&'r str>,
 }
 
 impl<'r> Keys<'r> {
+    fn of(records: &[&'r Record]) -> Keys<'r> {
+        let mut keys = Keys::default();
+        for record in records {
+            keys.add(record);
+        }
+        keys.premise_refs.retain(|k| !keys.premises.contains(k));
+        keys.account_refs.retain(|k| !keys.accounts.contains(k));
+        keys
+    }
+
     fn add(&mut self, record: &'r Record) {
         match record {
             Record::Premise(p) => {
@@ -252,10 +264,10 @@ impl<'r> Keys<'r> {
                     self.phones.insert(p);
                 }
                 for (p, _) in &c.premises {
-                    self.premises.insert(p);
+                    self.premise_refs.insert(p);
                 }
                 for a in &c.accounts {
-                    self.accounts.insert(a);
+                    self.account_refs.insert(a);
                 }
             }
         }
@@ -295,6 +307,9 @@ impl Ids {
 pub(super) struct Loaded {
     premises: HashMap<String, PremiseRow>,
     accounts: HashMap<String, AccountRow>,
+    /// Ids of the premises and accounts that clients only refer to, by external id.
+    premise_refs: HashMap<String, i64>,
+    account_refs: HashMap<String, i64>,
     /// Account number → (source id, source code, external id) of its account.
     numbers: HashMap<String, (i64, String, String)>,
     cards_by_ext: HashMap<String, i64>,
@@ -311,6 +326,14 @@ impl Loaded {
         Loaded {
             premises: HashMap::with_capacity_and_hasher(keys.premises.len(), Default::default()),
             accounts: HashMap::with_capacity_and_hasher(keys.accounts.len(), Default::default()),
+            premise_refs: HashMap::with_capacity_and_hasher(
+                keys.premise_refs.len(),
+                Default::default(),
+            ),
+            account_refs: HashMap::with_capacity_and_hasher(
+                keys.account_refs.len(),
+                Default::default(),
+            ),
             numbers: HashMap::default(),
             cards_by_ext: HashMap::with_capacity_and_hasher(keys.clients.len(), Default::default()),
             phones: HashMap::with_capacity_and_hasher(keys.phones.len(), Default::default()),
@@ -330,8 +353,31 @@ impl Loaded {
         self.accounts.insert(ext, row);
     }
 
+    pub fn premise_ref(&mut self, ext: String, id: i64) {
+        self.premise_refs.insert(ext, id);
+    }
+
+    pub fn account_ref(&mut self, ext: String, id: i64) {
+        self.account_refs.insert(ext, id);
+    }
+
     pub fn number(&mut self, number: String, source_id: i64, source: String, ext: String) {
         self.numbers.insert(number, (source_id, source, ext));
+    }
+
+    /// Numbers still to look up once the accounts are loaded: a number an account of the
+    /// run already has belongs to that account (numbers are unique in an organization), so
+    /// a re-import looks up no number at all.
+    pub fn unknown_numbers<'k>(&mut self, scope: &Scope, keys: &Keys<'k>) -> Vec<&'k str> {
+        for (ext, row) in &self.accounts {
+            if keys.numbers.contains(row.number.as_str()) {
+                let owner = (scope.source_id, scope.source.clone(), ext.clone());
+                self.numbers.insert(row.number.clone(), owner);
+            }
+        }
+        let known = &self.numbers;
+        let numbers = keys.numbers.iter().copied();
+        numbers.filter(|n| !known.contains_key(*n)).collect()
     }
 
     /// A card found by this source's external id.
@@ -557,8 +603,9 @@ impl Loaded {
     fn plan_client(&mut self, scope: &Scope, c: &Client) -> Step {
         let mut premises = Vec::with_capacity(c.premises.len());
         for (ext, role) in &c.premises {
-            match self.premises.get(ext) {
-                Some(row) => premises.push((row.id, *role)),
+            let id = self.premises.get(ext).map(|row| row.id);
+            match id.or_else(|| self.premise_refs.get(ext).copied()) {
+                Some(id) => premises.push((id, *role)),
                 None => {
                     return Step::Refused(refuse(
                         Code::UnknownPremiseRef,
@@ -574,8 +621,9 @@ impl Loaded {
         premises.sort_unstable();
         let mut accounts = Vec::with_capacity(c.accounts.len());
         for ext in &c.accounts {
-            match self.accounts.get(ext) {
-                Some(row) => accounts.push(row.id),
+            let id = self.accounts.get(ext).map(|row| row.id);
+            match id.or_else(|| self.account_refs.get(ext).copied()) {
+                Some(id) => accounts.push(id),
                 None => {
                     return Step::Refused(refuse(
                         Code::UnknownAccountRef,

@@ -59,14 +59,25 @@ impl Bulk for PgConnection {
             };
             loaded.account(ext, row);
         }
-        let rows: Vec<(String, i64, String, String)> = sqlx::query_as(
-            "SELECT a.number, a.source_id, s.code, a.ext_id
-               FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id = $1 AND a.number = ANY($2)",
-        )
-        .bind(scope.org_id)
-        .bind(texts(&keys.numbers))
-        .fetch_all(&mut *conn)
-        .await?;
+        for (ext, id) in ids_by_ext(conn, scope, "premises", &keys.premise_refs).await? {
+            loaded.premise_ref(ext, id);
+        }
+        for (ext, id) in ids_by_ext(conn, scope, "accounts", &keys.account_refs).await? {
+            loaded.account_ref(ext, id);
+        }
+        let numbers = loaded.unknown_numbers(scope, keys);
+        let rows: Vec<(String, i64, String, String)> = if numbers.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "SELECT a.number, a.source_id, s.code, a.ext_id
+                   FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id = $1 AND a.number = ANY($2)",
+            )
+            .bind(scope.org_id)
+            .bind(numbers)
+            .fetch_all(&mut *conn)
+            .await?
+        };
         for (number, source_id, source, ext) in rows {
             loaded.number(number, source_id, source, ext);
         }
@@ -317,6 +328,25 @@ type PremiseSelect = (
 );
 type AccountSelect = (String, i64, i64, String, Option<f64>, Option<i64>);
 type CardSelect = (String, i64, Option<String>, bool, String, Option<String>);
+
+/// Ids of this source's rows of `table` by external id: the unique index answers alone.
+async fn ids_by_ext(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    table: &str,
+    keys: &HashSet<&str>,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT ext_id, id FROM {table} WHERE source_id = $1 AND ext_id = ANY($2)");
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(scope.source_id)
+        .bind(texts(keys))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows)
+}
 
 fn texts<'k>(keys: &HashSet<&'k str>) -> Vec<&'k str> {
     keys.iter().copied().collect()

@@ -1,6 +1,7 @@
 //! SQLite's side of the set-based path ([`plan`](crate::store::plan)): batched look-ups
 //! through `json_each`, multi-row writes.
 
+use rustc_hash::FxHashSet as HashSet;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::model::{Record, RecordOutcome, Role};
@@ -69,7 +70,13 @@ impl Bulk for SqliteConnection {
                 loaded.account(ext, row);
             }
         }
-        let numbers: Vec<&str> = keys.numbers.iter().copied().collect();
+        for (ext, id) in ids_by_ext(conn, scope, "premises", &keys.premise_refs).await? {
+            loaded.premise_ref(ext, id);
+        }
+        for (ext, id) in ids_by_ext(conn, scope, "accounts", &keys.account_refs).await? {
+            loaded.account_ref(ext, id);
+        }
+        let numbers = loaded.unknown_numbers(scope, keys);
         for part in numbers.chunks(BATCH) {
             let rows: Vec<(String, i64, String, String)> = fetch_rows(
                 conn,
@@ -300,6 +307,30 @@ fn in_list(b: &mut QueryBuilder<Sqlite>, n: usize) {
         b.push("?");
     }
     b.push(")");
+}
+
+/// Ids of this source's rows of `table` by external id: the unique index answers alone.
+async fn ids_by_ext(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    table: &str,
+    keys: &HashSet<&str>,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let keys: Vec<&str> = keys.iter().copied().collect();
+    let mut ids = Vec::with_capacity(keys.len());
+    for part in keys.chunks(BATCH) {
+        let rows: Vec<(String, i64)> = fetch_rows(
+            conn,
+            "ext_id, id",
+            &format!("FROM {table} WHERE source_id ="),
+            scope.source_id,
+            "ext_id",
+            KeyList::Text(part),
+        )
+        .await?;
+        ids.extend(rows);
+    }
+    Ok(ids)
 }
 
 /// Keys to look up, sent as one JSON array.
