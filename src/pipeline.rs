@@ -1,6 +1,12 @@
 //! Wires the stages: parse and validate run on their own threads, apply runs on the async
-//! task, and bounded channels between them keep at most `QUEUE` chunks in flight per edge,
-//! so memory is about chunk size × queue depth × stages whatever the file size.
+//! task, and bounded channels between them keep at most `QUEUE` batches in flight per edge,
+//! so memory is about batch size × queue depth × stages, plus one chunk, whatever the file
+//! size.
+//!
+//! Records travel between stages in batches of at most [`BATCH`] and are applied in chunks of
+//! `chunk_size`, one transaction each: a bigger transaction writes each index page it touches
+//! once for more records (a phone index takes random inserts), without more records waiting
+//! in the channels.
 //!
 //! ```text
 //! Input ─bytes─▶ parse (blocking thread) ─Batch<Parsed>─▶ validate (rayon) ─Batch<Validated>─▶ apply (store)
@@ -23,10 +29,12 @@ use crate::store::{Scope, Store};
 use crate::telemetry;
 use crate::validate::validate_chunk;
 
-/// Chunks waiting on each edge between stages.
+/// Batches waiting on each edge between stages.
 pub const QUEUE: usize = 2;
+/// Records per batch handed from stage to stage (fewer when the chunk is smaller).
+pub const BATCH: usize = 1000;
 /// Records per chunk (and per transaction) unless a pipeline says otherwise.
-pub const DEFAULT_CHUNK_SIZE: usize = 1000;
+pub const DEFAULT_CHUNK_SIZE: usize = 2500;
 
 /// What travels between stages: a chunk of records in document order, then either the end
 /// of the document (with warnings found after the last record) or the problem that made the
@@ -132,11 +140,16 @@ pub async fn import_input<S: Store>(
     let file = input.name.clone();
     let observer = options.observer.clone();
     let stop = options.stop.clone();
+    let chunk_size = options.chunk_size.max(1);
     let mut validated = spawn_stages(input, options);
     let mut applier = Applier::new(store, scope, report, observer);
     let mut flow = Flow::Continue;
+    // Batches gathered into the next chunk; an invalid record ends a chunk early, since the
+    // run halts after it.
+    let mut chunk: Vec<Validated> = Vec::new();
     loop {
-        // A stop request wins over the next chunk; the chunk being applied always finishes.
+        // A stop request wins over the next chunk; the chunk being applied always finishes,
+        // records gathered for the next one are not applied.
         let next = tokio::select! {
             biased;
             () = stop.cancelled() => {
@@ -146,9 +159,30 @@ pub async fn import_input<S: Store>(
             }
             next = validated.recv() => next,
         };
-        let Some(batch) = next else { break };
-        flow = applier.batch(batch, &file).await;
-        if flow == Flow::Halt {
+        let (closed, end) = match next {
+            Some(Batch::Records(items)) => {
+                let invalid = items.iter().any(|v| v.body.is_err());
+                chunk.extend(items);
+                if chunk.len() < chunk_size && !invalid {
+                    continue;
+                }
+                (false, None)
+            }
+            Some(end) => (false, Some(end)),
+            None => (true, None),
+        };
+        // The gathered chunk first, then what ended the input.
+        if !chunk.is_empty() {
+            flow = applier
+                .batch(Batch::Records(std::mem::take(&mut chunk)), &file)
+                .await;
+        }
+        if let Some(end) = end
+            && flow == Flow::Continue
+        {
+            flow = applier.batch(end, &file).await;
+        }
+        if closed || flow == Flow::Halt {
             break;
         }
     }
@@ -192,12 +226,12 @@ pub async fn check_input(
 
 /// Starts the parse and validate stages for one input; their output arrives in order.
 fn spawn_stages(input: Input, options: Options) -> mpsc::Receiver<Batch<Validated>> {
-    let chunk_size = options.chunk_size.max(1);
+    let batch_size = options.chunk_size.clamp(1, BATCH);
     let (parsed_tx, parsed_rx) = mpsc::channel(QUEUE);
     let (validated_tx, validated_rx) = mpsc::channel(QUEUE);
     let bytes = Counted::new(SyncIoBridge::new(input.reader), options.observer.clone());
     let file = input.name;
-    tokio::task::spawn_blocking(move || parse_stage(file, bytes, chunk_size, parsed_tx));
+    tokio::task::spawn_blocking(move || parse_stage(file, bytes, batch_size, parsed_tx));
     tokio::task::spawn_blocking(move || validate_stage(parsed_rx, validated_tx));
     validated_rx
 }
@@ -212,17 +246,17 @@ pub fn spawn_validate(parsed: mpsc::Receiver<Batch<Parsed>>) -> mpsc::Receiver<B
 fn parse_stage(
     file: Arc<str>,
     bytes: impl std::io::Read,
-    chunk_size: usize,
+    batch_size: usize,
     out: mpsc::Sender<Batch<Parsed>>,
 ) {
     let mut reader = RecordReader::from_bytes(file, bytes);
-    let mut chunk = Vec::with_capacity(chunk_size);
+    let mut chunk = Vec::with_capacity(batch_size);
     loop {
         match reader.read_record() {
             Ok(Some(record)) => {
                 chunk.push(record);
-                if chunk.len() == chunk_size {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size));
+                if chunk.len() == batch_size {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch_size));
                     if !hand_on(&out, Batch::Records(full), "parse") {
                         return;
                     }

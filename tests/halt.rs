@@ -64,6 +64,22 @@ async fn an_error_mid_chunk_keeps_the_records_before_it() {
     }
 }
 
+/// A chunk bigger than the batches the stages hand over (1,000 records) is gathered from
+/// several of them; an invalid record in a later batch still keeps everything before it.
+#[tokio::test]
+async fn an_error_in_a_chunk_gathered_from_several_batches_keeps_the_records_before_it() {
+    for (chunk, bad) in [(2500, 2100), (2500, 1000), (1500, 1501), (2500, 2600)] {
+        let db = Db::new().await;
+        let path = db.file(&clients(3000, Some(bad)));
+        let report = db.import_files(ORG, SRC, &[path], chunk).await;
+        let error = report.error.as_ref().unwrap();
+        let at = format!("chunk {chunk}, error at {bad}");
+        assert_eq!(error.record_index, Some(bad as u64), "{at}");
+        assert_eq!(report.records, bad as u64 - 1, "{at}");
+        assert_eq!(ids(&db).await, expected(1..=bad - 1), "{at}");
+    }
+}
+
 #[tokio::test]
 async fn an_error_in_the_last_record_keeps_all_others() {
     let db = Db::new().await;
