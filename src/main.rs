@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// Records are allocated on the parse thread and freed on the validate and apply threads;
+/// glibc's malloc serves that producer-consumer pattern through locked arenas (a sixth of a
+/// re-import's CPU time, a third of `check`'s parse thread). jemalloc's thread caches take
+/// remote frees cheaply, and unlike mimalloc it kept the peak RSS under the 128 MiB bound.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
