@@ -150,7 +150,7 @@ impl<R: Read> RecordReader<Utf8Reader<R>> {
 impl<R: Read> RecordReader<R> {
     /// `input` must yield UTF-8; [`RecordReader::from_bytes`] decodes other encodings.
     pub fn new(file: Arc<str>, input: R) -> Self {
-        let mut xml = Reader::from_reader(LineCounter::with_capacity(64 * 1024, input));
+        let mut xml = Reader::from_reader(LineCounter::with_capacity(512 * 1024, input));
         let config = xml.config_mut();
         config.trim_text(false);
         config.check_end_names = true;
