@@ -280,8 +280,9 @@ pub struct RunRow {
 /// Tuning that trades memory for speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    /// SQLite's page cache per connection, in MiB (default 32): index pages that stay in
-    /// memory between chunks instead of being read back from the file.
+    /// SQLite's page cache per connection, in MiB (default 16; a chunk reads on two
+    /// connections): index pages that stay in memory between chunks instead of being read
+    /// back from the file.
     pub cache_mib: u32,
     /// How long a run's lease lasts without renewal, in seconds (default 60); runs renew it
     /// every third of that. Shorter: a crashed holder's pipeline is free again sooner, for
@@ -292,7 +293,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            cache_mib: 32,
+            cache_mib: 16,
             lease_secs: 60,
         }
     }

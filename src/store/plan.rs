@@ -365,16 +365,21 @@ impl Loaded {
         self.numbers.insert(number, (source_id, source, ext));
     }
 
-    /// Numbers still to look up once the accounts are loaded: a number an account of the
-    /// run already has belongs to that account (numbers are unique in an organization), so
-    /// a re-import looks up no number at all.
-    pub fn unknown_numbers<'k>(&mut self, scope: &Scope, keys: &Keys<'k>) -> Vec<&'k str> {
+    /// Notes the loaded accounts as the owners of their numbers.
+    pub fn own_numbers(&mut self, scope: &Scope, keys: &Keys<'_>) {
         for (ext, row) in &self.accounts {
             if keys.numbers.contains(row.number.as_str()) {
                 let owner = (scope.source_id, scope.source.clone(), ext.clone());
                 self.numbers.insert(row.number.clone(), owner);
             }
         }
+    }
+
+    /// Numbers still to look up once the accounts are loaded: a number an account of the
+    /// run already has belongs to that account (numbers are unique in an organization), so
+    /// a re-import looks up no number at all.
+    pub fn unknown_numbers<'k>(&mut self, scope: &Scope, keys: &Keys<'k>) -> Vec<&'k str> {
+        self.own_numbers(scope, keys);
         let known = &self.numbers;
         let numbers = keys.numbers.iter().copied();
         numbers.filter(|n| !known.contains_key(*n)).collect()

@@ -12,163 +12,89 @@ use crate::store::{Refusal, Scope, StoreError};
 /// variables, and few distinct statement shapes for sqlx's statement cache.
 const BATCH: usize = 500;
 
-/// Called on the chunk's transaction; it is IMMEDIATE, so nobody else allocates ids until it
-/// ends.
-impl Bulk for SqliteConnection {
+/// A chunk's transaction, and a second connection that reads beside it.
+///
+/// Look-ups of one kind of key do not depend on another's, so half of them run on the second
+/// connection at the same time (SQLite runs each connection's statements on its own thread).
+/// The second connection's read transaction begins after the chunk's `BEGIN IMMEDIATE` took
+/// the write lock, so until the chunk writes it sees exactly what the transaction sees;
+/// after a write (a run of records planned after the exact path), everything is read on the
+/// transaction.
+pub(super) struct Chunk<'c> {
+    tx: &'c mut SqliteConnection,
+    reader: &'c mut SqliteConnection,
+    wrote: bool,
+}
+
+impl<'c> Chunk<'c> {
+    pub fn new(tx: &'c mut SqliteConnection, reader: &'c mut SqliteConnection) -> Self {
+        Chunk {
+            tx,
+            reader,
+            wrote: false,
+        }
+    }
+}
+
+/// The transaction is IMMEDIATE, so nobody else allocates ids until it ends.
+impl Bulk for Chunk<'_> {
     async fn load(&mut self, scope: &Scope, keys: &Keys<'_>) -> Result<Loaded, StoreError> {
-        let conn = self;
         let mut loaded = Loaded::new(keys);
-        let premises: Vec<&str> = keys.premises.iter().copied().collect();
-        for part in premises.chunks(BATCH) {
-            let rows: Vec<PremiseJson> = fetch_rows(
-                conn,
-                "ext_id, id, address, number, kind, floor, entrance, rooms, iif(area IS NULL, NULL, quote(area)), cadastral_number",
-                "FROM premises WHERE source_id =",
-                scope.source_id,
-                "ext_id",
-                KeyList::Text(part),
-            )
-            .await?;
-            for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in
-                rows
-            {
-                let area = real(area)?;
-                let row = PremiseRow {
-                    id,
-                    address,
-                    number,
-                    kind,
-                    floor,
-                    entrance,
-                    rooms,
-                    area,
-                    cadastral_number,
-                };
-                loaded.premise(ext, row);
-            }
-        }
-        let accounts: Vec<&str> = keys.accounts.iter().copied().collect();
-        for part in accounts.chunks(BATCH) {
-            let rows: Vec<AccountJson> = fetch_rows(
-                conn,
-                "ext_id, id, premise_id, number, iif(area IS NULL, NULL, quote(area)), residents",
-                "FROM accounts WHERE source_id =",
-                scope.source_id,
-                "ext_id",
-                KeyList::Text(part),
-            )
-            .await?;
-            for (ext, id, premise_id, number, area, residents) in rows {
-                let area = real(area)?;
-                let row = AccountRow {
-                    id,
-                    premise_id,
-                    number,
-                    area,
-                    residents,
-                };
-                loaded.account(ext, row);
-            }
-        }
-        for (ext, id) in ids_by_ext(conn, scope, "premises", &keys.premise_refs).await? {
-            loaded.premise_ref(ext, id);
-        }
-        for (ext, id) in ids_by_ext(conn, scope, "accounts", &keys.account_refs).await? {
-            loaded.account_ref(ext, id);
-        }
-        let numbers = loaded.unknown_numbers(scope, keys);
-        for part in numbers.chunks(BATCH) {
-            let rows: Vec<(String, i64, String, String)> = fetch_rows(
-                conn,
-                "a.number, a.source_id, s.code, a.ext_id",
-                "FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id =",
-                scope.org_id,
-                "a.number",
-                KeyList::Text(part),
-            )
-            .await?;
-            for (number, source_id, source, ext) in rows {
-                loaded.number(number, source_id, source, ext);
-            }
-        }
-        let clients: Vec<&str> = keys.clients.iter().copied().collect();
-        for part in clients.chunks(BATCH) {
-            let rows: Vec<CardJson> = fetch_rows(
-                conn,
-                "x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email",
-                "FROM client_external_ids x JOIN clients c ON c.id = x.client_id WHERE x.source_id =",
-                scope.source_id,
-                "x.ext_id",
-                KeyList::Text(part),
-            )
-            .await?;
-            for (ext, id, phone, logged_in, name, email) in rows {
-                let card = CardFound {
-                    phone,
-                    logged_in: logged_in != 0,
-                    name,
-                    email,
-                };
-                loaded.card_by_ext(ext, id, card);
-            }
-        }
-        // Phones of the cards found above are known; look up only the others.
-        let phones = loaded.unknown_phones(keys);
-        for part in phones.chunks(BATCH) {
-            let rows: Vec<(i64, String, i64, String, Option<String>)> = fetch_rows(
-                conn,
-                "id, phone, logged_in, name, email",
-                "FROM clients WHERE org_id =",
-                scope.org_id,
-                "phone",
-                KeyList::Text(part),
-            )
-            .await?;
-            for (id, phone, logged_in, name, email) in rows {
-                let card = CardFound {
-                    phone: Some(phone),
-                    logged_in: logged_in != 0,
-                    name,
-                    email,
-                };
-                loaded.card(id, card);
-            }
+        let ((premises, cards, by_phone), (accounts, numbers, premise_refs, account_refs)) =
+            if self.wrote {
+                let c = client_side(self.tx, scope, keys).await?;
+                (c, account_side(self.tx, scope, keys).await?)
+            } else {
+                tokio::try_join!(
+                    client_side(self.tx, scope, keys),
+                    account_side(self.reader, scope, keys)
+                )?
+            };
+        premises
+            .into_iter()
+            .for_each(|(ext, row)| loaded.premise(ext, row));
+        premise_refs
+            .into_iter()
+            .for_each(|(ext, id)| loaded.premise_ref(ext, id));
+        accounts
+            .into_iter()
+            .for_each(|(ext, row)| loaded.account(ext, row));
+        account_refs
+            .into_iter()
+            .for_each(|(ext, id)| loaded.account_ref(ext, id));
+        cards
+            .into_iter()
+            .for_each(|(ext, id, card)| loaded.card_by_ext(ext, id, card));
+        by_phone
+            .into_iter()
+            .for_each(|(id, card)| loaded.card(id, card));
+        loaded.own_numbers(scope, keys);
+        for (number, source_id, source, ext) in numbers {
+            loaded.number(number, source_id, source, ext);
         }
         let cards = loaded.card_ids();
-        for part in cards.chunks(BATCH) {
-            let rows: Vec<(i64, i64, String)> = fetch_rows(
-                conn,
-                "client_id, premise_id, role",
-                "FROM client_premises WHERE source_id =",
-                scope.source_id,
-                "client_id",
-                KeyList::Ids(part),
-            )
-            .await?;
-            for (card, premise, role) in rows {
-                let role = Role::parse(&role)
-                    .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?;
-                loaded.premise_link(card, premise, role);
-            }
-            let rows: Vec<(i64, i64)> = fetch_rows(
-                conn,
-                "client_id, account_id",
-                "FROM client_accounts WHERE source_id =",
-                scope.source_id,
-                "client_id",
-                KeyList::Ids(part),
-            )
-            .await?;
-            for (card, account) in rows {
-                loaded.account_link(card, account);
-            }
+        let (premise_links, account_links) = if self.wrote {
+            let p = premise_links(self.tx, scope, &cards).await?;
+            (p, account_links(self.tx, scope, &cards).await?)
+        } else {
+            tokio::try_join!(
+                premise_links(self.tx, scope, &cards),
+                account_links(self.reader, scope, &cards)
+            )?
+        };
+        for (card, premise, role) in premise_links {
+            let role =
+                Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?;
+            loaded.premise_link(card, premise, role);
         }
-        // The write transaction is IMMEDIATE: nobody else allocates ids until it ends.
+        for (card, account) in account_links {
+            loaded.account_link(card, account);
+        }
         let (p, a, c): (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT coalesce(max(id), 0) FROM premises), (SELECT coalesce(max(id), 0) FROM accounts),
                     (SELECT coalesce(max(id), 0) FROM clients)",
         )
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *self.tx)
         .await?;
         loaded.premise_ids = Ids::From(p + 1);
         loaded.account_ids = Ids::From(a + 1);
@@ -178,7 +104,8 @@ impl Bulk for SqliteConnection {
 
     /// Writes everything the plan changed, in a few multi-row statements per table.
     async fn write(&mut self, scope: &Scope, plan: &Plan) -> Result<(), StoreError> {
-        let conn = self;
+        self.wrote = true;
+        let conn = &mut *self.tx;
         for part in plan.premises().chunks(BATCH) {
             let mut b = QueryBuilder::<Sqlite>::new(
             "INSERT INTO premises (id, org_id, source_id, ext_id, address, number, kind, floor, entrance, rooms, area,
@@ -294,7 +221,8 @@ impl Bulk for SqliteConnection {
         scope: &Scope,
         record: &Record,
     ) -> Result<Result<RecordOutcome, Refusal>, StoreError> {
-        super::record::apply(self, scope, record).await
+        self.wrote = true;
+        super::record::apply(self.tx, scope, record).await
     }
 }
 
@@ -309,6 +237,227 @@ fn in_list(b: &mut QueryBuilder<Sqlite>, n: usize) {
     b.push(")");
 }
 
+type Premises = Vec<(String, PremiseRow)>;
+type Accounts = Vec<(String, AccountRow)>;
+type Refs = Vec<(String, i64)>;
+type Cards = Vec<(String, i64, CardFound)>;
+type Owners = Vec<(String, i64, String, String)>;
+
+/// Premises the chunk writes, its clients' cards by external id, then cards by the phones
+/// those cards do not have.
+async fn client_side(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    keys: &Keys<'_>,
+) -> Result<(Premises, Cards, Vec<(i64, CardFound)>), StoreError> {
+    let mut premises = Vec::with_capacity(keys.premises.len());
+    for part in list(&keys.premises).chunks(BATCH) {
+        let rows: Vec<PremiseJson> = fetch_rows(
+            conn,
+            "ext_id, id, address, number, kind, floor, entrance, rooms, iif(area IS NULL, NULL, quote(area)), cadastral_number",
+            "FROM premises WHERE source_id =",
+            scope.source_id,
+            "ext_id",
+            KeyList::Text(part),
+        )
+        .await?;
+        for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in rows
+        {
+            let area = real(area)?;
+            let row = PremiseRow {
+                id,
+                address,
+                number,
+                kind,
+                floor,
+                entrance,
+                rooms,
+                area,
+                cadastral_number,
+            };
+            premises.push((ext, row));
+        }
+    }
+    let mut cards = Vec::with_capacity(keys.clients.len());
+    for part in list(&keys.clients).chunks(BATCH) {
+        let rows: Vec<CardJson> = fetch_rows(
+            conn,
+            "x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email",
+            "FROM client_external_ids x JOIN clients c ON c.id = x.client_id WHERE x.source_id =",
+            scope.source_id,
+            "x.ext_id",
+            KeyList::Text(part),
+        )
+        .await?;
+        for (ext, id, phone, logged_in, name, email) in rows {
+            let card = CardFound {
+                phone,
+                logged_in: logged_in != 0,
+                name,
+                email,
+            };
+            cards.push((ext, id, card));
+        }
+    }
+    let known: HashSet<&str> = cards
+        .iter()
+        .filter_map(|(_, _, c)| c.phone.as_deref())
+        .collect();
+    let phones: Vec<&str> = keys
+        .phones
+        .iter()
+        .copied()
+        .filter(|p| !known.contains(p))
+        .collect();
+    let by_phone = cards_by_phone(conn, scope, &phones).await?;
+    Ok((premises, cards, by_phone))
+}
+
+/// Accounts the chunk writes, the owners of the numbers those accounts do not hold, and
+/// the ids of the premises and accounts clients refer to.
+async fn account_side(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    keys: &Keys<'_>,
+) -> Result<(Accounts, Owners, Refs, Refs), StoreError> {
+    let mut accounts = Vec::with_capacity(keys.accounts.len());
+    for part in list(&keys.accounts).chunks(BATCH) {
+        let rows: Vec<AccountJson> = fetch_rows(
+            conn,
+            "ext_id, id, premise_id, number, iif(area IS NULL, NULL, quote(area)), residents",
+            "FROM accounts WHERE source_id =",
+            scope.source_id,
+            "ext_id",
+            KeyList::Text(part),
+        )
+        .await?;
+        for (ext, id, premise_id, number, area, residents) in rows {
+            let area = real(area)?;
+            let row = AccountRow {
+                id,
+                premise_id,
+                number,
+                area,
+                residents,
+            };
+            accounts.push((ext, row));
+        }
+    }
+    let held: HashSet<&str> = accounts.iter().map(|(_, a)| a.number.as_str()).collect();
+    let numbers: Vec<&str> = keys
+        .numbers
+        .iter()
+        .copied()
+        .filter(|n| !held.contains(n))
+        .collect();
+    let owners = number_owners(conn, scope, &numbers).await?;
+    let premise_refs = ids_by_ext(conn, scope, "premises", &keys.premise_refs).await?;
+    let account_refs = ids_by_ext(conn, scope, "accounts", &keys.account_refs).await?;
+    Ok((accounts, owners, premise_refs, account_refs))
+}
+
+async fn cards_by_phone(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    phones: &[&str],
+) -> Result<Vec<(i64, CardFound)>, StoreError> {
+    let mut cards = Vec::new();
+    for part in phones.chunks(BATCH) {
+        let rows: Vec<(i64, String, i64, String, Option<String>)> = fetch_rows(
+            conn,
+            "id, phone, logged_in, name, email",
+            "FROM clients WHERE org_id =",
+            scope.org_id,
+            "phone",
+            KeyList::Text(part),
+        )
+        .await?;
+        for (id, phone, logged_in, name, email) in rows {
+            let card = CardFound {
+                phone: Some(phone),
+                logged_in: logged_in != 0,
+                name,
+                email,
+            };
+            cards.push((id, card));
+        }
+    }
+    Ok(cards)
+}
+
+/// Owners of account numbers: (number, source id, source code, external id).
+async fn number_owners(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    numbers: &[&str],
+) -> Result<Owners, StoreError> {
+    let mut owners = Vec::new();
+    for part in numbers.chunks(BATCH) {
+        owners.extend(
+            fetch_rows::<(String, i64, String, String)>(
+                conn,
+                "a.number, a.source_id, s.code, a.ext_id",
+                "FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id =",
+                scope.org_id,
+                "a.number",
+                KeyList::Text(part),
+            )
+            .await?,
+        );
+    }
+    Ok(owners)
+}
+
+/// This source's premise links of `cards`: (card, premise, role).
+async fn premise_links(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    cards: &[i64],
+) -> Result<Vec<(i64, i64, String)>, StoreError> {
+    let mut links = Vec::new();
+    for part in cards.chunks(BATCH) {
+        links.extend(
+            fetch_rows::<(i64, i64, String)>(
+                conn,
+                "client_id, premise_id, role",
+                "FROM client_premises WHERE source_id =",
+                scope.source_id,
+                "client_id",
+                KeyList::Ids(part),
+            )
+            .await?,
+        );
+    }
+    Ok(links)
+}
+
+/// This source's account links of `cards`: (card, account).
+async fn account_links(
+    conn: &mut SqliteConnection,
+    scope: &Scope,
+    cards: &[i64],
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let mut links = Vec::new();
+    for part in cards.chunks(BATCH) {
+        links.extend(
+            fetch_rows::<(i64, i64)>(
+                conn,
+                "client_id, account_id",
+                "FROM client_accounts WHERE source_id =",
+                scope.source_id,
+                "client_id",
+                KeyList::Ids(part),
+            )
+            .await?,
+        );
+    }
+    Ok(links)
+}
+
+fn list<'k>(keys: &HashSet<&'k str>) -> Vec<&'k str> {
+    keys.iter().copied().collect()
+}
+
 /// Ids of this source's rows of `table` by external id: the unique index answers alone.
 async fn ids_by_ext(
     conn: &mut SqliteConnection,
@@ -316,9 +465,8 @@ async fn ids_by_ext(
     table: &str,
     keys: &HashSet<&str>,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    let keys: Vec<&str> = keys.iter().copied().collect();
     let mut ids = Vec::with_capacity(keys.len());
-    for part in keys.chunks(BATCH) {
+    for part in list(keys).chunks(BATCH) {
         let rows: Vec<(String, i64)> = fetch_rows(
             conn,
             "ext_id, id",

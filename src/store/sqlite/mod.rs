@@ -61,9 +61,10 @@ impl SqliteStore {
             .pragma("journal_size_limit", "67108864")
             // An export is one long statement by design: not a warning.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-        // One connection writes (SQLite has one writer), one reads: two page caches at most.
+        // A chunk takes two connections (its transaction and a reader beside it); a third
+        // serves the API and exports meanwhile. A page cache fills only as a connection reads.
         let pool = SqlitePoolOptions::new()
-            .max_connections(2)
+            .max_connections(3)
             .connect_with(options)
             .await
             .map_err(StoreError::Open)?;
@@ -118,7 +119,11 @@ impl Store for SqliteStore {
         // IMMEDIATE takes the write lock up front: the plan's reads and the ids it hands out
         // stay valid until the commit.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let applied = plan::apply_chunk(&mut *tx, scope, records).await?;
+        // Begun after the write lock was taken: one snapshot, the one the chunk starts from.
+        let mut read = self.pool.begin().await?;
+        let applied =
+            plan::apply_chunk(&mut bulk::Chunk::new(&mut tx, &mut read), scope, records).await?;
+        read.rollback().await?;
         tx.commit().await?;
         Ok(applied)
     }
