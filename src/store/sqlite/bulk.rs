@@ -9,7 +9,10 @@ use crate::store::plan::{AccountRow, Bulk, CardFound, Ids, Keys, Loaded, Plan, P
 use crate::store::{Refusal, Scope, StoreError};
 
 /// Keys per `IN (…)` list and rows per multi-row statement: far below SQLite's 32,766
-/// variables, and few distinct statement shapes for sqlx's statement cache.
+/// variables. Only full-size multi-row statements are kept prepared: a prepared statement of
+/// 500 rows holds about a megabyte, and the last, shorter one of each table comes in a new
+/// size nearly every chunk — cached, those filled sqlx's 100-statement cache and took a
+/// 10,000,000-pair import to a 192 MiB peak.
 const BATCH: usize = 500;
 
 /// A chunk's transaction, and a second connection that reads beside it.
@@ -130,7 +133,10 @@ impl Bulk for Chunk<'_> {
                floor = excluded.floor, entrance = excluded.entrance, rooms = excluded.rooms, area = excluded.area,
                cadastral_number = excluded.cadastral_number",
         );
-            b.build().execute(&mut *conn).await?;
+            b.build()
+                .persistent(part.len() == BATCH)
+                .execute(&mut *conn)
+                .await?;
         }
         for part in plan.accounts().chunks(BATCH) {
             let mut b = QueryBuilder::<Sqlite>::new(
@@ -150,7 +156,10 @@ impl Bulk for Chunk<'_> {
             " ON CONFLICT (id) DO UPDATE SET premise_id = excluded.premise_id, area = excluded.area,
                residents = excluded.residents",
         );
-            b.build().execute(&mut *conn).await?;
+            b.build()
+                .persistent(part.len() == BATCH)
+                .execute(&mut *conn)
+                .await?;
         }
         for part in plan.cards().chunks(BATCH) {
             let mut b = QueryBuilder::<Sqlite>::new(
@@ -164,7 +173,10 @@ impl Bulk for Chunk<'_> {
                     .push_bind(c.email.as_deref());
             });
             b.push(" ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email");
-            b.build().execute(&mut *conn).await?;
+            b.build()
+                .persistent(part.len() == BATCH)
+                .execute(&mut *conn)
+                .await?;
         }
         for part in plan.external_ids().chunks(BATCH) {
             let mut b = QueryBuilder::<Sqlite>::new(
@@ -175,7 +187,10 @@ impl Bulk for Chunk<'_> {
                     .push_bind(ext.as_str())
                     .push_bind(*id);
             });
-            b.build().execute(&mut *conn).await?;
+            b.build()
+                .persistent(part.len() == BATCH)
+                .execute(&mut *conn)
+                .await?;
         }
         for part in plan.relinked().chunks(BATCH) {
             for table in ["client_premises", "client_accounts"] {
@@ -183,7 +198,7 @@ impl Bulk for Chunk<'_> {
                     QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE source_id = "));
                 b.push_bind(scope.source_id).push(" AND client_id");
                 in_list(&mut b, part.len());
-                let mut q = b.build();
+                let mut q = b.build().persistent(part.len() == BATCH);
                 for id in part {
                     q = q.bind(*id);
                 }
@@ -200,7 +215,10 @@ impl Bulk for Chunk<'_> {
                     .push_bind(scope.source_id)
                     .push_bind(role.as_str());
             });
-            b.build().execute(&mut *conn).await?;
+            b.build()
+                .persistent(part.len() == BATCH)
+                .execute(&mut *conn)
+                .await?;
         }
         for part in plan.account_links().chunks(BATCH) {
             let mut b = QueryBuilder::<Sqlite>::new(
@@ -211,7 +229,10 @@ impl Bulk for Chunk<'_> {
                     .push_bind(*account)
                     .push_bind(scope.source_id);
             });
-            b.build().execute(&mut *conn).await?;
+            b.build()
+                .persistent(part.len() == BATCH)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }

@@ -53,11 +53,14 @@ impl SqliteStore {
                 format!("-{}", u64::from(settings.cache_mib) * 1024),
             )
             .pragma("temp_store", "memory")
-            // Set when the file is created; 16 KiB pages cut the b-tree work of bulk inserts.
-            .pragma("page_size", "16384")
+            // Set when the file is created. A chunk's random phone-index inserts dirty one
+            // page each, and dirty pages stay in memory until the commit: 16 KiB pages took a
+            // 10,000,000-pair import to a 192 MiB peak (3,000,000 pairs: 170 MiB, 164 s),
+            // 4 KiB pages keep it at 98 MiB (126 s) and write a quarter as much to the WAL.
+            .pragma("page_size", "4096")
             // Checkpoint every 64 MiB of WAL instead of 4 MiB: a page rewritten by many
             // chunks is copied into the database once.
-            .pragma("wal_autocheckpoint", "4096")
+            .pragma("wal_autocheckpoint", "16384")
             .pragma("journal_size_limit", "67108864")
             // An export is one long statement by design: not a warning.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
