@@ -272,53 +272,49 @@ async fn client_side(
     keys: &Keys<'_>,
 ) -> Result<(Premises, Cards, Vec<(i64, CardFound)>), StoreError> {
     let mut premises = Vec::with_capacity(keys.premises.len());
-    for part in list(&keys.premises).chunks(BATCH) {
-        let rows: Vec<PremiseJson> = fetch_rows(
-            conn,
-            "ext_id, id, address, number, kind, floor, entrance, rooms, iif(area IS NULL, NULL, quote(area)), cadastral_number",
-            "FROM premises WHERE source_id =",
-            scope.source_id,
-            "ext_id",
-            KeyList::Text(part),
-        )
-        .await?;
-        for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in rows
-        {
-            let area = real(area)?;
-            let row = PremiseRow {
-                id,
-                address,
-                number,
-                kind,
-                floor,
-                entrance,
-                rooms,
-                area,
-                cadastral_number,
-            };
-            premises.push((ext, row));
-        }
+    let rows: Vec<PremiseJson> = fetch_rows(
+        conn,
+        "ext_id, id, address, number, kind, floor, entrance, rooms, iif(area IS NULL, NULL, quote(area)), cadastral_number",
+        "FROM premises WHERE source_id =",
+        scope.source_id,
+        "ext_id",
+        KeyList::Text(&list(&keys.premises)),
+    )
+    .await?;
+    for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in rows
+    {
+        let area = real(area)?;
+        let row = PremiseRow {
+            id,
+            address,
+            number,
+            kind,
+            floor,
+            entrance,
+            rooms,
+            area,
+            cadastral_number,
+        };
+        premises.push((ext, row));
     }
     let mut cards = Vec::with_capacity(keys.clients.len());
-    for part in list(&keys.clients).chunks(BATCH) {
-        let rows: Vec<CardJson> = fetch_rows(
-            conn,
-            "x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email",
-            "FROM client_external_ids x JOIN clients c ON c.id = x.client_id WHERE x.source_id =",
-            scope.source_id,
-            "x.ext_id",
-            KeyList::Text(part),
-        )
-        .await?;
-        for (ext, id, phone, logged_in, name, email) in rows {
-            let card = CardFound {
-                phone,
-                logged_in: logged_in != 0,
-                name,
-                email,
-            };
-            cards.push((ext, id, card));
-        }
+    let rows: Vec<CardJson> = fetch_rows(
+        conn,
+        "x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email",
+        "FROM client_external_ids x JOIN clients c ON c.id = x.client_id WHERE x.source_id =",
+        scope.source_id,
+        "x.ext_id",
+        KeyList::Text(&list(&keys.clients)),
+    )
+    .await?;
+    for (ext, id, phone, logged_in, name, email) in rows {
+        let card = CardFound {
+            phone,
+            logged_in: logged_in != 0,
+            name,
+            email,
+        };
+        cards.push((ext, id, card));
     }
     let known: HashSet<&str> = cards
         .iter()
@@ -342,27 +338,25 @@ async fn account_side(
     keys: &Keys<'_>,
 ) -> Result<(Accounts, Owners, Refs, Refs), StoreError> {
     let mut accounts = Vec::with_capacity(keys.accounts.len());
-    for part in list(&keys.accounts).chunks(BATCH) {
-        let rows: Vec<AccountJson> = fetch_rows(
-            conn,
-            "ext_id, id, premise_id, number, iif(area IS NULL, NULL, quote(area)), residents",
-            "FROM accounts WHERE source_id =",
-            scope.source_id,
-            "ext_id",
-            KeyList::Text(part),
-        )
-        .await?;
-        for (ext, id, premise_id, number, area, residents) in rows {
-            let area = real(area)?;
-            let row = AccountRow {
-                id,
-                premise_id,
-                number,
-                area,
-                residents,
-            };
-            accounts.push((ext, row));
-        }
+    let rows: Vec<AccountJson> = fetch_rows(
+        conn,
+        "ext_id, id, premise_id, number, iif(area IS NULL, NULL, quote(area)), residents",
+        "FROM accounts WHERE source_id =",
+        scope.source_id,
+        "ext_id",
+        KeyList::Text(&list(&keys.accounts)),
+    )
+    .await?;
+    for (ext, id, premise_id, number, area, residents) in rows {
+        let area = real(area)?;
+        let row = AccountRow {
+            id,
+            premise_id,
+            number,
+            area,
+            residents,
+        };
+        accounts.push((ext, row));
     }
     let held: HashSet<&str> = accounts.iter().map(|(_, a)| a.number.as_str()).collect();
     let numbers: Vec<&str> = keys
@@ -383,25 +377,23 @@ async fn cards_by_phone(
     phones: &[&str],
 ) -> Result<Vec<(i64, CardFound)>, StoreError> {
     let mut cards = Vec::new();
-    for part in phones.chunks(BATCH) {
-        let rows: Vec<(i64, String, i64, String, Option<String>)> = fetch_rows(
-            conn,
-            "id, phone, logged_in, name, email",
-            "FROM clients WHERE org_id =",
-            scope.org_id,
-            "phone",
-            KeyList::Text(part),
-        )
-        .await?;
-        for (id, phone, logged_in, name, email) in rows {
-            let card = CardFound {
-                phone: Some(phone),
-                logged_in: logged_in != 0,
-                name,
-                email,
-            };
-            cards.push((id, card));
-        }
+    let rows: Vec<(i64, String, i64, String, Option<String>)> = fetch_rows(
+        conn,
+        "id, phone, logged_in, name, email",
+        "FROM clients WHERE org_id =",
+        scope.org_id,
+        "phone",
+        KeyList::Text(phones),
+    )
+    .await?;
+    for (id, phone, logged_in, name, email) in rows {
+        let card = CardFound {
+            phone: Some(phone),
+            logged_in: logged_in != 0,
+            name,
+            email,
+        };
+        cards.push((id, card));
     }
     Ok(cards)
 }
@@ -412,21 +404,15 @@ async fn number_owners(
     scope: &Scope,
     numbers: &[&str],
 ) -> Result<Owners, StoreError> {
-    let mut owners = Vec::new();
-    for part in numbers.chunks(BATCH) {
-        owners.extend(
-            fetch_rows::<(String, i64, String, String)>(
-                conn,
-                "a.number, a.source_id, s.code, a.ext_id",
-                "FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id =",
-                scope.org_id,
-                "a.number",
-                KeyList::Text(part),
-            )
-            .await?,
-        );
-    }
-    Ok(owners)
+    fetch_rows::<(String, i64, String, String)>(
+        conn,
+        "a.number, a.source_id, s.code, a.ext_id",
+        "FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id =",
+        scope.org_id,
+        "a.number",
+        KeyList::Text(numbers),
+    )
+    .await
 }
 
 /// This source's premise links of `cards`: (card, premise, role).
@@ -435,21 +421,15 @@ async fn premise_links(
     scope: &Scope,
     cards: &[i64],
 ) -> Result<Vec<(i64, i64, String)>, StoreError> {
-    let mut links = Vec::new();
-    for part in cards.chunks(BATCH) {
-        links.extend(
-            fetch_rows::<(i64, i64, String)>(
-                conn,
-                "client_id, premise_id, role",
-                "FROM client_premises WHERE source_id =",
-                scope.source_id,
-                "client_id",
-                KeyList::Ids(part),
-            )
-            .await?,
-        );
-    }
-    Ok(links)
+    fetch_rows::<(i64, i64, String)>(
+        conn,
+        "client_id, premise_id, role",
+        "FROM client_premises WHERE source_id =",
+        scope.source_id,
+        "client_id",
+        KeyList::Ids(cards),
+    )
+    .await
 }
 
 /// This source's account links of `cards`: (card, account).
@@ -458,21 +438,15 @@ async fn account_links(
     scope: &Scope,
     cards: &[i64],
 ) -> Result<Vec<(i64, i64)>, StoreError> {
-    let mut links = Vec::new();
-    for part in cards.chunks(BATCH) {
-        links.extend(
-            fetch_rows::<(i64, i64)>(
-                conn,
-                "client_id, account_id",
-                "FROM client_accounts WHERE source_id =",
-                scope.source_id,
-                "client_id",
-                KeyList::Ids(part),
-            )
-            .await?,
-        );
-    }
-    Ok(links)
+    fetch_rows::<(i64, i64)>(
+        conn,
+        "client_id, account_id",
+        "FROM client_accounts WHERE source_id =",
+        scope.source_id,
+        "client_id",
+        KeyList::Ids(cards),
+    )
+    .await
 }
 
 fn list<'k>(keys: &HashSet<&'k str>) -> Vec<&'k str> {
@@ -486,20 +460,15 @@ async fn ids_by_ext(
     table: &str,
     keys: &HashSet<&str>,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    let mut ids = Vec::with_capacity(keys.len());
-    for part in list(keys).chunks(BATCH) {
-        let rows: Vec<(String, i64)> = fetch_rows(
-            conn,
-            "ext_id, id",
-            &format!("FROM {table} WHERE source_id ="),
-            scope.source_id,
-            "ext_id",
-            KeyList::Text(part),
-        )
-        .await?;
-        ids.extend(rows);
-    }
-    Ok(ids)
+    fetch_rows(
+        conn,
+        "ext_id, id",
+        &format!("FROM {table} WHERE source_id ="),
+        scope.source_id,
+        "ext_id",
+        KeyList::Text(&list(keys)),
+    )
+    .await
 }
 
 /// Keys to look up, sent as one JSON array.
@@ -508,7 +477,8 @@ enum KeyList<'a> {
     Ids(&'a [i64]),
 }
 
-/// Runs `SELECT json_group_array(json_array(columns)) FROM … WHERE scope = ? AND key IN (…)`.
+/// Runs `SELECT json_group_array(json_array(columns)) FROM … WHERE scope = ? AND key IN (…)`
+/// once per `BATCH` keys.
 ///
 /// sqlx hands each result row from its SQLite worker thread to the caller separately; one
 /// JSON row per batch of keys replaces hundreds of those hand-overs. REAL columns must be
@@ -522,21 +492,26 @@ async fn fetch_rows<T: serde::de::DeserializeOwned>(
     keys: KeyList<'_>,
 ) -> Result<Vec<T>, StoreError> {
     // The keys travel as one JSON array too: one bound value instead of hundreds.
-    let list = match keys {
-        KeyList::Text(keys) => serde_json::to_string(keys),
-        KeyList::Ids(keys) => serde_json::to_string(keys),
+    let lists: Result<Vec<String>, _> = match keys {
+        KeyList::Text(keys) => keys.chunks(BATCH).map(serde_json::to_string).collect(),
+        KeyList::Ids(keys) => keys.chunks(BATCH).map(serde_json::to_string).collect(),
+    };
+    let lists = lists.map_err(|e| StoreError::Corrupt(format!("key list: {e}")))?;
+    let mut rows = Vec::new();
+    for list in lists {
+        let mut b = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT json_group_array(json_array({columns})) {from_where} "
+        ));
+        b.push_bind(scope)
+            .push(format!(" AND {key} IN (SELECT value FROM json_each("))
+            .push_bind(list)
+            .push("))");
+        let json = b.build_query_scalar::<String>().fetch_one(&mut *conn).await?;
+        let batch: Vec<T> = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("batched rows: {e}")))?;
+        rows.extend(batch);
     }
-    .map_err(|e| StoreError::Corrupt(format!("key list: {e}")))?;
-    let mut b = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT json_group_array(json_array({columns})) {from_where} "
-    ));
-    b.push_bind(scope)
-        .push(format!(" AND {key} IN (SELECT value FROM json_each("))
-        .push_bind(list)
-        .push("))");
-    let q = b.build_query_scalar::<String>();
-    let json = q.fetch_one(&mut *conn).await?;
-    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("batched rows: {e}")))
+    Ok(rows)
 }
 
 /// A REAL column selected with `quote()`: exact, unlike JSON's 15 digits.
