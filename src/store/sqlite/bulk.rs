@@ -281,8 +281,7 @@ async fn client_side(
         KeyList::Text(&list(&keys.premises)),
     )
     .await?;
-    for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in rows
-    {
+    for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in rows {
         let area = real(area)?;
         let row = PremiseRow {
             id,
@@ -506,7 +505,10 @@ async fn fetch_rows<T: serde::de::DeserializeOwned>(
             .push(format!(" AND {key} IN (SELECT value FROM json_each("))
             .push_bind(list)
             .push("))");
-        let json = b.build_query_scalar::<String>().fetch_one(&mut *conn).await?;
+        let json = b
+            .build_query_scalar::<String>()
+            .fetch_one(&mut *conn)
+            .await?;
         let batch: Vec<T> = serde_json::from_str(&json)
             .map_err(|e| StoreError::Corrupt(format!("batched rows: {e}")))?;
         rows.extend(batch);
