@@ -234,7 +234,7 @@ pub struct Db {
     /// then to sqlite:crm.db.
     #[arg(long = "db", env = "DATABASE_URL", default_value = DEFAULT_URL, global = true)]
     pub url: String,
-    /// SQLite page cache per connection, in MiB.
+    /// SQLite page cache of the writing connection, in MiB (readers get a quarter each).
     #[arg(long, global = true, default_value_t = store::Settings::default().cache_mib, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub cache_mib: u32,
     /// Seconds a run's lease on its pipeline lasts without renewal (renewed every third):

@@ -280,9 +280,9 @@ pub struct RunRow {
 /// Tuning that trades memory for speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    /// SQLite's page cache per connection, in MiB (default 16; a chunk reads on two
-    /// connections): index pages that stay in memory between chunks instead of being read
-    /// back from the file.
+    /// SQLite's page cache of the connection that writes, in MiB (default 16): index pages
+    /// that stay in memory between chunks instead of being read back from the file. Readers
+    /// get a quarter each: their caches are dropped whenever the writer commits.
     pub cache_mib: u32,
     /// How long a run's lease lasts without renewal, in seconds (default 60); runs renew it
     /// every third of that. Shorter: a crashed holder's pipeline is free again sooner, for

@@ -15,7 +15,7 @@ mod record;
 
 use serde::Deserialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Row, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
 
 use super::plan;
 use super::{
@@ -30,10 +30,13 @@ pub struct SqliteStore {
     /// Seconds a run's lease lasts without renewal.
     lease_secs: i64,
     pool: SqlitePool,
-    /// Writers of this process queue here, first come first served. SQLite's busy handler
-    /// polls: an import that commits a chunk and begins the next at once kept a lease
-    /// renewal on the other connection waiting until its 30 s timeout ran out.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    /// The one connection this process writes through; writers queue for it first come
+    /// first served. SQLite's busy handler polls: an import that commits a chunk and begins
+    /// the next at once kept a lease renewal on another connection waiting until its 30 s
+    /// timeout ran out. One writer also keeps its page cache: in WAL mode a connection drops
+    /// its whole cache when another connection has committed since its last transaction, so
+    /// chunks written by whichever pooled connection was free started cold every time.
+    writer: Arc<tokio::sync::Mutex<SqliteConnection>>,
 }
 
 impl SqliteStore {
@@ -47,11 +50,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30))
-            // A negative cache_size is in KiB.
-            .pragma(
-                "cache_size",
-                format!("-{}", u64::from(settings.cache_mib) * 1024),
-            )
+            // A negative cache_size is in KiB. Readers lose their cache at every chunk the
+            // writer commits, so theirs only has to hold one chunk's look-ups.
+            .pragma("cache_size", format!("-{}", reader_cache_kib(settings)))
             .pragma("temp_store", "memory")
             // Set when the file is created. A chunk's random phone-index inserts dirty one
             // page each, and dirty pages stay in memory until the commit: 16 KiB pages took a
@@ -64,26 +65,39 @@ impl SqliteStore {
             .pragma("journal_size_limit", "67108864")
             // An export is one long statement by design: not a warning.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-        // A chunk takes two connections (its transaction and a reader beside it); a third
-        // serves the API and exports meanwhile. A page cache fills only as a connection reads.
+        // Readers: a chunk's reader beside the writer, and the API and exports meanwhile.
+        // A page cache fills only as a connection reads.
         let pool = SqlitePoolOptions::new()
-            .max_connections(3)
-            .connect_with(options)
+            .max_connections(2)
+            .connect_with(options.clone())
             .await
             .map_err(StoreError::Open)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let writer = options
+            .pragma(
+                "cache_size",
+                format!("-{}", u64::from(settings.cache_mib) * 1024),
+            )
+            .connect()
+            .await
+            .map_err(StoreError::Open)?;
         Ok(SqliteStore {
             lease_secs: i64::from(settings.lease_secs),
             pool,
-            writer: Arc::default(),
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
         })
     }
 }
 
+/// A quarter of the writer's page cache, at least 1 MiB.
+fn reader_cache_kib(settings: &Settings) -> u64 {
+    (u64::from(settings.cache_mib) * 1024 / 4).max(1024)
+}
+
 impl Store for SqliteStore {
     async fn scope(&self, org: &str, source: &str) -> Result<Scope, StoreError> {
-        let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await?;
         sqlx::query("INSERT INTO organizations (code) VALUES (?) ON CONFLICT (code) DO NOTHING")
             .bind(org)
             .execute(&mut *tx)
@@ -118,10 +132,10 @@ impl Store for SqliteStore {
         scope: &Scope,
         records: &[&Record],
     ) -> Result<ChunkApplied, StoreError> {
-        let _writing = self.writer.lock().await;
+        let mut conn = self.writer.lock().await;
         // IMMEDIATE takes the write lock up front: the plan's reads and the ids it hands out
         // stay valid until the commit.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         // Begun after the write lock was taken: one snapshot, the one the chunk starts from.
         let mut read = self.pool.begin().await?;
         let applied =
@@ -186,10 +200,10 @@ impl Store for SqliteStore {
     }
 
     async fn mark_logged_in(&self, phone: &str) -> Result<u64, StoreError> {
-        let _writing = self.writer.lock().await;
+        let mut conn = self.writer.lock().await;
         let done = sqlx::query("UPDATE clients SET logged_in = 1 WHERE phone = ?")
             .bind(phone)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         Ok(done.rows_affected())
     }
@@ -200,9 +214,9 @@ impl Store for SqliteStore {
         pipeline: Option<&str>,
         trigger: Trigger,
     ) -> Result<RunStart, StoreError> {
-        let _writing = self.writer.lock().await;
+        let mut conn = self.writer.lock().await;
         let started = now();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO runs (org_id, pipeline, trigger, started_at) VALUES (?, ?, ?, ?) RETURNING id",
         )
@@ -259,11 +273,11 @@ impl Store for SqliteStore {
     }
 
     async fn renew_run(&self, run_id: i64) -> Result<(), StoreError> {
-        let _writing = self.writer.lock().await;
+        let mut conn = self.writer.lock().await;
         sqlx::query("UPDATE run_leases SET expires_at = ? WHERE run_id = ?")
             .bind(unix_now() + self.lease_secs)
             .bind(run_id)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         Ok(())
     }
@@ -279,8 +293,8 @@ impl Store for SqliteStore {
         records: u64,
         report_json: &str,
     ) -> Result<(), StoreError> {
-        let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE runs SET finished_at = ?, status = ?, records = ?, report = ? WHERE id = ?",
         )
@@ -300,11 +314,11 @@ impl Store for SqliteStore {
     }
 
     async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
-        let _writing = self.writer.lock().await;
+        let mut conn = self.writer.lock().await;
         sqlx::query("UPDATE runs SET mail = ? WHERE id = ?")
             .bind(note)
             .bind(run_id)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         Ok(())
     }
@@ -406,7 +420,7 @@ impl Store for SqliteStore {
         name: &str,
         hash: &str,
     ) -> Result<TokenRow, StoreError> {
-        let _writing = self.writer.lock().await;
+        let mut conn = self.writer.lock().await;
         let org_id = match org {
             None => None,
             Some(code) => Some(
@@ -414,7 +428,7 @@ impl Store for SqliteStore {
                     "INSERT INTO organizations (code) VALUES (?) ON CONFLICT (code) DO UPDATE SET code = excluded.code RETURNING id",
                 )
                 .bind(code)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *conn)
                 .await?,
             ),
         };
@@ -425,13 +439,13 @@ impl Store for SqliteStore {
         .bind(name)
         .bind(hash)
         .bind(now())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{TOKEN_COLUMNS} WHERE t.id = ?"
         )))
         .bind(id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await?;
         token_row(&row)
     }
@@ -446,12 +460,12 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
-        let _writing = self.writer.lock().await;
+        let mut conn = self.writer.lock().await;
         let done =
             sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(now())
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
