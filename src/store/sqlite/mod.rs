@@ -37,6 +37,10 @@ pub struct SqliteStore {
     /// its whole cache when another connection has committed since its last transaction, so
     /// chunks written by whichever pooled connection was free started cold every time.
     writer: Arc<tokio::sync::Mutex<SqliteConnection>>,
+    /// Copies committed pages from the WAL into the database beside the next chunk, so the
+    /// writer's own checkpoint (every 64 MiB of WAL, on the import's path) finds little left
+    /// to copy: a fresh import of 1M pairs spent 3 of its 19 s checkpointing.
+    checkpointer: Arc<tokio::sync::Mutex<SqliteConnection>>,
 }
 
 impl SqliteStore {
@@ -73,6 +77,13 @@ impl SqliteStore {
             .await
             .map_err(StoreError::Open)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        // A checkpoint reads WAL frames, not pages through the cache.
+        let checkpointer = options
+            .clone()
+            .pragma("cache_size", "-1024")
+            .connect()
+            .await
+            .map_err(StoreError::Open)?;
         let writer = options
             .pragma(
                 "cache_size",
@@ -85,7 +96,24 @@ impl SqliteStore {
             lease_secs: i64::from(settings.lease_secs),
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            checkpointer: Arc::new(tokio::sync::Mutex::new(checkpointer)),
         })
+    }
+
+    /// Starts a passive checkpoint unless one is running. It never blocks the writer, and
+    /// a failed one only leaves the work to the writer's own checkpoint.
+    fn checkpoint_behind(&self) {
+        let Ok(mut conn) = self.checkpointer.clone().try_lock_owned() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut *conn)
+                .await
+            {
+                tracing::debug!("background checkpoint: {e}");
+            }
+        });
     }
 }
 
@@ -142,6 +170,7 @@ impl Store for SqliteStore {
             plan::apply_chunk(&mut bulk::Chunk::new(&mut tx, &mut read), scope, records).await?;
         read.rollback().await?;
         tx.commit().await?;
+        self.checkpoint_behind();
         Ok(applied)
     }
 
