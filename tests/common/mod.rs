@@ -9,6 +9,7 @@ use crm_import::source::Files;
 use crm_import::store::Trigger;
 use crm_import::store::{self, AnyStore, Store};
 use serde_json::Value;
+use sqlx::Row;
 use tempfile::TempDir;
 
 pub const ORG: &str = "uo-1";
@@ -135,7 +136,27 @@ impl Db {
         }
     }
 
+    /// The export, after checking that no row refers to a missing one: SQLite's importer
+    /// writes without enforcing foreign keys, so every test that looks at the data checks
+    /// them here (PostgreSQL enforces them).
     pub async fn export(&self, org: &str) -> String {
+        if self.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            let dangling: Vec<String> = sqlx::query("PRAGMA foreign_key_check")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    let table: String = row.get(0);
+                    let rowid: Option<i64> = row.get(1);
+                    let parent: String = row.get(2);
+                    format!("{table} row {rowid:?} → missing {parent}")
+                })
+                .collect();
+            pool.close().await;
+            assert!(dangling.is_empty(), "dangling references: {dangling:?}");
+        }
         let mut out = Vec::new();
         self.store.export(org, &mut out).await.unwrap();
         String::from_utf8(out).unwrap()

@@ -84,7 +84,12 @@ impl SqliteStore {
             .connect()
             .await
             .map_err(StoreError::Open)?;
+        // The planner and the exact path check every reference before they write, so
+        // SQLite's own foreign-key probes only re-check them, at a tenth of a fresh import's
+        // time (1M pairs: 17.7 → 16.0 s, mean of three); the tests check that no row refers
+        // to a missing one after every import they look at.
         let writer = options
+            .foreign_keys(false)
             .pragma(
                 "cache_size",
                 format!("-{}", u64::from(settings.cache_mib) * 1024),
