@@ -280,7 +280,7 @@ pub struct RunRow {
 /// Tuning that trades memory for speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    /// SQLite's page cache of the connection that writes, in MiB (default 16): index pages
+    /// SQLite's page cache of the connection that writes, in MiB (default 12): index pages
     /// that stay in memory between chunks instead of being read back from the file. Readers
     /// get a quarter each: their caches are dropped whenever the writer commits.
     pub cache_mib: u32,
@@ -293,7 +293,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            cache_mib: 16,
+            cache_mib: 12,
             lease_secs: 60,
         }
     }
