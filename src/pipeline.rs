@@ -24,7 +24,7 @@ use crate::model::{Parsed, Validated};
 use crate::observe::{Counted, Observer, Silent};
 use crate::parse::RecordReader;
 use crate::report::{FileReport, ReportError, RunReport};
-use crate::source::{Files, Input, Sources};
+use crate::source::{Body, Files, Input, Sources};
 use crate::store::{Scope, Store};
 use crate::telemetry;
 use crate::validate::validate_chunk;
@@ -229,7 +229,11 @@ fn spawn_stages(input: Input, options: Options) -> mpsc::Receiver<Batch<Validate
     let batch_size = options.chunk_size.clamp(1, BATCH);
     let (parsed_tx, parsed_rx) = mpsc::channel(QUEUE);
     let (validated_tx, validated_rx) = mpsc::channel(QUEUE);
-    let bytes = Counted::new(SyncIoBridge::new(input.reader), options.observer.clone());
+    let reader: Box<dyn std::io::Read + Send> = match input.body {
+        Body::File(file) => Box::new(file),
+        Body::Stream(stream) => Box::new(SyncIoBridge::new(stream)),
+    };
+    let bytes = Counted::new(reader, options.observer.clone());
     let file = input.name;
     tokio::task::spawn_blocking(move || parse_stage(file, bytes, batch_size, parsed_tx));
     tokio::task::spawn_blocking(move || validate_stage(parsed_rx, validated_tx));

@@ -27,7 +27,7 @@ use crate::observe::Silent;
 use crate::pipeline::{self, Batch, DEFAULT_CHUNK_SIZE, QUEUE};
 use crate::report::{FileReport, ReportError, RunReport};
 use crate::run::{self, Begun};
-use crate::source::Input;
+use crate::source::{self, Input};
 use crate::store::{Scope, Store, Trigger};
 use crate::validate::validate_chunk;
 
@@ -383,7 +383,7 @@ pub async fn import_xml<S: Store + 'static>(
     let input = Input {
         name: Arc::from("request"),
         size,
-        reader: Box::new(StreamReader::new(bytes)),
+        body: source::Body::Stream(Box::new(StreamReader::new(bytes))),
     };
     let mut report = RunReport::default();
     report.files.push(FileReport {

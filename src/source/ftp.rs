@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
-use super::{Input, SourceError};
+use super::{Body, Input, SourceError};
 
 /// The `[ftp]` section of a pipeline, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +225,7 @@ impl FtpSession {
         let input = Input {
             name: Arc::from(address.as_str()),
             size,
-            reader: Box::new(reader),
+            body: Body::Stream(Box::new(reader)),
         };
         Ok((input, Pending { address, back }))
     }

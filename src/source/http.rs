@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use tokio_util::io::StreamReader;
 
-use super::{Input, SourceError, display_address};
+use super::{Body, Input, SourceError, display_address};
 
 /// Streams an HTTP(S) body: redirects followed (up to 10), no copy on disk, a stalled
 /// transfer fails after a minute without bytes.
@@ -47,6 +47,6 @@ pub async fn open(address: &str) -> Result<Input, SourceError> {
     Ok(Input {
         name: Arc::from(shown.as_str()),
         size,
-        reader: Box::new(StreamReader::new(body)),
+        body: Body::Stream(Box::new(StreamReader::new(body))),
     })
 }

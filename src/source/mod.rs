@@ -1,6 +1,5 @@
-//! Where the bytes of an export come from. Every source is an async byte stream with a
-//! name, so the parser never knows whether it reads a local file, an HTTP body or an FTP
-//! transfer. [`Sources`] walks a run's addresses: it expands catalogues (`/exports/*.xml`),
+//! Where the bytes of an export come from. Every source is a byte stream with a name, so
+//! the parser never knows whether it reads a local file, an HTTP body or an FTP transfer. [`Sources`] walks a run's addresses: it expands catalogues (`/exports/*.xml`),
 //! opens each file, completes its transfer after the import and deletes it when asked.
 
 mod ftp;
@@ -19,7 +18,15 @@ pub struct Input {
     pub name: Arc<str>,
     /// The size in bytes, when the source knows it (for progress).
     pub size: Option<u64>,
-    pub reader: Box<dyn AsyncRead + Send + Unpin>,
+    pub body: Body,
+}
+
+/// An input's bytes. The parse stage runs on a thread of its own, so a local file is read
+/// there directly: through tokio's file every read went to the blocking pool and was copied
+/// back, a thread hand-over per read.
+pub enum Body {
+    File(std::fs::File),
+    Stream(Box<dyn AsyncRead + Send + Unpin>),
 }
 
 /// What a run reads: its addresses in order, and how to reach the FTP ones.
@@ -322,7 +329,7 @@ pub async fn open(address: &str) -> Result<Input, SourceError> {
     Ok(Input {
         name: Arc::from(address),
         size,
-        reader: Box::new(file),
+        body: Body::File(file.into_std().await),
     })
 }
 
