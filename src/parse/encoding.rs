@@ -15,8 +15,9 @@ use encoding_rs::{Decoder, WINDOWS_1251};
 /// Bytes kept after the first non-ASCII byte before deciding: enough for several Cyrillic
 /// words, where a windows-1251 text cannot pass for UTF-8 by accident.
 const LOOKAHEAD: usize = 256;
-/// Bytes read from the source at a time. A local file is read by tokio on a blocking thread,
-/// one hand-over per read: 512 KiB reads made `check` of a 700 MB file 20 % faster than 64 KiB.
+/// Bytes read from the source at a time: while local files were read through tokio's
+/// blocking pool, one hand-over per read, 512 KiB reads made `check` of a 700 MB file 20 %
+/// faster than 64 KiB. HTTP bodies and FTP transfers still cross threads per read.
 const BUFFER: usize = 512 * 1024;
 
 /// Which encoding the bytes turned out to be in.
