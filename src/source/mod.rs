@@ -1,6 +1,7 @@
 //! Where the bytes of an export come from. Every source is a byte stream with a name, so
-//! the parser never knows whether it reads a local file, an HTTP body or an FTP transfer. [`Sources`] walks a run's addresses: it expands catalogues (`/exports/*.xml`),
-//! opens each file, completes its transfer after the import and deletes it when asked.
+//! the parser never knows whether it reads a local file, an HTTP body or an FTP transfer.
+//! [`Sources`] walks a run's addresses: it expands catalogues (`/exports/*.xml`), opens each
+//! file, completes its transfer after the import and deletes it when asked.
 
 mod ftp;
 mod http;
