@@ -279,7 +279,7 @@ async fn client_side(
         scope.source_id,
         "ext_id",
         KeyList::Text(&list(&keys.premises)),
-        Some("premises WHERE source_id ="),
+        Some(|r: &PremiseJson| Key::Text(&r.0)),
     )
     .await?;
     for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in rows {
@@ -305,7 +305,7 @@ async fn client_side(
         scope.source_id,
         "x.ext_id",
         KeyList::Text(&list(&keys.clients)),
-        Some("client_external_ids x WHERE x.source_id ="),
+        Some(|r: &CardJson| Key::Text(&r.0)),
     )
     .await?;
     for (ext, id, phone, logged_in, name, email) in rows {
@@ -346,7 +346,7 @@ async fn account_side(
         scope.source_id,
         "ext_id",
         KeyList::Text(&list(&keys.accounts)),
-        Some("accounts WHERE source_id ="),
+        Some(|r: &AccountJson| Key::Text(&r.0)),
     )
     .await?;
     for (ext, id, premise_id, number, area, residents) in rows {
@@ -415,7 +415,7 @@ async fn number_owners(
         scope.org_id,
         "a.number",
         KeyList::Text(numbers),
-        Some("accounts a WHERE a.org_id ="),
+        Some(|r: &(String, i64, String, String)| Key::Text(&r.0)),
     )
     .await
 }
@@ -433,7 +433,7 @@ async fn premise_links(
         scope.source_id,
         "client_id",
         KeyList::Ids(cards),
-        Some("client_premises WHERE source_id ="),
+        Some(|r: &(i64, i64, String)| Key::Id(r.0)),
     )
     .await
 }
@@ -451,7 +451,7 @@ async fn account_links(
         scope.source_id,
         "client_id",
         KeyList::Ids(cards),
-        Some("client_accounts WHERE source_id ="),
+        Some(|r: &(i64, i64)| Key::Id(r.0)),
     )
     .await
 }
@@ -474,7 +474,7 @@ async fn ids_by_ext(
         scope.source_id,
         "ext_id",
         KeyList::Text(&list(keys)),
-        Some(&format!("{table} WHERE source_id =")),
+        Some(|r: &(String, i64)| Key::Text(&r.0)),
     )
     .await
 }
@@ -483,6 +483,13 @@ async fn ids_by_ext(
 enum KeyList<'a> {
     Text(&'a [&'a str]),
     Ids(&'a [i64]),
+}
+
+/// A looked-up row's key: a range read also brings rows the batch did not ask for.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Text(&'a str),
+    Id(i64),
 }
 
 /// A batch of keys, sorted, so its first and last bound the range it spans.
@@ -506,6 +513,14 @@ impl Batch<'_> {
             Batch::Ids(keys) => serde_json::to_string(keys),
         }
         .map_err(|e| StoreError::Corrupt(format!("key list: {e}")))
+    }
+
+    fn contains(&self, key: Key) -> bool {
+        match (self, key) {
+            (Batch::Text(keys), Key::Text(key)) => keys.binary_search(&key).is_ok(),
+            (Batch::Ids(keys), Key::Id(key)) => keys.binary_search(&key).is_ok(),
+            _ => false,
+        }
     }
 
     /// Binds the batch's lowest and highest key.
@@ -532,12 +547,13 @@ impl Batch<'_> {
 /// JSON row per batch of keys replaces hundreds of those hand-overs. REAL columns must be
 /// selected as `iif(x IS NULL, NULL, quote(x))`: text that parses back to the same f64.
 ///
-/// With `range` (`FROM table WHERE scope =` of an index ordered by scope and key), a batch
-/// whose keys are neighbours in that index is read as one range instead of a B-tree descent
-/// per key. External ids and account numbers in an export, and the ids of the cards a chunk
-/// loads, mostly come in runs: a re-import of 1M pairs did eight descents per pair. A count
-/// of what the range holds, capped at twice the keys, picks the way first; an empty range
-/// (every key of a fresh import) ends the look-up there.
+/// With `key_of` (the key of a row), a batch of keys that come in runs — external ids and
+/// account numbers in an export, the ids of the cards a chunk loads — is first read as the
+/// one range of the index it spans, instead of a B-tree descent per key (a re-import of 1M
+/// pairs did eight per pair), and the rows it holds that the batch did not ask for are
+/// dropped here. The range read stops past twice the batch's keys: then the keys are
+/// scattered among other rows and are looked up one by one after all. An empty range (every
+/// key of a fresh import) ends the look-up at once.
 async fn fetch_rows<T: serde::de::DeserializeOwned>(
     conn: &mut SqliteConnection,
     columns: &str,
@@ -545,7 +561,7 @@ async fn fetch_rows<T: serde::de::DeserializeOwned>(
     scope: i64,
     key: &str,
     keys: KeyList<'_>,
-    range: Option<&str>,
+    key_of: Option<fn(&T) -> Key<'_>>,
 ) -> Result<Vec<T>, StoreError> {
     let mut text = Vec::new();
     let mut ids = Vec::new();
@@ -564,45 +580,42 @@ async fn fetch_rows<T: serde::de::DeserializeOwned>(
     };
     let mut rows = Vec::new();
     for batch in batches {
-        let mut ranged = false;
-        if let Some(range) = range {
-            let cap = 2 * batch.len() as i64;
+        if let Some(key_of) = key_of {
+            let cap = 2 * batch.len();
+            // The rows' JSON is joined as text: a JSON value loses its JSON-ness when it
+            // leaves a subquery, and `json_group_array` would quote it as a string.
             let mut b = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT count(*) FROM (SELECT 1 FROM {range} "
+                "SELECT coalesce('[' || group_concat(j, ',') || ']', '[]') FROM \
+                 (SELECT json_array({columns}) AS j {from_where} "
             ));
             b.push_bind(scope).push(format!(" AND {key} BETWEEN "));
             batch.bind_bounds(&mut b);
-            b.push(" LIMIT ").push_bind(cap + 1).push(")");
-            let held: i64 = b.build_query_scalar().fetch_one(&mut *conn).await?;
-            if held == 0 {
+            b.push(" LIMIT ").push_bind(cap as i64 + 1).push(")");
+            let json: String = b.build_query_scalar().fetch_one(&mut *conn).await?;
+            let held: Vec<T> = parse_rows(&json)?;
+            if held.len() <= cap {
+                rows.extend(held.into_iter().filter(|row| batch.contains(key_of(row))));
                 continue;
             }
-            ranged = held <= cap;
         }
         let mut b = QueryBuilder::<Sqlite>::new(format!(
             "SELECT json_group_array(json_array({columns})) {from_where} "
         ));
-        b.push_bind(scope);
-        if ranged {
-            // `+` keeps the index on the range: the list only filters what it holds.
-            b.push(format!(" AND {key} BETWEEN "));
-            batch.bind_bounds(&mut b);
-            b.push(format!(" AND +{key}"));
-        } else {
-            b.push(format!(" AND {key}"));
-        }
-        b.push(" IN (SELECT value FROM json_each(")
+        b.push_bind(scope)
+            .push(format!(" AND {key} IN (SELECT value FROM json_each("))
             .push_bind(batch.json()?)
             .push("))");
         let json = b
             .build_query_scalar::<String>()
             .fetch_one(&mut *conn)
             .await?;
-        let batch: Vec<T> = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Corrupt(format!("batched rows: {e}")))?;
-        rows.extend(batch);
+        rows.extend(parse_rows::<T>(&json)?);
     }
     Ok(rows)
+}
+
+fn parse_rows<T: serde::de::DeserializeOwned>(json: &str) -> Result<Vec<T>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("batched rows: {e}")))
 }
 
 /// A REAL column selected with `quote()`: exact, unlike JSON's 15 digits.
