@@ -479,7 +479,9 @@ async fn ids_by_ext(
     .await
 }
 
-/// Keys to look up, sent as one JSON array.
+/// Keys to look up, sent as one JSON array. [`fetch_rows`] sorts them and splits them into
+/// batches of the same type, whose first and last key bound the range a batch spans.
+#[derive(Clone, Copy)]
 enum KeyList<'a> {
     Text(&'a [&'a str]),
     Ids(&'a [i64]),
@@ -492,46 +494,40 @@ enum Key<'a> {
     Id(i64),
 }
 
-/// A batch of keys, sorted, so its first and last bound the range it spans.
-#[derive(Clone, Copy)]
-enum Batch<'a> {
-    Text(&'a [&'a str]),
-    Ids(&'a [i64]),
-}
-
-impl Batch<'_> {
+impl KeyList<'_> {
     fn len(&self) -> usize {
         match self {
-            Batch::Text(keys) => keys.len(),
-            Batch::Ids(keys) => keys.len(),
+            KeyList::Text(keys) => keys.len(),
+            KeyList::Ids(keys) => keys.len(),
         }
     }
 
     fn json(&self) -> Result<String, StoreError> {
         match self {
-            Batch::Text(keys) => serde_json::to_string(keys),
-            Batch::Ids(keys) => serde_json::to_string(keys),
+            KeyList::Text(keys) => serde_json::to_string(keys),
+            KeyList::Ids(keys) => serde_json::to_string(keys),
         }
         .map_err(|e| StoreError::Corrupt(format!("key list: {e}")))
     }
 
+    /// Of a sorted batch.
     fn contains(&self, key: Key) -> bool {
         match (self, key) {
-            (Batch::Text(keys), Key::Text(key)) => keys.binary_search(&key).is_ok(),
-            (Batch::Ids(keys), Key::Id(key)) => keys.binary_search(&key).is_ok(),
+            (KeyList::Text(keys), Key::Text(key)) => keys.binary_search(&key).is_ok(),
+            (KeyList::Ids(keys), Key::Id(key)) => keys.binary_search(&key).is_ok(),
             _ => false,
         }
     }
 
-    /// Binds the batch's lowest and highest key.
+    /// Binds a sorted batch's lowest and highest key (`chunks` never makes an empty batch).
     fn bind_bounds(&self, b: &mut QueryBuilder<Sqlite>) {
         match *self {
-            Batch::Text(keys) => {
+            KeyList::Text(keys) => {
                 b.push_bind(keys[0])
                     .push(" AND ")
                     .push_bind(keys[keys.len() - 1]);
             }
-            Batch::Ids(keys) => {
+            KeyList::Ids(keys) => {
                 b.push_bind(keys[0])
                     .push(" AND ")
                     .push_bind(keys[keys.len() - 1]);
@@ -566,16 +562,16 @@ async fn fetch_rows<T: serde::de::DeserializeOwned>(
     let mut text = Vec::new();
     let mut ids = Vec::new();
     // SQLite compares TEXT bytewise (BINARY) and Rust's `str` too: the same order.
-    let batches: Vec<Batch> = match keys {
+    let batches: Vec<KeyList> = match keys {
         KeyList::Text(keys) => {
             text.extend_from_slice(keys);
             text.sort_unstable();
-            text.chunks(BATCH).map(Batch::Text).collect()
+            text.chunks(BATCH).map(KeyList::Text).collect()
         }
         KeyList::Ids(keys) => {
             ids.extend_from_slice(keys);
             ids.sort_unstable();
-            ids.chunks(BATCH).map(Batch::Ids).collect()
+            ids.chunks(BATCH).map(KeyList::Ids).collect()
         }
     };
     let mut rows = Vec::new();
