@@ -60,11 +60,13 @@ async fn fresh_store(dir: &tempfile::TempDir, n: u32) -> SqliteStore {
 
 async fn apply_all(store: &SqliteStore, records: &[Validated]) {
     let scope = store.scope("uo-1", "src-1").await.unwrap();
+    let mut held = store::Held::default();
     for chunk in records.chunks(CHUNK) {
         let refs: Vec<&Record> = chunk.iter().map(|v| v.body.as_ref().unwrap()).collect();
-        let applied = store.apply_chunk(&scope, &refs).await.unwrap();
+        let applied = store.apply_chunk(&scope, &refs, &mut held).await.unwrap();
         assert!(applied.refused.is_none());
     }
+    store.commit(&mut held).await.unwrap();
 }
 
 fn stages(c: &mut Criterion) {

@@ -9,7 +9,7 @@ use crate::model::{Record, RecordOutcome, Validated};
 use crate::observe::Observer;
 use crate::pipeline::Batch;
 use crate::report::{ReportError, RunReport};
-use crate::store::{Scope, Store};
+use crate::store::{Held, Scope, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -25,6 +25,12 @@ pub struct Applier<'a, S> {
     /// Per-record outcomes kept for the caller (the API answers with them); off for files.
     collect: bool,
     outcomes: Vec<Applied>,
+    /// Lets the store keep a transaction open across chunks (files); off where a caller
+    /// sees outcomes chunk by chunk (the API), since those must be committed.
+    group: bool,
+    held: Held,
+    /// Outcomes in `held`'s open transaction, counted in the report once it commits.
+    pending: Vec<RecordOutcome>,
 }
 
 /// One applied record: its number in the input, its id and what happened.
@@ -49,7 +55,17 @@ impl<'a, S: Store> Applier<'a, S> {
             observer,
             collect: false,
             outcomes: Vec::new(),
+            group: false,
+            held: Held::default(),
+            pending: Vec::new(),
         }
+    }
+
+    /// Lets one commit cover several chunks; the caller commits with [`Applier::commit`]
+    /// whenever it would wait for input, and when the input ends or halts.
+    pub fn grouping(mut self) -> Self {
+        self.group = true;
+        self
     }
 
     /// Keeps per-record outcomes for [`Applier::take_outcomes`].
@@ -68,7 +84,56 @@ impl<'a, S: Store> Applier<'a, S> {
         self.report.interrupt();
     }
 
+    /// Commits what the store holds open and counts it; `Halt` when the commit failed (its
+    /// records rolled back, and the report says so).
+    pub async fn commit(&mut self, file: &str) -> Flow {
+        match self.store.commit(&mut self.held).await {
+            Ok(()) => {
+                self.count(&[]);
+                Flow::Continue
+            }
+            Err(e) => {
+                self.lost(&e, file);
+                Flow::Halt
+            }
+        }
+    }
+
+    /// Counts outcomes as applied, or keeps them until the open transaction commits.
+    fn count(&mut self, outcomes: &[RecordOutcome]) {
+        if self.held.open() {
+            self.pending.extend_from_slice(outcomes);
+            return;
+        }
+        for outcome in self.pending.drain(..).chain(outcomes.iter().cloned()) {
+            self.report.applied(&outcome);
+        }
+    }
+
+    /// The store failed: what its open transaction held is gone.
+    fn lost(&mut self, e: &StoreError, file: &str) {
+        let mut message = e.to_string();
+        if !self.pending.is_empty() {
+            message.push_str(&format!(
+                "; the {} records applied since the last commit were rolled back, the records \
+                 before them stay; run the import again to apply the rest",
+                self.pending.len()
+            ));
+            self.pending.clear();
+        }
+        self.report
+            .fail(ReportError::general(e.code(), message, Some(file)));
+    }
+
     pub async fn batch(&mut self, batch: Batch<Validated>, file: &str) -> Flow {
+        let flow = self.read(batch, file).await;
+        if !self.group && self.commit(file).await == Flow::Halt {
+            return Flow::Halt;
+        }
+        flow
+    }
+
+    async fn read(&mut self, batch: Batch<Validated>, file: &str) -> Flow {
         match batch {
             Batch::Records(items) => self.chunk(items, file).await,
             Batch::End(warnings) => {
@@ -90,20 +155,23 @@ impl<'a, S: Store> Applier<'a, S> {
         let applied = if valid.is_empty() {
             Default::default()
         } else {
-            match self.store.apply_chunk(self.scope, &valid).await {
+            match self
+                .store
+                .apply_chunk(self.scope, &valid, &mut self.held)
+                .await
+            {
                 Ok(applied) => applied,
                 Err(e) => {
-                    self.report
-                        .fail(ReportError::general(e.code(), e.to_string(), Some(file)));
+                    self.lost(&e, file);
                     return Flow::Halt;
                 }
             }
         };
+        self.count(&applied.outcomes);
         for (item, outcome) in items.iter().zip(&applied.outcomes) {
             for w in &item.warnings {
                 self.report.warn(w);
             }
-            self.report.applied(outcome);
             if self.collect {
                 self.outcomes.push(Applied {
                     index: item.position.record_index.unwrap_or_default(),

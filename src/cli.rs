@@ -50,7 +50,7 @@ pub enum Command {
         /// Write the JSON report here.
         #[arg(long)]
         report_json: Option<PathBuf>,
-        /// Records per chunk and per transaction.
+        /// Records planned and written together (SQLite may commit several chunks at once).
         #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_parser = parse_chunk_size)]
         chunk_size: usize,
     },

@@ -4,9 +4,9 @@
 //! size.
 //!
 //! Records travel between stages in batches of at most [`BATCH`] and are applied in chunks of
-//! `chunk_size`, one transaction each: a bigger transaction writes each index page it touches
-//! once for more records (a phone index takes random inserts), without more records waiting
-//! in the channels.
+//! `chunk_size`. The store may hold a transaction across chunks ([`crate::store::Held`]): a
+//! bigger transaction writes each index page it touches once for more records (a phone index
+//! takes random inserts), without more records waiting in the channels.
 //!
 //! ```text
 //! Input ─bytes─▶ parse (blocking thread) ─Batch<Parsed>─▶ validate (rayon) ─Batch<Validated>─▶ apply (store)
@@ -33,7 +33,7 @@ use crate::validate::validate_chunk;
 pub const QUEUE: usize = 2;
 /// Records per batch handed from stage to stage (fewer when the chunk is smaller).
 pub const BATCH: usize = 1000;
-/// Records per chunk (and per transaction) unless a pipeline says otherwise.
+/// Records per chunk unless a pipeline says otherwise.
 pub const DEFAULT_CHUNK_SIZE: usize = 2500;
 
 /// What travels between stages: a chunk of records in document order, then either the end
@@ -142,12 +142,18 @@ pub async fn import_input<S: Store>(
     let stop = options.stop.clone();
     let chunk_size = options.chunk_size.max(1);
     let mut validated = spawn_stages(input, options);
-    let mut applier = Applier::new(store, scope, report, observer);
+    let mut applier = Applier::new(store, scope, report, observer).grouping();
     let mut flow = Flow::Continue;
     // Batches gathered into the next chunk; an invalid record ends a chunk early, since the
     // run halts after it.
     let mut chunk: Vec<Validated> = Vec::new();
     loop {
+        // A transaction stays open across chunks only while the next records are already
+        // waiting: it never holds the writer while the input stalls.
+        if validated.is_empty() && applier.commit(&file).await == Flow::Halt {
+            flow = Flow::Halt;
+            break;
+        }
         // A stop request wins over the next chunk; the chunk being applied always finishes,
         // records gathered for the next one are not applied.
         let next = tokio::select! {
@@ -188,6 +194,9 @@ pub async fn import_input<S: Store>(
     }
     // Dropping the receiver stops the stages upstream at their next send.
     drop(validated);
+    if applier.commit(&file).await == Flow::Halt {
+        flow = Flow::Halt;
+    }
     flow
 }
 

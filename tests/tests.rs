@@ -9,6 +9,7 @@ mod daemon;
 mod encodings;
 mod ftp_source;
 mod halt;
+mod held;
 mod http_source;
 mod in_chunk;
 mod mail;

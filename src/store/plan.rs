@@ -165,6 +165,22 @@ pub(super) struct Plan {
 }
 
 impl Plan {
+    /// Nothing to write: every planned record came back unchanged.
+    pub fn is_empty(&self) -> bool {
+        let d = &self.dirty;
+        d.premises.is_empty()
+            && d.accounts.is_empty()
+            && d.cards.is_empty()
+            && d.external_ids.is_empty()
+            && d.relinked.is_empty()
+    }
+
+    /// Premises, accounts, cards and external ids to write.
+    pub fn rows(&self) -> usize {
+        let d = &self.dirty;
+        d.premises.len() + d.accounts.len() + d.cards.len() + d.external_ids.len()
+    }
+
     /// Premises to insert or update, by external id.
     pub fn premises(&self) -> Vec<(&str, &PremiseRow)> {
         let d = &self.dirty.premises;

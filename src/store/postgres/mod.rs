@@ -18,8 +18,8 @@ use sqlx::{ConnectOptions, PgPool, Row};
 
 use super::plan;
 use super::{
-    Bearer, ChunkApplied, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store, StoreError,
-    TokenRow, Trigger, now,
+    Bearer, ChunkApplied, Held, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store,
+    StoreError, TokenRow, Trigger, now,
 };
 use crate::export::ExportLine;
 use crate::model::Record;
@@ -88,6 +88,7 @@ impl Store for PgStore {
         &self,
         scope: &Scope,
         records: &[&Record],
+        _held: &mut Held,
     ) -> Result<ChunkApplied, StoreError> {
         let mut tx = self.pool.begin().await?;
         // One writer per organization at a time: the table's reads stay true until commit.
@@ -98,6 +99,12 @@ impl Store for PgStore {
         let applied = plan::apply_chunk(&mut *tx, scope, records).await?;
         tx.commit().await?;
         Ok(applied)
+    }
+
+    /// Every chunk commits on its own: PostgreSQL writes its WAL per row change, not per
+    /// page a transaction dirtied, so holding a transaction open would buy nothing.
+    async fn commit(&self, _held: &mut Held) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> Result<bool, StoreError> {

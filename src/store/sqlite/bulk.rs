@@ -19,23 +19,35 @@ const BATCH: usize = 500;
 ///
 /// Look-ups of one kind of key do not depend on another's, so half of them run on the second
 /// connection at the same time (SQLite runs each connection's statements on its own thread).
-/// The second connection's read transaction begins after the chunk's `BEGIN IMMEDIATE` took
-/// the write lock, so until the chunk writes it sees exactly what the transaction sees;
-/// after a write (a run of records planned after the exact path), everything is read on the
+/// The second connection's read transaction begins after the transaction took the write
+/// lock, and it is only given while the transaction has written nothing, so it sees exactly
+/// what the transaction sees; from the first write on (an earlier chunk of the same
+/// transaction, or a run of records planned after the exact path) everything is read on the
 /// transaction.
 pub(super) struct Chunk<'c> {
     tx: &'c mut SqliteConnection,
-    reader: &'c mut SqliteConnection,
-    wrote: bool,
+    reader: Option<&'c mut SqliteConnection>,
+    /// Rows inserted or updated.
+    rows: usize,
 }
 
 impl<'c> Chunk<'c> {
-    pub fn new(tx: &'c mut SqliteConnection, reader: &'c mut SqliteConnection) -> Self {
+    pub fn new(tx: &'c mut SqliteConnection, reader: Option<&'c mut SqliteConnection>) -> Self {
         Chunk {
             tx,
             reader,
-            wrote: false,
+            rows: 0,
         }
+    }
+
+    /// The transaction has written something.
+    pub fn wrote(&self) -> bool {
+        self.reader.is_none()
+    }
+
+    /// Rows the chunk inserted or updated.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 }
 
@@ -44,14 +56,15 @@ impl Bulk for Chunk<'_> {
     async fn load(&mut self, scope: &Scope, keys: &Keys<'_>) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded::new(keys);
         let ((premises, cards, by_phone), (accounts, numbers, premise_refs, account_refs)) =
-            if self.wrote {
-                let c = client_side(self.tx, scope, keys).await?;
-                (c, account_side(self.tx, scope, keys).await?)
-            } else {
-                tokio::try_join!(
+            match self.reader.as_deref_mut() {
+                Some(reader) => tokio::try_join!(
                     client_side(self.tx, scope, keys),
-                    account_side(self.reader, scope, keys)
-                )?
+                    account_side(reader, scope, keys)
+                )?,
+                None => {
+                    let c = client_side(self.tx, scope, keys).await?;
+                    (c, account_side(self.tx, scope, keys).await?)
+                }
             };
         premises
             .into_iter()
@@ -76,14 +89,15 @@ impl Bulk for Chunk<'_> {
             loaded.number(number, source_id, source, ext);
         }
         let cards = loaded.card_ids();
-        let (premise_links, account_links) = if self.wrote {
-            let p = premise_links(self.tx, scope, &cards).await?;
-            (p, account_links(self.tx, scope, &cards).await?)
-        } else {
-            tokio::try_join!(
+        let (premise_links, account_links) = match self.reader.as_deref_mut() {
+            Some(reader) => tokio::try_join!(
                 premise_links(self.tx, scope, &cards),
-                account_links(self.reader, scope, &cards)
-            )?
+                account_links(reader, scope, &cards)
+            )?,
+            None => {
+                let p = premise_links(self.tx, scope, &cards).await?;
+                (p, account_links(self.tx, scope, &cards).await?)
+            }
         };
         for (card, premise, role) in premise_links {
             let role =
@@ -107,7 +121,11 @@ impl Bulk for Chunk<'_> {
 
     /// Writes everything the plan changed, in a few multi-row statements per table.
     async fn write(&mut self, scope: &Scope, plan: &Plan) -> Result<(), StoreError> {
-        self.wrote = true;
+        if plan.is_empty() {
+            return Ok(());
+        }
+        self.reader = None;
+        self.rows += plan.rows();
         let conn = &mut *self.tx;
         for part in plan.premises().chunks(BATCH) {
             let mut b = QueryBuilder::<Sqlite>::new(
@@ -242,7 +260,8 @@ impl Bulk for Chunk<'_> {
         scope: &Scope,
         record: &Record,
     ) -> Result<Result<RecordOutcome, Refusal>, StoreError> {
-        self.wrote = true;
+        self.reader = None;
+        self.rows += 1;
         super::record::apply(self.tx, scope, record).await
     }
 }

@@ -8,7 +8,9 @@
 use std::io::Write;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedMutexGuard;
 
 mod bulk;
 mod record;
@@ -19,8 +21,8 @@ use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
 
 use super::plan;
 use super::{
-    Bearer, ChunkApplied, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store, StoreError,
-    TokenRow, Trigger, now,
+    Bearer, ChunkApplied, Held, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store,
+    StoreError, TokenRow, Trigger, now,
 };
 use crate::export::ExportLine;
 use crate::model::Record;
@@ -120,6 +122,101 @@ impl SqliteStore {
             }
         });
     }
+
+    /// Plans and writes one chunk in `group`'s transaction.
+    async fn plan_in(
+        &self,
+        group: &mut Group,
+        scope: &Scope,
+        records: &[&Record],
+    ) -> Result<(ChunkApplied, usize), StoreError> {
+        // Begun after the write lock was taken, and only while the transaction has written
+        // nothing: the reader's snapshot is then exactly what the transaction sees.
+        let mut read = match group.wrote {
+            false => Some(self.pool.begin().await?),
+            true => None,
+        };
+        let Some(tx) = group.conn.as_deref_mut() else {
+            return Err(StoreError::Corrupt(
+                "the chunk's transaction has ended".into(),
+            ));
+        };
+        let mut chunk = bulk::Chunk::new(tx, read.as_deref_mut());
+        let applied = plan::apply_chunk(&mut chunk, scope, records).await?;
+        group.wrote |= chunk.wrote();
+        group.records += applied.outcomes.len();
+        let rows = chunk.rows();
+        if let Some(read) = read {
+            read.rollback().await?;
+        }
+        Ok((applied, rows))
+    }
+}
+
+/// Records after which a transaction held across chunks commits: at 20,000 SQLite alone
+/// wrote a 1M-pair import's clients in 5.3 s instead of 14.2 s (a commit every 2,500), and
+/// the whole import took 19.3 s instead of 24.4 s (README, "commits").
+const GROUP_RECORDS: usize = 20_000;
+/// The longest a transaction is held across chunks: other writers (a run's lease renewal,
+/// the API) wait for the writer meanwhile.
+const GROUP_TIME: Duration = Duration::from_secs(1);
+
+/// The writer while a transaction is open across chunks ([`Held`]).
+pub(crate) struct Group {
+    /// Taken when the transaction ends; still here on drop means it must roll back.
+    conn: Option<OwnedMutexGuard<SqliteConnection>>,
+    /// Records applied in it.
+    records: usize,
+    wrote: bool,
+    began: Instant,
+}
+
+impl Group {
+    /// IMMEDIATE takes the write lock up front: the plan's reads and the ids it hands out
+    /// stay valid until the commit.
+    async fn begin(writer: Arc<tokio::sync::Mutex<SqliteConnection>>) -> Result<Group, StoreError> {
+        let mut conn = writer.lock_owned().await;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        Ok(Group {
+            conn: Some(conn),
+            records: 0,
+            wrote: false,
+            began: Instant::now(),
+        })
+    }
+
+    async fn commit(mut self) -> Result<(), StoreError> {
+        if let Some(conn) = self.conn.as_deref_mut() {
+            // A failed COMMIT may leave the transaction open: the drop rolls it back.
+            sqlx::query("COMMIT").execute(conn).await?;
+            self.conn = None;
+        }
+        Ok(())
+    }
+
+    async fn rollback(mut self) {
+        if let Some(mut conn) = self.conn.take()
+            && let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await
+        {
+            tracing::warn!("rolling back a chunk's transaction: {e}");
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        // The writer stays locked until the rollback ran, so nobody begins inside it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                    tracing::warn!("rolling back an abandoned transaction: {e}");
+                }
+            });
+        }
+    }
 }
 
 /// A quarter of the writer's page cache, at least 1 MiB.
@@ -164,19 +261,41 @@ impl Store for SqliteStore {
         &self,
         scope: &Scope,
         records: &[&Record],
+        held: &mut Held,
     ) -> Result<ChunkApplied, StoreError> {
-        let mut conn = self.writer.lock().await;
-        // IMMEDIATE takes the write lock up front: the plan's reads and the ids it hands out
-        // stay valid until the commit.
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        // Begun after the write lock was taken: one snapshot, the one the chunk starts from.
-        let mut read = self.pool.begin().await?;
-        let applied =
-            plan::apply_chunk(&mut bulk::Chunk::new(&mut tx, &mut read), scope, records).await?;
-        read.rollback().await?;
-        tx.commit().await?;
-        self.checkpoint_behind();
+        let mut group = match held.0.take() {
+            Some(group) => group,
+            None => Group::begin(self.writer.clone()).await?,
+        };
+        let (applied, rows) = match self.plan_in(&mut group, scope, records).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                group.rollback().await;
+                return Err(e);
+            }
+        };
+        // Held only for chunks that write in bulk (a fresh import): a chunk that changed a
+        // few rows (a nightly re-import) commits few pages, and the next chunk, begun in a
+        // transaction that has written nothing, reads beside the writer again.
+        if applied.refused.is_some()
+            || rows * 4 < records.len()
+            || group.records >= GROUP_RECORDS
+            || group.began.elapsed() >= GROUP_TIME
+        {
+            group.commit().await?;
+            self.checkpoint_behind();
+        } else {
+            held.0 = Some(group);
+        }
         Ok(applied)
+    }
+
+    async fn commit(&self, held: &mut Held) -> Result<(), StoreError> {
+        if let Some(group) = held.0.take() {
+            group.commit().await?;
+            self.checkpoint_behind();
+        }
+        Ok(())
     }
 
     async fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> Result<bool, StoreError> {

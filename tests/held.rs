@@ -1,0 +1,188 @@
+//! A transaction the SQLite store holds across chunks: the report counts exactly what the
+//! database keeps — when a record halts the run inside the held transaction, and when the
+//! database fails in it.
+
+use std::sync::Arc;
+
+use crm_import::apply::{Applier, Flow};
+use crm_import::model::Validated;
+use crm_import::observe::Silent;
+use crm_import::parse::RecordReader;
+use crm_import::pipeline::Batch;
+use crm_import::report::RunReport;
+use crm_import::store::Store;
+use crm_import::validate::validate_chunk;
+
+use crate::common::*;
+
+/// Chunks of `size` validated records, as the pipeline hands them to the apply stage.
+fn chunks(xml: &str, size: usize) -> Vec<Vec<Validated>> {
+    let mut reader = RecordReader::from_bytes(Arc::from("held.xml"), xml.as_bytes());
+    let mut parsed = Vec::new();
+    while let Some(record) = reader.read_record().unwrap() {
+        parsed.push(record);
+    }
+    parsed
+        .chunks(size)
+        .map(|c| validate_chunk(c.to_vec()))
+        .collect()
+}
+
+/// Applies the chunks one after another without ever committing between them: the store
+/// decides alone when to commit, as in a fast import whose next chunk is always waiting.
+async fn apply(db: &Db, xml: &str) -> RunReport {
+    apply_in(db, xml, 5, true).await
+}
+
+/// `grouping` off: every chunk commits before the next begins.
+async fn apply_in(db: &Db, xml: &str, size: usize, grouping: bool) -> RunReport {
+    let scope = db.store.scope(ORG, SRC).await.unwrap();
+    let mut report = RunReport::default();
+    let mut applier = Applier::new(&db.store, &scope, &mut report, Arc::new(Silent));
+    if grouping {
+        applier = applier.grouping();
+    }
+    for chunk in chunks(xml, size) {
+        if applier.batch(Batch::Records(chunk), "held.xml").await == Flow::Halt {
+            break;
+        }
+    }
+    applier.commit("held.xml").await;
+    report
+}
+
+/// The clients in the database, by number.
+async fn kept(db: &Db) -> Vec<usize> {
+    let mut ids: Vec<usize> = db
+        .of_type(ORG, "client")
+        .await
+        .iter()
+        .map(|c| {
+            c["external_ids"][0]["id"].as_str().unwrap()[2..]
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test]
+async fn a_database_failure_loses_only_records_the_report_does_not_count() {
+    let db = Db::new().await;
+    if db.url.starts_with("sqlite:") {
+        db.execute(
+            "CREATE TRIGGER refuse_c23 BEFORE INSERT ON client_external_ids WHEN NEW.ext_id = 'C-23' \
+             BEGIN SELECT RAISE(ABORT, 'the disk is full'); END",
+        )
+        .await;
+    } else {
+        db.execute(
+            "CREATE FUNCTION refuse_c23() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN IF NEW.ext_id = 'C-23' THEN RAISE EXCEPTION 'the disk is full'; END IF; RETURN NEW; END $$",
+        )
+        .await;
+        db.execute(
+            "CREATE TRIGGER refuse_c23 BEFORE INSERT ON client_external_ids \
+             FOR EACH ROW EXECUTE FUNCTION refuse_c23()",
+        )
+        .await;
+    }
+    let report = apply(&db, &clients(1, 40)).await;
+    let error = report.error.as_ref().unwrap();
+    assert_eq!(error.code, "database");
+    assert!(
+        error.message.contains("the disk is full"),
+        "{}",
+        error.message
+    );
+    let stored = kept(&db).await;
+    // Exactly what the report counts is in the database, and it is a prefix of the input.
+    assert_eq!(report.records as usize, stored.len());
+    assert_eq!(stored, (1..=stored.len()).collect::<Vec<_>>());
+    if db.url.starts_with("sqlite:") {
+        // Chunks 1–4 were held with chunk 5 and rolled back with it; the report says so.
+        assert!(stored.is_empty(), "{stored:?}");
+        assert!(
+            error
+                .message
+                .contains("the 20 records applied since the last commit were rolled back"),
+            "{}",
+            error.message
+        );
+    } else {
+        // PostgreSQL commits every chunk.
+        assert_eq!(stored.len(), 20);
+    }
+
+    // What the message advises: once the database works again, the same input completes.
+    if db.url.starts_with("sqlite:") {
+        db.execute("DROP TRIGGER refuse_c23").await;
+    } else {
+        db.execute("DROP TRIGGER refuse_c23 ON client_external_ids")
+            .await;
+    }
+    let report = apply(&db, &clients(1, 40)).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(kept(&db).await, (1..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_halt_inside_a_held_transaction_commits_the_records_before_it() {
+    let db = Db::new().await;
+    let mut xml = clients(1, 40);
+    xml = xml.replace("+79160000023", "не телефон");
+    let report = apply(&db, &xml).await;
+    let error = report.error.as_ref().unwrap();
+    assert_eq!(
+        (error.code.as_str(), error.record_id.as_deref()),
+        ("invalid_phone", Some("C-23"))
+    );
+    assert_eq!(report.records, 22);
+    assert_eq!(kept(&db).await, (1..=22).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn chunks_of_one_held_transaction_see_each_others_writes() {
+    // Premises in the first chunks, clients after them referring back; phones shared across
+    // chunks (external ids added to cards created chunks earlier), a client repeated with
+    // another name (updated).
+    let premises: String = (1..=8)
+        .map(|i| {
+            premise(
+                &format!("P-{i}"),
+                &[(&format!("A-{i}"), &format!("{}", 100 + i))],
+            )
+        })
+        .collect();
+    let clients: String = (1..=14)
+        .map(|i| {
+            let phone = format!("+7916000000{}", i % 5);
+            let name = if i == 13 {
+                "Повтор".to_string()
+            } else {
+                format!("Клиент {i}")
+            };
+            let id = if i == 13 {
+                "C-3".to_string()
+            } else {
+                format!("C-{i}")
+            };
+            let links = format!(
+                "<premise ref=\"P-{}\" role=\"owner\"/><account ref=\"A-{}\"/>",
+                i % 8 + 1,
+                i % 8 + 1
+            );
+            client(&id, &name, Some(&phone), &links)
+        })
+        .collect();
+    let xml = doc(&premises, &clients);
+
+    let held = Db::new().await;
+    let report = apply_in(&held, &xml, 3, true).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let one_by_one = Db::new().await;
+    let expected = apply_in(&one_by_one, &xml, 1, false).await;
+    assert_eq!(report.counts, expected.counts);
+    assert_eq!(held.export(ORG).await, one_by_one.export(ORG).await);
+}
