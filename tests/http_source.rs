@@ -159,3 +159,52 @@ async fn several_addresses_stop_at_the_first_that_fails() {
         "the third file is untouched"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_download_leaves_what_arrived_committed() {
+    // 100 clients arrive, then the server waits until the test has seen them in the
+    // database: an import must not keep them in an open transaction (holding the writer
+    // from the API and lease renewals) while its input stalls.
+    let full = clients(1, 200);
+    let cut = full.find("<client id=\"C-101\">").unwrap();
+    let (first, rest) = (full[..cut].to_owned(), full[cut..].to_owned());
+    let go = std::sync::Arc::new(tokio::sync::Notify::new());
+    let released = go.clone();
+    let router = Router::new().route(
+        "/slow.xml",
+        get(move || {
+            let (first, rest, released) = (first.clone(), rest.clone(), released.clone());
+            async move {
+                let body = stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(
+                    stream::once(async move {
+                        released.notified().await;
+                        Ok(rest)
+                    }),
+                );
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "application/xml")
+                    .body(Body::from_stream(body))
+                    .unwrap()
+            }
+        }),
+    );
+    let base = serve(router).await;
+    let db = Db::new().await;
+    let watch = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let seen = loop {
+            let n = db.of_type(ORG, "client").await.len();
+            if n >= 100 || std::time::Instant::now() > deadline {
+                break n;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        go.notify_one();
+        seen
+    };
+    let files = [format!("{base}/slow.xml")];
+    let (report, seen) = tokio::join!(db.import_files(ORG, SRC, &files, 50), watch);
+    assert_eq!(seen, 100, "clients committed while the download stalled");
+    assert!(report.is_ok(), "{}", report.summary());
+    assert_eq!(db.of_type(ORG, "client").await.len(), 200);
+}
