@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use crm_import::apply::{Applier, Flow};
-use crm_import::model::Validated;
+use crm_import::model::{Record, Validated};
 use crm_import::observe::Silent;
 use crm_import::parse::RecordReader;
 use crm_import::pipeline::Batch;
 use crm_import::report::RunReport;
-use crm_import::store::Store;
+use crm_import::store::{Held, Store};
 use crm_import::validate::validate_chunk;
 
 use crate::common::*;
@@ -185,4 +185,31 @@ async fn chunks_of_one_held_transaction_see_each_others_writes() {
     let expected = apply_in(&one_by_one, &xml, 1, false).await;
     assert_eq!(report.counts, expected.counts);
     assert_eq!(held.export(ORG).await, one_by_one.export(ORG).await);
+}
+
+#[tokio::test]
+async fn an_abandoned_held_transaction_rolls_back_and_frees_the_writer() {
+    let db = Db::new().await;
+    let scope = db.store.scope(ORG, SRC).await.unwrap();
+    let chunk = chunks(&clients(1, 5), 5).remove(0);
+    let records: Vec<&Record> = chunk.iter().map(|v| v.body.as_ref().unwrap()).collect();
+    let mut held = Held::default();
+    db.store
+        .apply_chunk(&scope, &records, &mut held)
+        .await
+        .unwrap();
+    let was_held = held.open();
+    // Dropped without a commit, as when a run's task is cancelled.
+    drop(held);
+    // The writer is free again, and nothing of the abandoned transaction is left.
+    let report = apply(&db, &clients(6, 10)).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    if db.url.starts_with("sqlite:") {
+        assert!(was_held);
+        assert_eq!(kept(&db).await, (6..=10).collect::<Vec<_>>());
+    } else {
+        // PostgreSQL committed the chunk before returning.
+        assert!(!was_held);
+        assert_eq!(kept(&db).await, (1..=10).collect::<Vec<_>>());
+    }
 }

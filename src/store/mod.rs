@@ -321,7 +321,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            cache_mib: 16,
+            cache_mib: 12,
             lease_secs: 60,
         }
     }
