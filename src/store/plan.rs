@@ -165,17 +165,8 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    /// Nothing to write: every planned record came back unchanged.
-    pub fn is_empty(&self) -> bool {
-        let d = &self.dirty;
-        d.premises.is_empty()
-            && d.accounts.is_empty()
-            && d.cards.is_empty()
-            && d.external_ids.is_empty()
-            && d.relinked.is_empty()
-    }
-
-    /// Premises, accounts, cards and external ids to write.
+    /// Premises, accounts, cards and external ids to write; none when every planned record
+    /// came back unchanged (a relinked card is among the cards).
     pub fn rows(&self) -> usize {
         let d = &self.dirty;
         d.premises.len() + d.accounts.len() + d.cards.len() + d.external_ids.len()

@@ -121,7 +121,7 @@ impl Bulk for Chunk<'_> {
 
     /// Writes everything the plan changed, in a few multi-row statements per table.
     async fn write(&mut self, scope: &Scope, plan: &Plan) -> Result<(), StoreError> {
-        if plan.is_empty() {
+        if plan.rows() == 0 {
             return Ok(());
         }
         self.reader = None;
