@@ -231,18 +231,23 @@ impl Plan {
 }
 
 /// The keys a run of records touches, borrowed from the records.
+/// A run's keys of one kind, once each, in the order the records name them: an export
+/// lists its records by external id more often than not, and a sorted list costs the
+/// look-ups' sort nothing.
+pub(super) type KeySet<'r> = indexmap::IndexSet<&'r str, rustc_hash::FxBuildHasher>;
+
 #[derive(Default)]
 pub(super) struct Keys<'r> {
     /// Premises and accounts the run writes: their whole rows are compared.
-    pub premises: HashSet<&'r str>,
-    pub accounts: HashSet<&'r str>,
+    pub premises: KeySet<'r>,
+    pub accounts: KeySet<'r>,
     /// Premises and accounts that clients only refer to: only their ids are needed, which
     /// the external-id index alone answers, without reading the rows.
-    pub premise_refs: HashSet<&'r str>,
-    pub account_refs: HashSet<&'r str>,
-    pub numbers: HashSet<&'r str>,
-    pub clients: HashSet<&'r str>,
-    pub phones: HashSet<&'r str>,
+    pub premise_refs: KeySet<'r>,
+    pub account_refs: KeySet<'r>,
+    pub numbers: KeySet<'r>,
+    pub clients: KeySet<'r>,
+    pub phones: KeySet<'r>,
 }
 
 impl<'r> Keys<'r> {

@@ -6,11 +6,12 @@
 //! could create at most: other organizations write at the same time under their own lock,
 //! so `max(id) + 1` is not free here. Unused ids leave gaps, as any rolled-back insert does.
 
-use rustc_hash::FxHashSet as HashSet;
 use sqlx::PgConnection;
 
 use crate::model::{Record, RecordOutcome, Role};
-use crate::store::plan::{AccountRow, Bulk, CardFound, Ids, Keys, Loaded, Plan, PremiseRow};
+use crate::store::plan::{
+    AccountRow, Bulk, CardFound, Ids, KeySet, Keys, Loaded, Plan, PremiseRow,
+};
 use crate::store::{Refusal, Scope, StoreError};
 
 /// Called on the chunk's transaction, which holds the organization's advisory lock.
@@ -334,7 +335,7 @@ async fn ids_by_ext(
     conn: &mut PgConnection,
     scope: &Scope,
     table: &str,
-    keys: &HashSet<&str>,
+    keys: &KeySet<'_>,
 ) -> Result<Vec<(String, i64)>, StoreError> {
     if keys.is_empty() {
         return Ok(Vec::new());
@@ -348,7 +349,7 @@ async fn ids_by_ext(
     Ok(rows)
 }
 
-fn texts<'k>(keys: &HashSet<&'k str>) -> Vec<&'k str> {
+fn texts<'k>(keys: &KeySet<'k>) -> Vec<&'k str> {
     keys.iter().copied().collect()
 }
 
