@@ -108,6 +108,8 @@ impl<R: Read> Read for LineCounter<R> {
 }
 
 impl<R: Read> BufRead for LineCounter<R> {
+    /// Inlined: the tokenizer asks for the buffer several times per event.
+    #[inline]
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.start == self.end {
             // The buffer is about to be reused: count what it holds first, and settle
@@ -134,6 +136,7 @@ impl<R: Read> BufRead for LineCounter<R> {
         Ok(&self.buf[self.start..self.end])
     }
 
+    #[inline]
     fn consume(&mut self, amt: usize) {
         self.start = (self.start + amt).min(self.end);
     }

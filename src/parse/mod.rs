@@ -535,7 +535,10 @@ impl<R: Read> RecordReader<R> {
             return Ok(());
         }
         let value = self.text.trim();
-        if self.text.len() >= MAX_FIELD_BYTES || value.chars().count() > MAX_FIELD_CHARS {
+        // A character is at least one byte: only a field of more bytes than the limit has
+        // its characters counted.
+        let too_long = value.len() > MAX_FIELD_CHARS && value.chars().count() > MAX_FIELD_CHARS;
+        if self.text.len() >= MAX_FIELD_BYTES || too_long {
             rec.fail(
                 Code::FieldTooLong,
                 format!("the field is longer than {MAX_FIELD_CHARS} characters"),
