@@ -230,12 +230,12 @@ impl Plan {
     }
 }
 
-/// The keys a run of records touches, borrowed from the records.
 /// A run's keys of one kind, once each, in the order the records name them: an export
 /// lists its records by external id more often than not, and a sorted list costs the
 /// look-ups' sort nothing.
 pub(super) type KeySet<'r> = indexmap::IndexSet<&'r str, rustc_hash::FxBuildHasher>;
 
+/// The keys a run of records touches, borrowed from the records.
 #[derive(Default)]
 pub(super) struct Keys<'r> {
     /// Premises and accounts the run writes: their whole rows are compared.
