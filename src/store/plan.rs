@@ -235,6 +235,11 @@ impl Plan {
 /// look-ups' sort nothing.
 pub(super) type KeySet<'r> = indexmap::IndexSet<&'r str, rustc_hash::FxBuildHasher>;
 
+/// A key set as the list a look-up binds.
+pub(super) fn listed<'r>(keys: &KeySet<'r>) -> Vec<&'r str> {
+    keys.iter().copied().collect()
+}
+
 /// The keys a run of records touches, borrowed from the records.
 #[derive(Default)]
 pub(super) struct Keys<'r> {

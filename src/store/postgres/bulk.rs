@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 
 use crate::model::{Record, RecordOutcome, Role};
 use crate::store::plan::{
-    AccountRow, Bulk, CardFound, Ids, KeySet, Keys, Loaded, Plan, PremiseRow,
+    AccountRow, Bulk, CardFound, Ids, KeySet, Keys, Loaded, Plan, PremiseRow, listed,
 };
 use crate::store::{Refusal, Scope, StoreError};
 
@@ -24,7 +24,7 @@ impl Bulk for PgConnection {
                FROM premises WHERE source_id = $1 AND ext_id = ANY($2)",
         )
         .bind(scope.source_id)
-        .bind(texts(&keys.premises))
+        .bind(listed(&keys.premises))
         .fetch_all(&mut *conn)
         .await?;
         for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in rows
@@ -47,7 +47,7 @@ impl Bulk for PgConnection {
            FROM accounts WHERE source_id = $1 AND ext_id = ANY($2)",
         )
         .bind(scope.source_id)
-        .bind(texts(&keys.accounts))
+        .bind(listed(&keys.accounts))
         .fetch_all(&mut *conn)
         .await?;
         for (ext, id, premise_id, number, area, residents) in rows {
@@ -88,7 +88,7 @@ impl Bulk for PgConnection {
           WHERE x.source_id = $1 AND x.ext_id = ANY($2)",
         )
         .bind(scope.source_id)
-        .bind(texts(&keys.clients))
+        .bind(listed(&keys.clients))
         .fetch_all(&mut *conn)
         .await?;
         for (ext, id, phone, logged_in, name, email) in rows {
@@ -343,14 +343,10 @@ async fn ids_by_ext(
     let sql = format!("SELECT ext_id, id FROM {table} WHERE source_id = $1 AND ext_id = ANY($2)");
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(scope.source_id)
-        .bind(texts(keys))
+        .bind(listed(keys))
         .fetch_all(&mut *conn)
         .await?;
     Ok(rows)
-}
-
-fn texts<'k>(keys: &KeySet<'k>) -> Vec<&'k str> {
-    keys.iter().copied().collect()
 }
 
 fn count(n: usize) -> Result<i64, StoreError> {
