@@ -686,16 +686,16 @@ fn parse_rows<T: serde::de::DeserializeOwned>(json: &str) -> Result<Vec<T>, Stor
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("batched rows: {e}")))
 }
 
-/// An area as it crosses the JSON: its hundredths as an integer where that gives back the
-/// same f64 (areas are written with two decimals at most), else `quote()`'s text, which
-/// parses back to the same f64 (JSON's own 15 digits would not). Formatting a REAL as text
-/// is slow in SQLite: it took longer than reading the rest of a premise's row.
+/// An area as it crosses the JSON: its hundredths as an integer where they give back the
+/// same f64 (areas rarely have more than two decimals), else `quote()`'s text, which parses
+/// back to the same f64 (JSON's own 15 digits would not). Formatting a REAL as text is slow
+/// in SQLite: it took longer than reading the rest of a premise's row.
 const AREA: &str = "iif(area IS NULL, NULL, \
     iif(abs(area) < 1e13 AND round(area * 100) / 100.0 = area, \
         CAST(round(area * 100) AS INTEGER), quote(area)))";
 
-/// A REAL column selected as [`AREA`] selects an area. The division is the one SQLite
-/// checked, on the same integer (below 2^53, so exact as an f64): the same f64 comes out.
+/// An area as [`AREA`] selects it. Hundredths are divided as SQLite divided them when it
+/// checked them, on the same integer (below 2^53, so exact as an f64): the same f64 comes out.
 struct Real(f64);
 
 impl<'de> serde::Deserialize<'de> for Real {
