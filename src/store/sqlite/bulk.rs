@@ -2,7 +2,8 @@
 //! through `json_each`, multi-row writes.
 
 use rustc_hash::FxHashSet as HashSet;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, AssertSqlSafe, QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::model::{Record, RecordOutcome, Role};
 use crate::store::plan::{
@@ -153,15 +154,14 @@ impl Bulk for Chunk<'_> {
             .chain(premise_links.chunks(BATCH).map(Part::PremiseLinks))
             .chain(account_links.chunks(BATCH).map(Part::AccountLinks));
         let mut statements = parts.map(|part| part.statement(scope));
-        let mut next = statements.next();
-        while let Some((mut b, persistent)) = next {
+        let mut next = statements.next().transpose()?;
+        while let Some((s, persistent)) = next {
+            let query = sqlx::query_with(AssertSqlSafe(s.sql), s.args).persistent(persistent);
             // `join` polls in order: the statement goes to the worker before the next is built.
-            let (done, following) = futures::join!(
-                b.build().persistent(persistent).execute(&mut *conn),
-                async { statements.next() }
-            );
+            let (done, following) =
+                futures::join!(query.execute(&mut *conn), async { statements.next() });
             done?;
-            next = following;
+            next = following.transpose()?;
         }
         Ok(())
     }
@@ -191,111 +191,147 @@ enum Part<'p> {
 
 impl<'p> Part<'p> {
     /// The statement, and whether to keep it prepared: only full-size ones recur.
-    fn statement(self, scope: &Scope) -> (QueryBuilder<Sqlite>, bool) {
+    fn statement(self, scope: &Scope) -> Result<(Statement, bool), StoreError> {
         let (org, source) = (scope.org_id, scope.source_id);
-        match self {
+        let s = match self {
             Part::Premises(rows) => {
-                let mut b = QueryBuilder::new(
+                let mut s = Statement::rows(
                     "INSERT INTO premises (id, org_id, source_id, ext_id, address, number, kind, floor, entrance, rooms, area,
-                                           cadastral_number) ",
-                );
-                b.push_values(rows, |mut row, &(ext, p)| {
-                    row.push_bind(p.id)
-                        .push_bind(org)
-                        .push_bind(source)
-                        .push_bind(ext)
-                        .push_bind(p.address.as_str())
-                        .push_bind(p.number.as_str())
-                        .push_bind(p.kind.as_str())
-                        .push_bind(p.floor)
-                        .push_bind(p.entrance)
-                        .push_bind(p.rooms)
-                        .push_bind(p.area)
-                        .push_bind(p.cadastral_number.as_deref());
-                });
-                b.push(
+                                           cadastral_number) VALUES ",
+                    "(?,?,?,?,?,?,?,?,?,?,?,?)",
+                    rows.len(),
                     " ON CONFLICT (id) DO UPDATE SET address = excluded.address, number = excluded.number, kind = excluded.kind,
                        floor = excluded.floor, entrance = excluded.entrance, rooms = excluded.rooms, area = excluded.area,
                        cadastral_number = excluded.cadastral_number",
                 );
-                (b, rows.len() == BATCH)
+                for &(ext, p) in rows {
+                    s.bind(p.id)?.bind(org)?.bind(source)?.bind(ext)?;
+                    s.bind(p.address.as_str())?.bind(p.number.as_str())?;
+                    s.bind(p.kind.as_str())?.bind(p.floor)?.bind(p.entrance)?;
+                    s.bind(p.rooms)?.bind(p.area)?;
+                    s.bind(p.cadastral_number.as_deref())?;
+                }
+                s
             }
             Part::Accounts(rows) => {
-                let mut b = QueryBuilder::new(
-                    "INSERT INTO accounts (id, org_id, source_id, ext_id, premise_id, number, area, residents) ",
-                );
-                b.push_values(rows, |mut row, &(ext, a)| {
-                    row.push_bind(a.id)
-                        .push_bind(org)
-                        .push_bind(source)
-                        .push_bind(ext)
-                        .push_bind(a.premise_id)
-                        .push_bind(a.number.as_str())
-                        .push_bind(a.area)
-                        .push_bind(a.residents);
-                });
-                b.push(
+                let mut s = Statement::rows(
+                    "INSERT INTO accounts (id, org_id, source_id, ext_id, premise_id, number, area, residents) VALUES ",
+                    "(?,?,?,?,?,?,?,?)",
+                    rows.len(),
                     " ON CONFLICT (id) DO UPDATE SET premise_id = excluded.premise_id, area = excluded.area,
                        residents = excluded.residents",
                 );
-                (b, rows.len() == BATCH)
+                for &(ext, a) in rows {
+                    s.bind(a.id)?.bind(org)?.bind(source)?.bind(ext)?;
+                    s.bind(a.premise_id)?.bind(a.number.as_str())?;
+                    s.bind(a.area)?.bind(a.residents)?;
+                }
+                s
             }
             Part::Cards(rows) => {
-                let mut b =
-                    QueryBuilder::new("INSERT INTO clients (id, org_id, name, phone, email) ");
-                b.push_values(rows, |mut row, &(id, c)| {
-                    row.push_bind(id)
-                        .push_bind(org)
-                        .push_bind(c.name.as_str())
-                        .push_bind(c.phone.as_deref())
-                        .push_bind(c.email.as_deref());
-                });
-                b.push(
+                let mut s = Statement::rows(
+                    "INSERT INTO clients (id, org_id, name, phone, email) VALUES ",
+                    "(?,?,?,?,?)",
+                    rows.len(),
                     " ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email",
                 );
-                (b, rows.len() == BATCH)
+                for &(id, c) in rows {
+                    s.bind(id)?.bind(org)?.bind(c.name.as_str())?;
+                    s.bind(c.phone.as_deref())?.bind(c.email.as_deref())?;
+                }
+                s
             }
             Part::ExternalIds(rows) => {
-                let mut b = QueryBuilder::new(
-                    "INSERT INTO client_external_ids (source_id, ext_id, client_id) ",
+                let mut s = Statement::rows(
+                    "INSERT INTO client_external_ids (source_id, ext_id, client_id) VALUES ",
+                    "(?,?,?)",
+                    rows.len(),
+                    "",
                 );
-                b.push_values(rows, |mut row, (ext, id)| {
-                    row.push_bind(source).push_bind(ext.as_str()).push_bind(*id);
-                });
-                (b, rows.len() == BATCH)
+                for (ext, id) in rows {
+                    s.bind(source)?.bind(ext.as_str())?.bind(*id)?;
+                }
+                s
             }
             Part::Unlink(table, cards) => {
-                let mut b = QueryBuilder::new(format!("DELETE FROM {table} WHERE source_id = "));
-                b.push_bind(source).push(" AND client_id IN (");
-                let mut ids = b.separated(", ");
-                for id in cards {
-                    ids.push_bind(*id);
+                let mut s = Statement::rows(
+                    &format!("DELETE FROM {table} WHERE source_id = ? AND client_id IN ("),
+                    "?",
+                    cards.len(),
+                    ")",
+                );
+                s.bind(source)?;
+                for &id in cards {
+                    s.bind(id)?;
                 }
-                b.push(")");
-                (b, cards.len() == BATCH)
+                s
             }
             Part::PremiseLinks(rows) => {
-                let mut b = QueryBuilder::new(
-                    "INSERT INTO client_premises (client_id, premise_id, source_id, role) ",
+                let mut s = Statement::rows(
+                    "INSERT INTO client_premises (client_id, premise_id, source_id, role) VALUES ",
+                    "(?,?,?,?)",
+                    rows.len(),
+                    "",
                 );
-                b.push_values(rows, |mut row, &(card, premise, role)| {
-                    row.push_bind(card)
-                        .push_bind(premise)
-                        .push_bind(source)
-                        .push_bind(role.as_str());
-                });
-                (b, rows.len() == BATCH)
+                for &(card, premise, role) in rows {
+                    s.bind(card)?.bind(premise)?.bind(source)?;
+                    s.bind(role.as_str())?;
+                }
+                s
             }
             Part::AccountLinks(rows) => {
-                let mut b = QueryBuilder::new(
-                    "INSERT INTO client_accounts (client_id, account_id, source_id) ",
+                let mut s = Statement::rows(
+                    "INSERT INTO client_accounts (client_id, account_id, source_id) VALUES ",
+                    "(?,?,?)",
+                    rows.len(),
+                    "",
                 );
-                b.push_values(rows, |mut row, &(card, account)| {
-                    row.push_bind(card).push_bind(account).push_bind(source);
-                });
-                (b, rows.len() == BATCH)
+                for &(card, account) in rows {
+                    s.bind(card)?.bind(account)?.bind(source)?;
+                }
+                s
             }
+        };
+        let persistent = s.rows == BATCH;
+        Ok((s, persistent))
+    }
+}
+
+/// A multi-row statement's text and values, put together directly: sqlx's `QueryBuilder`
+/// writes every placeholder and separator through `fmt::write`, and building a fresh
+/// import's writes that way took 9.4 % of its instructions (50,000 pairs under callgrind;
+/// 3.7 % this way).
+struct Statement {
+    sql: String,
+    args: SqliteArguments,
+    rows: usize,
+}
+
+impl Statement {
+    /// `head row,row,… tail`, for `rows` times the values of `row`'s placeholders.
+    fn rows(head: &str, row: &str, rows: usize, tail: &str) -> Statement {
+        let mut sql = String::with_capacity(head.len() + rows * (row.len() + 1) + tail.len());
+        sql.push_str(head);
+        for i in 0..rows {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(row);
         }
+        sql.push_str(tail);
+        let mut args = SqliteArguments::default();
+        args.reserve(rows * row.matches('?').count(), 0);
+        Statement { sql, args, rows }
+    }
+
+    fn bind<'t, T>(&mut self, value: T) -> Result<&mut Self, StoreError>
+    where
+        T: sqlx::Encode<'t, Sqlite> + sqlx::Type<Sqlite>,
+    {
+        self.args
+            .add(value)
+            .map_err(|e| StoreError::Corrupt(format!("binding a value: {e}")))?;
+        Ok(self)
     }
 }
 
@@ -740,6 +776,56 @@ type CardJson = (String, i64, Option<String>, i64, String, Option<String>);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SQLite binds a missing value as NULL and sqlx lets it: a row one value short would
+    /// shift every row after it, not fail.
+    #[test]
+    fn every_statement_binds_one_value_per_placeholder() {
+        let scope = Scope {
+            org_id: 1,
+            source_id: 2,
+            org: "uo-1".into(),
+            source: "1c".into(),
+            run_id: None,
+        };
+        let premise = PremiseRow {
+            id: 1,
+            address: "ул. Ленина, 1".into(),
+            number: "1".into(),
+            kind: "flat".into(),
+            floor: Some(1),
+            entrance: None,
+            rooms: Some(2),
+            area: Some(54.3),
+            cadastral_number: None,
+        };
+        let account = AccountRow {
+            id: 1,
+            premise_id: 1,
+            number: "100".into(),
+            area: None,
+            residents: Some(3),
+        };
+        let premises = [("P-1", &premise), ("P-2", &premise)];
+        let accounts = [("A-1", &account), ("A-2", &account)];
+        let external = [("C-1".to_owned(), 1), ("C-2".to_owned(), 2)];
+        let cards = [1, 2, 3];
+        let premise_links = [(1, 1, Role::Owner), (2, 1, Role::Resident)];
+        let account_links = [(1, 1), (2, 1)];
+        let parts = [
+            Part::Premises(&premises),
+            Part::Accounts(&accounts),
+            Part::ExternalIds(&external),
+            Part::Unlink("client_premises", &cards),
+            Part::PremiseLinks(&premise_links),
+            Part::AccountLinks(&account_links),
+        ];
+        for part in parts {
+            let (s, persistent) = part.statement(&scope).unwrap();
+            assert_eq!(s.sql.matches('?').count(), s.args.len(), "{}", s.sql);
+            assert!(!persistent);
+        }
+    }
 
     /// Whole hundredths come as integers, anything finer as text; both give back the very
     /// f64 that was stored, or an unchanged premise would be rewritten (or a changed one
