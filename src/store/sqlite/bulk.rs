@@ -328,9 +328,8 @@ impl Statement {
     where
         T: sqlx::Encode<'t, Sqlite> + sqlx::Type<Sqlite>,
     {
-        self.args
-            .add(value)
-            .map_err(|e| StoreError::Corrupt(format!("binding a value: {e}")))?;
+        // Where sqlx would report a value it cannot encode: a database error, not bad data.
+        self.args.add(value).map_err(sqlx::Error::Encode)?;
         Ok(self)
     }
 }
