@@ -142,9 +142,10 @@ pub(super) struct CardRow {
 #[derive(Default)]
 struct Dirty {
     premises: Vec<String>,
-    premises_seen: HashSet<String>,
+    /// Premises in `premises`, and whether each is new to the database.
+    premises_seen: HashMap<String, bool>,
     accounts: Vec<String>,
-    accounts_seen: HashSet<String>,
+    accounts_seen: HashMap<String, bool>,
     cards: Vec<i64>,
     cards_seen: HashSet<i64>,
     new_cards: HashSet<i64>,
@@ -192,6 +193,21 @@ impl Plan {
     pub fn cards(&self) -> Vec<(i64, &CardRow)> {
         let d = &self.dirty.cards;
         d.iter().map(|id| (*id, &self.cards[id])).collect()
+    }
+
+    /// Whether a premise to write is new to the database rather than a stored one changed.
+    pub fn new_premise(&self, ext: &str) -> bool {
+        self.dirty.premises_seen.get(ext) == Some(&true)
+    }
+
+    /// Whether an account to write is new to the database rather than a stored one changed.
+    pub fn new_account(&self, ext: &str) -> bool {
+        self.dirty.accounts_seen.get(ext) == Some(&true)
+    }
+
+    /// Whether a card to write is new to the database rather than a stored one changed.
+    pub fn new_card(&self, id: i64) -> bool {
+        self.dirty.new_cards.contains(&id)
     }
 
     /// External ids to add: (external id, card).
@@ -570,6 +586,7 @@ impl Loaded {
                 &mut self.dirty.premises,
                 &mut self.dirty.premises_seen,
                 &p.id,
+                outcome == Outcome::Created,
             );
         }
         let mut accounts = Vec::with_capacity(p.accounts.len());
@@ -612,6 +629,7 @@ impl Loaded {
                     &mut self.dirty.accounts,
                     &mut self.dirty.accounts_seen,
                     &a.id,
+                    outcome == Outcome::Created,
                 );
             }
             accounts.push(outcome);
@@ -762,9 +780,11 @@ fn card(id: i64, state: &CardRow) -> Card {
     }
 }
 
-fn touch(order: &mut Vec<String>, seen: &mut HashSet<String>, key: &str) {
-    if !seen.contains(key) {
-        seen.insert(key.to_owned());
+/// Adds a row to write once, in first-touch order; it is new to the database when its
+/// first touch created it (a later touch in the same chunk only changes what is inserted).
+fn touch(order: &mut Vec<String>, seen: &mut HashMap<String, bool>, key: &str, created: bool) {
+    if !seen.contains_key(key) {
+        seen.insert(key.to_owned(), created);
         order.push(key.to_owned());
     }
 }

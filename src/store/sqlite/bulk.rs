@@ -134,16 +134,17 @@ impl Bulk for Chunk<'_> {
         self.reader = None;
         self.rows += plan.rows();
         let conn = &mut *self.tx;
-        let premises = plan.premises();
-        let accounts = plan.accounts();
-        let cards = plan.cards();
+        let (premises, stored_premises): (Vec<_>, Vec<_>) =
+            (plan.premises().into_iter()).partition(|(ext, _)| plan.new_premise(ext));
+        let (accounts, stored_accounts): (Vec<_>, Vec<_>) =
+            (plan.accounts().into_iter()).partition(|(ext, _)| plan.new_account(ext));
+        let (cards, stored_cards): (Vec<_>, Vec<_>) =
+            (plan.cards().into_iter()).partition(|&(id, _)| plan.new_card(id));
         let premise_links = plan.premise_links();
         let account_links = plan.account_links();
-        let parts = premises
-            .chunks(BATCH)
-            .map(Part::Premises)
-            .chain(accounts.chunks(BATCH).map(Part::Accounts))
-            .chain(cards.chunks(BATCH).map(Part::Cards))
+        let parts = (new_then_stored(&premises, &stored_premises, Part::Premises))
+            .chain(new_then_stored(&accounts, &stored_accounts, Part::Accounts))
+            .chain(new_then_stored(&cards, &stored_cards, Part::Cards))
             .chain(plan.external_ids().chunks(BATCH).map(Part::ExternalIds))
             .chain(plan.relinked().chunks(BATCH).flat_map(|part| {
                 [
@@ -177,11 +178,35 @@ impl Bulk for Chunk<'_> {
     }
 }
 
+/// Whether a part's rows are new to the database, or stored rows that changed.
+///
+/// New rows go in with `INSERT OR FAIL`: with the default `ABORT`, a multi-row statement
+/// that may fail halfway copies every page it is about to change into a statement journal
+/// first, to undo its own rows — about a page per client for the random phone index. A
+/// chunk's failure rolls its whole transaction back anyway, so nothing is left half-done.
+/// An upsert cannot go without it (its update clause always aborts), so only changed rows
+/// take one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum New {
+    Yes,
+    No,
+}
+
+/// Statements of at most `BATCH` rows, for the new rows and then the stored ones.
+fn new_then_stored<'p, T>(
+    new: &'p [T],
+    stored: &'p [T],
+    part: fn(&'p [T], New) -> Part<'p>,
+) -> impl Iterator<Item = Part<'p>> {
+    (new.chunks(BATCH).map(move |rows| part(rows, New::Yes)))
+        .chain(stored.chunks(BATCH).map(move |rows| part(rows, New::No)))
+}
+
 /// One multi-row statement's worth of a plan's rows.
 enum Part<'p> {
-    Premises(&'p [(&'p str, &'p PremiseRow)]),
-    Accounts(&'p [(&'p str, &'p AccountRow)]),
-    Cards(&'p [(i64, &'p CardRow)]),
+    Premises(&'p [(&'p str, &'p PremiseRow)], New),
+    Accounts(&'p [(&'p str, &'p AccountRow)], New),
+    Cards(&'p [(i64, &'p CardRow)], New),
     ExternalIds(&'p [(String, i64)]),
     /// Deletes this source's links of relinked cards from one link table.
     Unlink(&'static str, &'p [i64]),
@@ -194,15 +219,15 @@ impl<'p> Part<'p> {
     fn statement(self, scope: &Scope) -> Result<(Statement, bool), StoreError> {
         let (org, source) = (scope.org_id, scope.source_id);
         let s = match self {
-            Part::Premises(rows) => {
+            Part::Premises(rows, new) => {
                 let mut s = Statement::rows(
-                    "INSERT INTO premises (id, org_id, source_id, ext_id, address, number, kind, floor, entrance, rooms, area,
-                                           cadastral_number) VALUES ",
+                    &insert(new, "premises (id, org_id, source_id, ext_id, address, number, kind, floor, entrance, rooms, area,
+                                           cadastral_number) VALUES "),
                     "(?,?,?,?,?,?,?,?,?,?,?,?)",
                     rows.len(),
-                    " ON CONFLICT (id) DO UPDATE SET address = excluded.address, number = excluded.number, kind = excluded.kind,
+                    upsert(new, " ON CONFLICT (id) DO UPDATE SET address = excluded.address, number = excluded.number, kind = excluded.kind,
                        floor = excluded.floor, entrance = excluded.entrance, rooms = excluded.rooms, area = excluded.area,
-                       cadastral_number = excluded.cadastral_number",
+                       cadastral_number = excluded.cadastral_number"),
                 );
                 for &(ext, p) in rows {
                     s.bind(p.id)?.bind(org)?.bind(source)?.bind(ext)?;
@@ -213,13 +238,13 @@ impl<'p> Part<'p> {
                 }
                 s
             }
-            Part::Accounts(rows) => {
+            Part::Accounts(rows, new) => {
                 let mut s = Statement::rows(
-                    "INSERT INTO accounts (id, org_id, source_id, ext_id, premise_id, number, area, residents) VALUES ",
+                    &insert(new, "accounts (id, org_id, source_id, ext_id, premise_id, number, area, residents) VALUES "),
                     "(?,?,?,?,?,?,?,?)",
                     rows.len(),
-                    " ON CONFLICT (id) DO UPDATE SET premise_id = excluded.premise_id, area = excluded.area,
-                       residents = excluded.residents",
+                    upsert(new, " ON CONFLICT (id) DO UPDATE SET premise_id = excluded.premise_id, area = excluded.area,
+                       residents = excluded.residents"),
                 );
                 for &(ext, a) in rows {
                     s.bind(a.id)?.bind(org)?.bind(source)?.bind(ext)?;
@@ -228,12 +253,15 @@ impl<'p> Part<'p> {
                 }
                 s
             }
-            Part::Cards(rows) => {
+            Part::Cards(rows, new) => {
                 let mut s = Statement::rows(
-                    "INSERT INTO clients (id, org_id, name, phone, email) VALUES ",
+                    &insert(new, "clients (id, org_id, name, phone, email) VALUES "),
                     "(?,?,?,?,?)",
                     rows.len(),
-                    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email",
+                    upsert(
+                        new,
+                        " ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email",
+                    ),
                 );
                 for &(id, c) in rows {
                     s.bind(id)?.bind(org)?.bind(c.name.as_str())?;
@@ -243,7 +271,7 @@ impl<'p> Part<'p> {
             }
             Part::ExternalIds(rows) => {
                 let mut s = Statement::rows(
-                    "INSERT INTO client_external_ids (source_id, ext_id, client_id) VALUES ",
+                    "INSERT OR FAIL INTO client_external_ids (source_id, ext_id, client_id) VALUES ",
                     "(?,?,?)",
                     rows.len(),
                     "",
@@ -268,7 +296,7 @@ impl<'p> Part<'p> {
             }
             Part::PremiseLinks(rows) => {
                 let mut s = Statement::rows(
-                    "INSERT INTO client_premises (client_id, premise_id, source_id, role) VALUES ",
+                    "INSERT OR FAIL INTO client_premises (client_id, premise_id, source_id, role) VALUES ",
                     "(?,?,?,?)",
                     rows.len(),
                     "",
@@ -281,7 +309,7 @@ impl<'p> Part<'p> {
             }
             Part::AccountLinks(rows) => {
                 let mut s = Statement::rows(
-                    "INSERT INTO client_accounts (client_id, account_id, source_id) VALUES ",
+                    "INSERT OR FAIL INTO client_accounts (client_id, account_id, source_id) VALUES ",
                     "(?,?,?)",
                     rows.len(),
                     "",
@@ -294,6 +322,22 @@ impl<'p> Part<'p> {
         };
         let persistent = s.rows == BATCH;
         Ok((s, persistent))
+    }
+}
+
+/// `INSERT … INTO table (columns) VALUES `, for new rows without a statement journal.
+fn insert(new: New, table_and_columns: &str) -> String {
+    match new {
+        New::Yes => format!("INSERT OR FAIL INTO {table_and_columns}"),
+        New::No => format!("INSERT INTO {table_and_columns}"),
+    }
+}
+
+/// The upsert clause that updates a stored row; a new row needs none.
+fn upsert(new: New, clause: &str) -> &str {
+    match new {
+        New::Yes => "",
+        New::No => clause,
     }
 }
 
@@ -812,8 +856,10 @@ mod tests {
         let premise_links = [(1, 1, Role::Owner), (2, 1, Role::Resident)];
         let account_links = [(1, 1), (2, 1)];
         let parts = [
-            Part::Premises(&premises),
-            Part::Accounts(&accounts),
+            Part::Premises(&premises, New::Yes),
+            Part::Premises(&premises, New::No),
+            Part::Accounts(&accounts, New::Yes),
+            Part::Accounts(&accounts, New::No),
             Part::ExternalIds(&external),
             Part::Unlink("client_premises", &cards),
             Part::PremiseLinks(&premise_links),
