@@ -736,7 +736,13 @@ async fn fetch_rows<T: serde::de::DeserializeOwned>(
             ));
             b.push_bind(scope).push(format!(" AND {key} BETWEEN "));
             batch.bind_bounds(&mut b);
-            b.push(" LIMIT ").push_bind(cap as i64 + 1).push(")");
+            // Not a bare `LIMIT ?`: SQLite compiles a bare one for the value bound, and
+            // sqlx clears every binding after each run, which made SQLite compile the
+            // statement again at every use (1.1 % and 1.4 % of a fresh import's and a
+            // re-import's instructions, 50,000 pairs under callgrind).
+            b.push(" LIMIT CAST(")
+                .push_bind(cap as i64 + 1)
+                .push(" AS INTEGER))");
             let json: String = b.build_query_scalar().fetch_one(&mut *conn).await?;
             let held: Vec<T> = parse_rows(&json)?;
             if held.len() <= cap {
