@@ -331,6 +331,43 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_comes_back_in_its_order_as_validated_one_by_one() {
+        let chunk: Vec<Parsed> = (0..3000u64)
+            .map(|i| {
+                let phone = match i % 3 {
+                    0 => format!("8 (912) {:03}-{:02}-{:02}", i % 1000, i % 100, i % 97),
+                    1 => format!("{i}"),
+                    _ => format!("+7 843 {:03} {:04}", i % 1000, i),
+                };
+                Parsed {
+                    position: Position {
+                        record_index: Some(i),
+                        ..Position::default()
+                    },
+                    body: Ok(RawRecord::Client(RawClient {
+                        id: format!("C-{i}"),
+                        name: Some(format!("Клиент {i}")),
+                        phone: Some(phone),
+                        ..RawClient::default()
+                    })),
+                    warnings: Vec::new(),
+                }
+            })
+            .collect();
+        let one_by_one: Vec<String> = (chunk.iter().cloned())
+            .map(|p| format!("{:?}", validate(p)))
+            .collect();
+        let pooled: Vec<String> = (validate_chunk(chunk).iter())
+            .map(|v| format!("{v:?}"))
+            .collect();
+        assert_eq!(pooled.len(), 3000);
+        assert!(
+            pooled.iter().any(|v| v.contains("+7912")) && pooled.iter().any(|v| v.contains("Err"))
+        );
+        assert_eq!(pooled, one_by_one);
+    }
+
+    #[test]
     fn emails() {
         assert!(is_plausible_email("ivanov@example.ru"));
         assert!(!is_plausible_email("ivanov@example"));
