@@ -938,6 +938,46 @@ mod tests {
         assert_eq!(back, stored);
     }
 
+    /// SQLite stores whatever bytes it is given as TEXT; a stored value that is not UTF-8
+    /// must end the look-up with an error, on both the range read and the key list.
+    #[tokio::test]
+    async fn stored_text_that_is_not_utf8_is_a_corrupt_database_error() {
+        use sqlx::Connection;
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query(
+            "CREATE TABLE t (source_id INTEGER, ext_id TEXT);
+             INSERT INTO t VALUES (1, 'A'), (1, CAST(x'42ff' AS TEXT)), (1, 'C')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let keys = ["A", "C"];
+        let key_of: fn(&(String,)) -> Key<'_> = |r| Key::Text(&r.0);
+        let mut look_up = async |key_of| {
+            let list = KeyList::Text(&keys);
+            fetch_rows::<(String,)>(
+                &mut conn,
+                "ext_id",
+                "FROM t WHERE source_id =",
+                1,
+                "ext_id",
+                list,
+                key_of,
+            )
+            .await
+        };
+        // The range from A to C holds the broken value.
+        match look_up(Some(key_of)).await {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains("not UTF-8"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // The key list reads only A and C.
+        let rows = look_up(None).await.unwrap();
+        assert_eq!(rows, [("A".to_owned(),), ("C".to_owned(),)]);
+    }
+
     #[test]
     fn the_sieve_keeps_asked_keys_in_and_out_of_order() {
         let batch = ["b", "d", "f"];
