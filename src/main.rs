@@ -10,11 +10,14 @@ use tracing_subscriber::EnvFilter;
 /// glibc's malloc serves that producer-consumer pattern through locked arenas (a sixth of a
 /// re-import's CPU time, a third of `check`'s parse thread). jemalloc's thread caches take
 /// remote frees cheaply, and unlike mimalloc it kept the peak RSS under the 128 MiB bound.
+///
+/// It also serves SQLite's own allocations (the crate's `unprefixed_malloc_on_supported_platforms`
+/// feature makes it the process's `malloc`): glibc's took 11 % of SQLite's writer thread in a
+/// fresh import, and kept an arena per worker thread, each holding its own peak.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    one_malloc_arena();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -24,19 +27,6 @@ fn main() -> ExitCode {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// SQLite allocates through glibc's malloc, which gives every thread that allocates its own
-/// arena and keeps what each arena once held: with a connection's worker thread per arena,
-/// the page caches' churn raised a 3,000,000-pair import's peak RSS by a fifth over the
-/// 1,000,000-pair one. One arena shares freed pages between the connections. Set before any
-/// other thread exists.
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable of glibc's allocator; no other thread runs yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

@@ -20,7 +20,9 @@ use crate::phone;
 /// CPU from it and made both slower (`check` of 1M pairs 10.4 → 9.4 s, three interleaved
 /// runs), and threads other than a regex's first user pay for its cache pool.
 static POOL: LazyLock<Option<rayon::ThreadPool>> = LazyLock::new(|| {
-    let pool = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("validate-{i}"));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("validate-{i}"))
+        .start_handler(|_| crate::pipeline::background_priority());
     // Left at zero threads, rayon reads RAYON_NUM_THREADS itself.
     let pool = match std::env::var_os("RAYON_NUM_THREADS") {
         Some(_) => pool,
