@@ -298,7 +298,7 @@ fn spawn_stage<T: Send + 'static>(
 }
 
 /// Niceness of the parse and validate threads.
-const BACKGROUND_NICE: i32 = 10;
+pub(crate) const BACKGROUND_NICE: i32 = 10;
 
 /// Lowers the calling thread's scheduling priority (Linux: its nice value, which is per
 /// thread). The parser and the validators run ahead of the apply stage, with bounded
@@ -307,6 +307,7 @@ const BACKGROUND_NICE: i32 = 10;
 /// taken by the parser and a validator waits for a time slice. On two cores a fresh import
 /// of 1M pairs took 10.96 → 10.25 s (means of three interleaved runs); the re-import and
 /// `check`, bound by the parser itself, did not change.
+///
 /// A thread already at a lower priority (a process started with `nice`) keeps it.
 pub(crate) fn background_priority() {
     #[cfg(target_os = "linux")]

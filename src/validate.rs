@@ -329,6 +329,15 @@ mod tests {
         assert!(!is_cadastral("16:50:011105"));
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn validation_threads_run_at_the_background_priority() {
+        let pool = POOL.as_ref().expect("the validation pool started");
+        let own_nice = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok();
+        let nice = pool.install(own_nice);
+        assert!(nice >= Some(crate::pipeline::BACKGROUND_NICE), "{nice:?}");
+    }
+
     #[test]
     fn a_chunk_comes_back_in_its_order_as_validated_one_by_one() {
         let chunk: Vec<Parsed> = (0..3000u64)
