@@ -33,6 +33,12 @@ use crate::validate::validate_chunk;
 pub const QUEUE: usize = 2;
 /// Records per batch handed from stage to stage (fewer when the chunk is smaller).
 pub const BATCH: usize = 1000;
+/// How long the apply stage waits for the next records before it commits what it holds.
+/// The parser and the validators run at a lower priority and fall a batch behind for a
+/// moment now and then: committing at once at each such moment, a fresh import of 1M pairs
+/// committed 214 times instead of 96, and took 11.04 s instead of 10.66 s (means of six
+/// interleaved runs). A stalled download still commits what arrived after this pause.
+pub const INPUT_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 /// Records per chunk unless a pipeline says otherwise.
 pub const DEFAULT_CHUNK_SIZE: usize = 2500;
 
@@ -148,22 +154,38 @@ pub async fn import_input<S: Store>(
     // run halts after it.
     let mut chunk: Vec<Validated> = Vec::new();
     loop {
-        // A transaction stays open across chunks only while the next records are already
-        // waiting: it never holds the writer while the input stalls.
-        if validated.is_empty() && applier.commit(&file).await == Flow::Halt {
-            flow = Flow::Halt;
-            break;
+        // A transaction stays open across chunks only while the next records come within
+        // `INPUT_PAUSE`: it never holds the writer while the input stalls.
+        let mut early = None;
+        if validated.is_empty() {
+            match tokio::time::timeout(INPUT_PAUSE, validated.recv()).await {
+                Ok(next) => early = Some(next),
+                Err(_) => {
+                    if applier.commit(&file).await == Flow::Halt {
+                        flow = Flow::Halt;
+                        break;
+                    }
+                }
+            }
         }
         // A stop request wins over the next chunk; the chunk being applied always finishes,
         // records gathered for the next one are not applied.
-        let next = tokio::select! {
-            biased;
-            () = stop.cancelled() => {
-                applier.interrupt();
-                flow = Flow::Halt;
-                break;
-            }
-            next = validated.recv() => next,
+        if early.is_some() && stop.is_cancelled() {
+            applier.interrupt();
+            flow = Flow::Halt;
+            break;
+        }
+        let next = match early {
+            Some(next) => next,
+            None => tokio::select! {
+                biased;
+                () = stop.cancelled() => {
+                    applier.interrupt();
+                    flow = Flow::Halt;
+                    break;
+                }
+                next = validated.recv() => next,
+            },
         };
         let (closed, end) = match next {
             Some(Batch::Records(items)) => {
