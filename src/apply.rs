@@ -79,6 +79,11 @@ impl<'a, S: Store> Applier<'a, S> {
         std::mem::take(&mut self.outcomes)
     }
 
+    /// The store holds a transaction open with records applied in it.
+    pub fn holds(&self) -> bool {
+        self.held.open()
+    }
+
     /// The run was asked to stop between chunks.
     pub fn interrupt(&mut self) {
         self.report.interrupt();

@@ -154,38 +154,25 @@ pub async fn import_input<S: Store>(
     // run halts after it.
     let mut chunk: Vec<Validated> = Vec::new();
     loop {
-        // A transaction stays open across chunks only while the next records come within
-        // `INPUT_PAUSE`: it never holds the writer while the input stalls.
-        let mut early = None;
-        if validated.is_empty() {
-            match tokio::time::timeout(INPUT_PAUSE, validated.recv()).await {
-                Ok(next) => early = Some(next),
-                Err(_) => {
-                    if applier.commit(&file).await == Flow::Halt {
-                        flow = Flow::Halt;
-                        break;
-                    }
-                }
-            }
-        }
         // A stop request wins over the next chunk; the chunk being applied always finishes,
-        // records gathered for the next one are not applied.
-        if early.is_some() && stop.is_cancelled() {
-            applier.interrupt();
-            flow = Flow::Halt;
-            break;
-        }
-        let next = match early {
-            Some(next) => next,
-            None => tokio::select! {
-                biased;
-                () = stop.cancelled() => {
-                    applier.interrupt();
+        // records gathered for the next one are not applied. A transaction stays open across
+        // chunks only while the next records come within `INPUT_PAUSE`: it never holds the
+        // writer while the input stalls.
+        let next = tokio::select! {
+            biased;
+            () = stop.cancelled() => {
+                applier.interrupt();
+                flow = Flow::Halt;
+                break;
+            }
+            next = validated.recv() => next,
+            () = tokio::time::sleep(INPUT_PAUSE), if applier.holds() => {
+                if applier.commit(&file).await == Flow::Halt {
                     flow = Flow::Halt;
                     break;
                 }
-                next = validated.recv() => next,
-            },
+                continue;
+            }
         };
         let (closed, end) = match next {
             Some(Batch::Records(items)) => {
