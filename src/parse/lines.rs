@@ -63,6 +63,29 @@ impl<R: Read> LineCounter<R> {
         at
     }
 
+    /// Consumes XML whitespace (space, tab, CR, LF) up to the next other byte or the end.
+    pub fn skip_whitespace(&mut self) -> io::Result<()> {
+        loop {
+            let available = self.fill_buf()?;
+            if available.is_empty() {
+                return Ok(());
+            }
+            let blank = available
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+            match blank {
+                Some(n) => {
+                    self.consume(n);
+                    return Ok(());
+                }
+                None => {
+                    let n = available.len();
+                    self.consume(n);
+                }
+            }
+        }
+    }
+
     /// Where the next unconsumed byte is.
     pub fn here(&mut self) -> LineCol {
         self.count_to(self.start);
@@ -178,5 +201,28 @@ mod tests {
             ]
         );
         assert_eq!(r.here(), LineCol { line: 3, column: 2 });
+    }
+
+    #[test]
+    fn skipping_whitespace_crosses_refills_and_keeps_counting() {
+        // A buffer of 3 bytes: the run of whitespace spans three refills.
+        let mut r = LineCounter::with_capacity(3, "a \t\r\n \n  ж ".as_bytes());
+        r.fill_buf().unwrap();
+        r.consume(1);
+        r.skip_whitespace().unwrap();
+        r.mark();
+        assert_eq!(
+            r.fill_buf().unwrap()[0],
+            0xD0,
+            "stops at the first other byte"
+        );
+        assert_eq!(r.marked(), LineCol { line: 3, column: 3 });
+        r.consume(2);
+        r.skip_whitespace().unwrap();
+        assert!(
+            r.fill_buf().unwrap().is_empty(),
+            "whitespace to the end is consumed"
+        );
+        assert_eq!(r.here(), LineCol { line: 3, column: 5 });
     }
 }

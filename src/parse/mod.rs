@@ -167,11 +167,6 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
-    /// Bytes of UTF-8 consumed so far, for progress.
-    pub fn bytes_read(&self) -> u64 {
-        self.xml.buffer_position()
-    }
-
     /// Warnings found after the last record (an unknown element at the end of the file).
     pub fn take_trailing_warnings(&mut self) -> Vec<Problem> {
         std::mem::take(&mut self.pending)
@@ -621,7 +616,21 @@ impl<R: Read> RecordReader<R> {
     }
 
     /// Reads one event. With `collect`, text and entities are appended to `self.text`.
+    ///
+    /// Outside a field, whitespace is skipped here rather than read as a text event: the
+    /// indentation between elements is half the events of an export, and each one went
+    /// through the tokenizer (its UTF-8 check, a copy into the event buffer) only to be
+    /// dropped. Text that is not whitespace still arrives as an event, and every event is
+    /// marked where its own first byte is, as before. The prolog, before the root element,
+    /// is read as it always was.
     fn next_event(&mut self, collect: bool) -> Result<Ev, Box<Problem>> {
+        if !collect
+            && self.place != Place::BeforeRoot
+            && let Err(e) = self.xml.get_mut().skip_whitespace()
+        {
+            let at = self.xml.get_mut().here();
+            return Err(xml_problem(e.into(), position_of(&self.file, at)));
+        }
         self.xml.get_mut().mark();
         self.buf.clear();
         let event = match self.xml.read_event_into(&mut self.buf) {

@@ -39,6 +39,25 @@ fn records_carry_line_column_and_index() {
 }
 
 #[test]
+fn indentation_of_any_kind_leaves_positions_and_field_text_as_written() {
+    let xml = "<crm-import version=\"1\">\r\n\t<clients>\r\n\t\t \r\n\t\t<client id=\"C-1\">\r\n\t\t\t<name> \t А &amp; Б \r\n В </name>\r\n\t\t\t<phone>\r\n8 916 123-45-67\r\n</phone>\r\n\t\t</client>  <client id=\"C-2\"/>\r\n\t</clients>\r\n</crm-import>\r\n\r\n";
+    let (records, end) = read_all(xml.as_bytes());
+    end.unwrap();
+    let at: Vec<(u64, u64)> = records
+        .iter()
+        .map(|r| (r.position.line, r.position.column))
+        .collect();
+    assert_eq!(at, vec![(4, 3), (10, 14)]);
+    match &records[0].body {
+        Ok(RawRecord::Client(c)) => {
+            assert_eq!(c.name.as_deref(), Some("А & Б \n В"));
+            assert_eq!(c.phone.as_deref(), Some("8 916 123-45-67"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn entities_are_resolved_and_text_trimmed_after_assembly() {
     let xml = "<crm-import version=\"1\"><clients><client id=\"C&amp;1\"><name>  8 916 &lt;x&gt; &#1046;  </name></client></clients></crm-import>";
     let (records, end) = read_all(xml.as_bytes());
