@@ -139,7 +139,6 @@ pub(super) struct CardRow {
 }
 
 /// What changed, in first-touch order, written after planning.
-#[derive(Default)]
 struct Dirty {
     premises: Vec<String>,
     /// Premises in `premises`, and whether each is new to the database.
@@ -153,6 +152,31 @@ struct Dirty {
     relinked: Vec<i64>,
     relinked_seen: HashSet<i64>,
     external_ids: Vec<(String, i64)>,
+}
+
+impl Dirty {
+    /// Sized for everything the run's keys could change.
+    fn with_capacity(keys: &Keys<'_>) -> Dirty {
+        let clients = keys.clients.len();
+        Dirty {
+            premises: Vec::with_capacity(keys.premises.len()),
+            premises_seen: HashMap::with_capacity_and_hasher(
+                keys.premises.len(),
+                Default::default(),
+            ),
+            accounts: Vec::with_capacity(keys.accounts.len()),
+            accounts_seen: HashMap::with_capacity_and_hasher(
+                keys.accounts.len(),
+                Default::default(),
+            ),
+            cards: Vec::with_capacity(clients),
+            cards_seen: HashSet::with_capacity_and_hasher(clients, Default::default()),
+            new_cards: HashSet::with_capacity_and_hasher(clients, Default::default()),
+            relinked: Vec::new(),
+            relinked_seen: HashSet::default(),
+            external_ids: Vec::with_capacity(clients),
+        }
+    }
 }
 
 /// A planned run of records: their outcomes and the rows to write.
@@ -273,13 +297,31 @@ pub(super) struct Keys<'r> {
 
 impl<'r> Keys<'r> {
     fn of(records: &[&'r Record]) -> Keys<'r> {
-        let mut keys = Keys::default();
+        let premises = records
+            .iter()
+            .filter(|r| matches!(r, Record::Premise(_)))
+            .count();
+        let mut keys = Keys::with_capacity(premises, records.len() - premises);
         for record in records {
             keys.add(record);
         }
         keys.premise_refs.retain(|k| !keys.premises.contains(k));
         keys.account_refs.retain(|k| !keys.accounts.contains(k));
         keys
+    }
+
+    /// Sized for a run's records, so that the sets do not grow key by key.
+    fn with_capacity(premises: usize, clients: usize) -> Keys<'r> {
+        let set = |n| KeySet::with_capacity_and_hasher(n, Default::default());
+        Keys {
+            premises: set(premises),
+            accounts: set(premises),
+            premise_refs: set(clients),
+            account_refs: set(clients),
+            numbers: set(premises),
+            clients: set(clients),
+            phones: set(clients),
+        }
     }
 
     fn add(&mut self, record: &'r Record) {
@@ -367,14 +409,14 @@ impl Loaded {
                 keys.account_refs.len(),
                 Default::default(),
             ),
-            numbers: HashMap::default(),
+            numbers: HashMap::with_capacity_and_hasher(keys.numbers.len(), Default::default()),
             cards_by_ext: HashMap::with_capacity_and_hasher(keys.clients.len(), Default::default()),
             phones: HashMap::with_capacity_and_hasher(keys.phones.len(), Default::default()),
-            cards: HashMap::default(),
+            cards: HashMap::with_capacity_and_hasher(keys.clients.len(), Default::default()),
             premise_ids: Ids::From(1),
             account_ids: Ids::From(1),
             card_ids: Ids::From(1),
-            dirty: Dirty::default(),
+            dirty: Dirty::with_capacity(keys),
         }
     }
 
