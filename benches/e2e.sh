@@ -15,7 +15,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cargo build --release --quiet
-bin=target/release/crm-import
+bin=${CARGO_TARGET_DIR:-target}/release/crm-import
 "$bin" generate --premises "$pairs" --clients "$pairs" --seed 1 --out "$work/export.xml"
 echo "file: $(du -h "$work/export.xml" | cut -f1), $pairs premises + $pairs clients"
 
