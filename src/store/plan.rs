@@ -281,7 +281,6 @@ pub(super) fn listed<'r>(keys: &KeySet<'r>) -> Vec<&'r str> {
 }
 
 /// The keys a run of records touches, borrowed from the records.
-#[derive(Default)]
 pub(super) struct Keys<'r> {
     /// Premises and accounts the run writes: their whole rows are compared.
     pub premises: KeySet<'r>,
