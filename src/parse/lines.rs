@@ -9,6 +9,8 @@
 
 use std::io::{self, BufRead, Read};
 
+use quick_xml::utils::is_whitespace;
+
 /// A 1-based line and a 1-based column counted in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineCol {
@@ -67,21 +69,11 @@ impl<R: Read> LineCounter<R> {
     pub fn skip_whitespace(&mut self) -> io::Result<()> {
         loop {
             let available = self.fill_buf()?;
-            if available.is_empty() {
+            let blank = available.iter().take_while(|&&b| is_whitespace(b)).count();
+            let more = blank > 0 && blank == available.len();
+            self.consume(blank);
+            if !more {
                 return Ok(());
-            }
-            let blank = available
-                .iter()
-                .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
-            match blank {
-                Some(n) => {
-                    self.consume(n);
-                    return Ok(());
-                }
-                None => {
-                    let n = available.len();
-                    self.consume(n);
-                }
             }
         }
     }

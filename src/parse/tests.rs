@@ -57,6 +57,38 @@ fn indentation_of_any_kind_leaves_positions_and_field_text_as_written() {
     }
 }
 
+/// Yields its text, then fails as a dropped connection would.
+struct FailsAfter(&'static [u8]);
+
+impl std::io::Read for FailsAfter {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            ));
+        }
+        let n = self.0.len().min(out.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_read_failing_between_elements_keeps_the_records_before_it() {
+    // ASCII only: a first Cyrillic letter makes the encoding sniffer read ahead, and the
+    // failure would come before the record.
+    let text = "<crm-import version=\"1\">\n<clients>\n  <client id=\"C-1\"><name>A</name></client>\n  \n  ";
+    let mut reader = RecordReader::from_bytes(Arc::from("t.xml"), FailsAfter(text.as_bytes()));
+    let first = reader.read_record().unwrap().unwrap();
+    assert_eq!(first.position.record_id.as_deref(), Some("C-1"));
+    let problem = reader.read_record().unwrap_err();
+    assert_eq!(problem.code, Code::SourceUnreadable, "{problem}");
+    assert!(problem.message.contains("connection reset"), "{problem}");
+    assert_eq!((problem.position.line, problem.position.column), (5, 3));
+}
+
 #[test]
 fn entities_are_resolved_and_text_trimmed_after_assembly() {
     let xml = "<crm-import version=\"1\"><clients><client id=\"C&amp;1\"><name>  8 916 &lt;x&gt; &#1046;  </name></client></clients></crm-import>";
