@@ -48,6 +48,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Direct(#[from] rusqlite::Error),
     #[error("writing the export failed: {0}")]
     Write(#[from] std::io::Error),
     #[error("stored data is inconsistent: {0}")]
@@ -61,7 +63,7 @@ impl StoreError {
             StoreError::UnsupportedUrl(_) => "unsupported_database_url",
             StoreError::Open(_) => "database_unavailable",
             StoreError::Migrate(_) => "database_migration",
-            StoreError::Sql(_) => "database",
+            StoreError::Sql(_) | StoreError::Direct(_) => "database",
             StoreError::Write(_) => "write_failed",
             StoreError::Corrupt(_) => "database_inconsistent",
         }

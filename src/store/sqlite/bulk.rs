@@ -2,8 +2,9 @@
 //! through `json_each`, multi-row writes.
 
 use rustc_hash::FxHashSet as HashSet;
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::direct::{Writer, blocking};
 
 use crate::model::{Record, RecordOutcome, Role};
 use crate::store::plan::{
@@ -28,14 +29,14 @@ const BATCH: usize = 500;
 /// transaction, or a run of records planned after the exact path) everything is read on the
 /// transaction.
 pub(super) struct Chunk<'c> {
-    tx: &'c mut SqliteConnection,
+    tx: &'c mut Writer,
     reader: Option<&'c mut SqliteConnection>,
     /// Rows inserted or updated.
     rows: usize,
 }
 
 impl<'c> Chunk<'c> {
-    pub fn new(tx: &'c mut SqliteConnection, reader: Option<&'c mut SqliteConnection>) -> Self {
+    pub fn new(tx: &'c mut Writer, reader: Option<&'c mut SqliteConnection>) -> Self {
         Chunk {
             tx,
             reader,
@@ -114,7 +115,7 @@ impl Bulk for Chunk<'_> {
             "SELECT (SELECT coalesce(max(id), 0) FROM premises), (SELECT coalesce(max(id), 0) FROM accounts),
                     (SELECT coalesce(max(id), 0) FROM clients)",
         )
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut **self.tx)
         .await?;
         loaded.premise_ids = Ids::From(p + 1);
         loaded.account_ids = Ids::From(a + 1);
@@ -122,18 +123,14 @@ impl Bulk for Chunk<'_> {
         Ok(loaded)
     }
 
-    /// Writes everything the plan changed, in a few multi-row statements per table.
-    ///
-    /// Each statement is built (its SQL and its bound values, on this thread) while
-    /// SQLite's worker thread runs the one before: building took over a third of the apply
-    /// thread's time in a fresh import, in turns with the writing it now overlaps.
+    /// Writes everything the plan changed, in a few multi-row statements per table, bound
+    /// straight from the plan's rows on this thread ([`direct`](super::direct)).
     async fn write(&mut self, scope: &Scope, plan: &Plan) -> Result<(), StoreError> {
         if plan.rows() == 0 {
             return Ok(());
         }
         self.reader = None;
         self.rows += plan.rows();
-        let conn = &mut *self.tx;
         let (premises, stored_premises): (Vec<_>, Vec<_>) =
             (plan.premises().into_iter()).partition(|(ext, _)| plan.new_premise(ext));
         let (accounts, stored_accounts): (Vec<_>, Vec<_>) =
@@ -142,7 +139,7 @@ impl Bulk for Chunk<'_> {
             (plan.cards().into_iter()).partition(|&(id, _)| plan.new_card(id));
         let premise_links = plan.premise_links();
         let account_links = plan.account_links();
-        let parts = (new_then_stored(&premises, &stored_premises, Part::Premises))
+        let mut parts = (new_then_stored(&premises, &stored_premises, Part::Premises))
             .chain(new_then_stored(&accounts, &stored_accounts, Part::Accounts))
             .chain(new_then_stored(&cards, &stored_cards, Part::Cards))
             .chain(plan.external_ids().chunks(BATCH).map(Part::ExternalIds))
@@ -154,17 +151,8 @@ impl Bulk for Chunk<'_> {
             }))
             .chain(premise_links.chunks(BATCH).map(Part::PremiseLinks))
             .chain(account_links.chunks(BATCH).map(Part::AccountLinks));
-        let mut statements = parts.map(|part| part.statement(scope));
-        let mut next = statements.next().transpose()?;
-        while let Some((s, persistent)) = next {
-            let query = sqlx::query_with(AssertSqlSafe(s.sql), s.args).persistent(persistent);
-            // `join` polls in order: the statement goes to the worker before the next is built.
-            let (done, following) =
-                futures::join!(query.execute(&mut *conn), async { statements.next() });
-            done?;
-            next = following.transpose()?;
-        }
-        Ok(())
+        let direct = self.tx.direct().await?;
+        blocking(|| parts.try_for_each(|part| part.run(&direct, scope)))
     }
 
     async fn exact(
@@ -215,12 +203,13 @@ enum Part<'p> {
 }
 
 impl<'p> Part<'p> {
-    /// The statement, and whether to keep it prepared: only full-size ones recur.
-    fn statement(self, scope: &Scope) -> Result<(Statement, bool), StoreError> {
+    /// Runs the part's statement on the writer's handle.
+    fn run(self, conn: &rusqlite::Connection, scope: &Scope) -> Result<(), StoreError> {
         let (org, source) = (scope.org_id, scope.source_id);
-        let s = match self {
+        match self {
             Part::Premises(rows, new) => {
                 let mut s = Statement::rows(
+                    conn,
                     &insert(new, "premises (id, org_id, source_id, ext_id, address, number, kind, floor, entrance, rooms, area,
                                            cadastral_number) VALUES "),
                     "(?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -228,7 +217,7 @@ impl<'p> Part<'p> {
                     upsert(new, " ON CONFLICT (id) DO UPDATE SET address = excluded.address, number = excluded.number, kind = excluded.kind,
                        floor = excluded.floor, entrance = excluded.entrance, rooms = excluded.rooms, area = excluded.area,
                        cadastral_number = excluded.cadastral_number"),
-                );
+                )?;
                 for &(ext, p) in rows {
                     s.bind(p.id)?.bind(org)?.bind(source)?.bind(ext)?;
                     s.bind(p.address.as_str())?.bind(p.number.as_str())?;
@@ -236,25 +225,27 @@ impl<'p> Part<'p> {
                     s.bind(p.rooms)?.bind(p.area)?;
                     s.bind(p.cadastral_number.as_deref())?;
                 }
-                s
+                s.run()
             }
             Part::Accounts(rows, new) => {
                 let mut s = Statement::rows(
+                    conn,
                     &insert(new, "accounts (id, org_id, source_id, ext_id, premise_id, number, area, residents) VALUES "),
                     "(?,?,?,?,?,?,?,?)",
                     rows.len(),
                     upsert(new, " ON CONFLICT (id) DO UPDATE SET premise_id = excluded.premise_id, area = excluded.area,
                        residents = excluded.residents"),
-                );
+                )?;
                 for &(ext, a) in rows {
                     s.bind(a.id)?.bind(org)?.bind(source)?.bind(ext)?;
                     s.bind(a.premise_id)?.bind(a.number.as_str())?;
                     s.bind(a.area)?.bind(a.residents)?;
                 }
-                s
+                s.run()
             }
             Part::Cards(rows, new) => {
                 let mut s = Statement::rows(
+                    conn,
                     &insert(new, "clients (id, org_id, name, phone, email) VALUES "),
                     "(?,?,?,?,?)",
                     rows.len(),
@@ -262,66 +253,68 @@ impl<'p> Part<'p> {
                         new,
                         " ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email",
                     ),
-                );
+                )?;
                 for &(id, c) in rows {
                     s.bind(id)?.bind(org)?.bind(c.name.as_str())?;
                     s.bind(c.phone.as_deref())?.bind(c.email.as_deref())?;
                 }
-                s
+                s.run()
             }
             Part::ExternalIds(rows) => {
                 let mut s = Statement::rows(
+                    conn,
                     "INSERT OR FAIL INTO client_external_ids (source_id, ext_id, client_id) VALUES ",
                     "(?,?,?)",
                     rows.len(),
                     "",
-                );
+                )?;
                 for (ext, id) in rows {
                     s.bind(source)?.bind(ext.as_str())?.bind(*id)?;
                 }
-                s
+                s.run()
             }
             Part::Unlink(table, cards) => {
                 let mut s = Statement::rows(
+                    conn,
                     &format!("DELETE FROM {table} WHERE source_id = ? AND client_id IN ("),
                     "?",
                     cards.len(),
                     ")",
-                );
+                )?;
                 s.bind(source)?;
                 for &id in cards {
                     s.bind(id)?;
                 }
-                s
+                s.run()
             }
             Part::PremiseLinks(rows) => {
                 let mut s = Statement::rows(
+                    conn,
                     "INSERT OR FAIL INTO client_premises (client_id, premise_id, source_id, role) VALUES ",
                     "(?,?,?,?)",
                     rows.len(),
                     "",
-                );
+                )?;
                 for &(card, premise, role) in rows {
                     s.bind(card)?.bind(premise)?.bind(source)?;
                     s.bind(role.as_str())?;
                 }
-                s
+                s.run()
             }
             Part::AccountLinks(rows) => {
                 let mut s = Statement::rows(
+                    conn,
                     "INSERT OR FAIL INTO client_accounts (client_id, account_id, source_id) VALUES ",
                     "(?,?,?)",
                     rows.len(),
                     "",
-                );
+                )?;
                 for &(card, account) in rows {
                     s.bind(card)?.bind(account)?.bind(source)?;
                 }
-                s
+                s.run()
             }
-        };
-        let persistent = s.rows == BATCH;
-        Ok((s, persistent))
+        }
     }
 }
 
@@ -341,19 +334,33 @@ fn upsert(new: New, clause: &str) -> &str {
     }
 }
 
-/// A multi-row statement's text and values, put together directly: sqlx's `QueryBuilder`
-/// writes every placeholder and separator through `fmt::write`, and building a fresh
-/// import's writes that way took 9.4 % of its instructions (50,000 pairs under callgrind;
-/// 3.7 % this way).
-struct Statement {
-    sql: String,
-    args: SqliteArguments,
-    rows: usize,
+/// A multi-row statement, its values bound one after the other.
+///
+/// Only full-size statements are kept prepared: a prepared statement of 500 rows holds about
+/// a megabyte, and the last, shorter one of each table comes in a new size nearly every
+/// chunk.
+struct Statement<'c> {
+    statement: Prepared<'c>,
+    /// The next placeholder's index, from 1.
+    next: usize,
 }
 
-impl Statement {
-    /// `head row,row,… tail`, for `rows` times the values of `row`'s placeholders.
-    fn rows(head: &str, row: &str, rows: usize, tail: &str) -> Statement {
+enum Prepared<'c> {
+    Kept(rusqlite::CachedStatement<'c>),
+    Once(rusqlite::Statement<'c>),
+}
+
+impl<'c> Statement<'c> {
+    /// `head row,row,… tail`, for `rows` times the values of `row`'s placeholders. The text
+    /// is put together directly: sqlx's `QueryBuilder` wrote every placeholder and separator
+    /// through `fmt::write`, 9.4 % of a fresh import's instructions (3.7 % this way).
+    fn rows(
+        conn: &'c rusqlite::Connection,
+        head: &str,
+        row: &str,
+        rows: usize,
+        tail: &str,
+    ) -> Result<Statement<'c>, StoreError> {
         let mut sql = String::with_capacity(head.len() + rows * (row.len() + 1) + tail.len());
         sql.push_str(head);
         for i in 0..rows {
@@ -363,18 +370,39 @@ impl Statement {
             sql.push_str(row);
         }
         sql.push_str(tail);
-        let mut args = SqliteArguments::default();
-        args.reserve(rows * row.matches('?').count(), 0);
-        Statement { sql, args, rows }
+        let statement = match rows == BATCH {
+            true => Prepared::Kept(conn.prepare_cached(&sql)?),
+            false => Prepared::Once(conn.prepare(&sql)?),
+        };
+        Ok(Statement { statement, next: 1 })
     }
 
-    fn bind<'t, T>(&mut self, value: T) -> Result<&mut Self, StoreError>
-    where
-        T: sqlx::Encode<'t, Sqlite> + sqlx::Type<Sqlite>,
-    {
-        // Where sqlx would report a value it cannot encode: a database error, not bad data.
-        self.args.add(value).map_err(sqlx::Error::Encode)?;
+    fn bind(&mut self, value: impl rusqlite::ToSql) -> Result<&mut Self, StoreError> {
+        let statement = match &mut self.statement {
+            Prepared::Kept(s) => &mut **s,
+            Prepared::Once(s) => s,
+        };
+        statement.raw_bind_parameter(self.next, value)?;
+        self.next += 1;
         Ok(self)
+    }
+
+    /// SQLite leaves a placeholder without a value NULL: a row one value short would shift
+    /// every row after it instead of failing, so a statement runs only with every value bound.
+    fn run(mut self) -> Result<(), StoreError> {
+        let statement = match &mut self.statement {
+            Prepared::Kept(s) => &mut **s,
+            Prepared::Once(s) => s,
+        };
+        let placeholders = statement.parameter_count();
+        if self.next - 1 != placeholders {
+            return Err(StoreError::Corrupt(format!(
+                "a write bound {} values to {placeholders} placeholders",
+                self.next - 1
+            )));
+        }
+        statement.raw_execute()?;
+        Ok(())
     }
 }
 
@@ -829,10 +857,20 @@ type CardJson = (String, i64, Option<String>, i64, String, Option<String>);
 mod tests {
     use super::*;
 
-    /// SQLite binds a missing value as NULL and sqlx lets it: a row one value short would
-    /// shift every row after it, not fail.
+    /// Every kind of part runs on the schema, new rows and then the same rows as stored
+    /// ones; a statement one value short fails instead of running, since SQLite would bind
+    /// the missing value as NULL and shift every row after it.
     #[test]
-    fn every_statement_binds_one_value_per_placeholder() {
+    fn every_part_runs_with_one_value_per_placeholder() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../../../migrations/sqlite/0001_schema.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO organizations VALUES (1, 'uo-1');
+             INSERT INTO sources VALUES (2, 1, '1c');
+             INSERT INTO clients (id, org_id, name) VALUES (1, 1, 'А'), (2, 1, 'Б');",
+        )
+        .unwrap();
         let scope = Scope {
             org_id: 1,
             source_id: 2,
@@ -840,10 +878,10 @@ mod tests {
             source: "1c".into(),
             run_id: None,
         };
-        let premise = PremiseRow {
-            id: 1,
+        let premise = |id| PremiseRow {
+            id,
             address: "ул. Ленина, 1".into(),
-            number: "1".into(),
+            number: id.to_string(),
             kind: "flat".into(),
             floor: Some(1),
             entrance: None,
@@ -851,15 +889,16 @@ mod tests {
             area: Some(54.3),
             cadastral_number: None,
         };
-        let account = AccountRow {
-            id: 1,
+        let account = |id| AccountRow {
+            id,
             premise_id: 1,
-            number: "100".into(),
+            number: format!("10{id}"),
             area: None,
             residents: Some(3),
         };
-        let premises = [("P-1", &premise), ("P-2", &premise)];
-        let accounts = [("A-1", &account), ("A-2", &account)];
+        let (p1, p2, a1, a2) = (premise(1), premise(2), account(1), account(2));
+        let premises = [("P-1", &p1), ("P-2", &p2)];
+        let accounts = [("A-1", &a1), ("A-2", &a2)];
         let external = [("C-1".to_owned(), 1), ("C-2".to_owned(), 2)];
         let cards = [1, 2, 3];
         let premise_links = [(1, 1, Role::Owner), (2, 1, Role::Resident)];
@@ -870,15 +909,47 @@ mod tests {
             Part::Accounts(&accounts, New::Yes),
             Part::Accounts(&accounts, New::No),
             Part::ExternalIds(&external),
-            Part::Unlink("client_premises", &cards),
             Part::PremiseLinks(&premise_links),
             Part::AccountLinks(&account_links),
+            Part::Unlink("client_accounts", &cards),
         ];
         for part in parts {
-            let (s, persistent) = part.statement(&scope).unwrap();
-            assert_eq!(s.sql.matches('?').count(), s.args.len(), "{}", s.sql);
-            assert!(!persistent);
+            part.run(&conn, &scope).unwrap();
         }
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        let tables = ["premises", "accounts", "client_external_ids", "client_premises"];
+        assert_eq!(tables.map(count), [2, 2, 2, 2]);
+        assert_eq!(count("client_accounts"), 0);
+        let stored: (String, Option<i64>, f64) = conn
+            .query_row(
+                "SELECT address, entrance, area FROM premises WHERE ext_id = 'P-2'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(stored, ("ул. Ленина, 1".to_owned(), None, 54.3));
+
+        let mut short = Statement::rows(
+            &conn,
+            "INSERT INTO client_accounts (client_id, account_id, source_id) VALUES ",
+            "(?,?,?)",
+            2,
+            "",
+        )
+        .unwrap();
+        for value in [1, 2, 2, 2, 1] {
+            short.bind(value).unwrap();
+        }
+        match short.run() {
+            Err(StoreError::Corrupt(message)) => {
+                assert_eq!(message, "a write bound 5 values to 6 placeholders")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(count("client_accounts"), 0);
     }
 
     /// Whole hundredths come as integers, anything finer as text; both give back the very

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedMutexGuard;
 
 mod bulk;
+mod direct;
 mod record;
+
+use direct::Writer;
 
 use serde::Deserialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -40,7 +43,7 @@ pub struct SqliteStore {
     /// timeout ran out. One writer also keeps its page cache: in WAL mode a connection drops
     /// its whole cache when another connection has committed since its last transaction, so
     /// chunks written by whichever pooled connection was free started cold every time.
-    writer: Arc<tokio::sync::Mutex<SqliteConnection>>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     /// Copies committed pages from the WAL into the database beside the next chunk, so the
     /// writer's own checkpoint (every 64 MiB of WAL, on the import's path) finds little left
     /// to copy: a fresh import of 1M pairs spent 3 of its 19 s checkpointing.
@@ -105,7 +108,7 @@ impl SqliteStore {
             lease_secs: i64::from(settings.lease_secs),
             hold_clients: i64::from(settings.cache_mib) * HOLD_CLIENTS_PER_CACHE_MIB,
             pool,
-            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            writer: Arc::new(tokio::sync::Mutex::new(Writer::new(writer).await?)),
             checkpointer: Arc::new(tokio::sync::Mutex::new(checkpointer)),
         })
     }
@@ -133,7 +136,7 @@ impl SqliteStore {
         };
         // Ids are handed out counting up from the maximum: it counts the clients, cheaply.
         let clients: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM clients")
-            .fetch_one(conn)
+            .fetch_one(&mut **conn)
             .await?;
         Ok(clients <= self.hold_clients)
     }
@@ -188,7 +191,7 @@ const GROUP_TIME: Duration = Duration::from_secs(1);
 /// The writer while a transaction is open across chunks ([`Held`]).
 pub(crate) struct Group {
     /// Taken when the transaction ends; still here on drop means it must roll back.
-    conn: Option<OwnedMutexGuard<SqliteConnection>>,
+    conn: Option<OwnedMutexGuard<Writer>>,
     /// Records applied in it.
     records: usize,
     wrote: bool,
@@ -198,9 +201,9 @@ pub(crate) struct Group {
 impl Group {
     /// IMMEDIATE takes the write lock up front: the plan's reads and the ids it hands out
     /// stay valid until the commit.
-    async fn begin(writer: Arc<tokio::sync::Mutex<SqliteConnection>>) -> Result<Group, StoreError> {
+    async fn begin(writer: Arc<tokio::sync::Mutex<Writer>>) -> Result<Group, StoreError> {
         let mut conn = writer.lock_owned().await;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut **conn).await?;
         Ok(Group {
             conn: Some(conn),
             records: 0,
@@ -212,7 +215,7 @@ impl Group {
     async fn commit(mut self) -> Result<(), StoreError> {
         if let Some(conn) = self.conn.as_deref_mut() {
             // A failed COMMIT may leave the transaction open: the drop rolls it back.
-            sqlx::query("COMMIT").execute(conn).await?;
+            sqlx::query("COMMIT").execute(&mut **conn).await?;
             self.conn = None;
         }
         Ok(())
@@ -220,7 +223,7 @@ impl Group {
 
     async fn rollback(mut self) {
         if let Some(mut conn) = self.conn.take()
-            && let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await
+            && let Err(e) = sqlx::query("ROLLBACK").execute(&mut **conn).await
         {
             tracing::warn!("rolling back a chunk's transaction: {e}");
         }
@@ -235,7 +238,7 @@ impl Drop for Group {
         // The writer stays locked until the rollback ran, so nobody begins inside it.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                if let Err(e) = sqlx::query("ROLLBACK").execute(&mut **conn).await {
                     tracing::warn!("rolling back an abandoned transaction: {e}");
                 }
             });
@@ -250,7 +253,8 @@ fn reader_cache_kib(settings: &Settings) -> u64 {
 
 impl Store for SqliteStore {
     async fn scope(&self, org: &str, source: &str) -> Result<Scope, StoreError> {
-        let mut conn = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
+        let conn: &mut SqliteConnection = &mut writer;
         let mut tx = conn.begin().await?;
         sqlx::query("INSERT INTO organizations (code) VALUES (?) ON CONFLICT (code) DO NOTHING")
             .bind(org)
@@ -378,7 +382,8 @@ impl Store for SqliteStore {
     }
 
     async fn mark_logged_in(&self, phone: &str) -> Result<u64, StoreError> {
-        let mut conn = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
+        let conn: &mut SqliteConnection = &mut writer;
         let done = sqlx::query("UPDATE clients SET logged_in = 1 WHERE phone = ?")
             .bind(phone)
             .execute(&mut *conn)
@@ -392,7 +397,8 @@ impl Store for SqliteStore {
         pipeline: Option<&str>,
         trigger: Trigger,
     ) -> Result<RunStart, StoreError> {
-        let mut conn = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
+        let conn: &mut SqliteConnection = &mut writer;
         let started = now();
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
@@ -451,7 +457,8 @@ impl Store for SqliteStore {
     }
 
     async fn renew_run(&self, run_id: i64) -> Result<(), StoreError> {
-        let mut conn = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
+        let conn: &mut SqliteConnection = &mut writer;
         sqlx::query("UPDATE run_leases SET expires_at = ? WHERE run_id = ?")
             .bind(unix_now() + self.lease_secs)
             .bind(run_id)
@@ -471,7 +478,8 @@ impl Store for SqliteStore {
         records: u64,
         report_json: &str,
     ) -> Result<(), StoreError> {
-        let mut conn = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
+        let conn: &mut SqliteConnection = &mut writer;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE runs SET finished_at = ?, status = ?, records = ?, report = ? WHERE id = ?",
@@ -492,7 +500,8 @@ impl Store for SqliteStore {
     }
 
     async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
-        let mut conn = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
+        let conn: &mut SqliteConnection = &mut writer;
         sqlx::query("UPDATE runs SET mail = ? WHERE id = ?")
             .bind(note)
             .bind(run_id)
@@ -598,7 +607,8 @@ impl Store for SqliteStore {
         name: &str,
         hash: &str,
     ) -> Result<TokenRow, StoreError> {
-        let mut conn = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
+        let conn: &mut SqliteConnection = &mut writer;
         let org_id = match org {
             None => None,
             Some(code) => Some(
@@ -638,7 +648,8 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
-        let mut conn = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
+        let conn: &mut SqliteConnection = &mut writer;
         let done =
             sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(now())
