@@ -2,9 +2,9 @@
 //! through `json_each`, multi-row writes.
 
 use rustc_hash::FxHashSet as HashSet;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::SqliteConnection;
 
-use super::direct::{Writer, blocking};
+use super::direct::{Lent, Writer, blocking};
 
 use crate::model::{Record, RecordOutcome, Role};
 use crate::store::plan::{
@@ -58,69 +58,12 @@ impl<'c> Chunk<'c> {
 /// The transaction is IMMEDIATE, so nobody else allocates ids until it ends.
 impl Bulk for Chunk<'_> {
     async fn load(&mut self, scope: &Scope, keys: &Keys<'_>) -> Result<Loaded, StoreError> {
-        let mut loaded = Loaded::new(keys);
-        let ((premises, cards, by_phone), (accounts, numbers, premise_refs, account_refs)) =
-            match self.reader.as_deref_mut() {
-                Some(reader) => tokio::try_join!(
-                    client_side(self.tx, scope, keys),
-                    account_side(reader, scope, keys)
-                )?,
-                None => {
-                    let c = client_side(self.tx, scope, keys).await?;
-                    (c, account_side(self.tx, scope, keys).await?)
-                }
-            };
-        premises
-            .into_iter()
-            .for_each(|(ext, row)| loaded.premise(ext, row));
-        premise_refs
-            .into_iter()
-            .for_each(|(ext, id)| loaded.premise_ref(ext, id));
-        accounts
-            .into_iter()
-            .for_each(|(ext, row)| loaded.account(ext, row));
-        account_refs
-            .into_iter()
-            .for_each(|(ext, id)| loaded.account_ref(ext, id));
-        cards
-            .into_iter()
-            .for_each(|(ext, id, card)| loaded.card_by_ext(ext, id, card));
-        by_phone
-            .into_iter()
-            .for_each(|(id, card)| loaded.card(id, card));
-        loaded.own_numbers(scope, keys);
-        for (number, source_id, source, ext) in numbers {
-            loaded.number(number, source_id, source, ext);
-        }
-        let cards = loaded.card_ids();
-        let (premise_links, account_links) = match self.reader.as_deref_mut() {
-            Some(reader) => tokio::try_join!(
-                premise_links(self.tx, scope, &cards),
-                account_links(reader, scope, &cards)
-            )?,
-            None => {
-                let p = premise_links(self.tx, scope, &cards).await?;
-                (p, account_links(self.tx, scope, &cards).await?)
-            }
+        let mut reader = match self.reader.as_deref_mut() {
+            Some(reader) => Some(Lent::new(reader).await?),
+            None => None,
         };
-        for (card, premise, role) in premise_links {
-            let role =
-                Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?;
-            loaded.premise_link(card, premise, role);
-        }
-        for (card, account) in account_links {
-            loaded.account_link(card, account);
-        }
-        let (p, a, c): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT coalesce(max(id), 0) FROM premises), (SELECT coalesce(max(id), 0) FROM accounts),
-                    (SELECT coalesce(max(id), 0) FROM clients)",
-        )
-        .fetch_one(&mut **self.tx)
-        .await?;
-        loaded.premise_ids = Ids::From(p + 1);
-        loaded.account_ids = Ids::From(a + 1);
-        loaded.card_ids = Ids::From(c + 1);
-        Ok(loaded)
+        let tx = self.tx.direct().await?;
+        blocking(|| load(&tx, reader.as_mut().map(Lent::conn), scope, keys))
     }
 
     /// Writes everything the plan changed, in a few multi-row statements per table, bound
@@ -164,6 +107,84 @@ impl Bulk for Chunk<'_> {
         self.rows += 1;
         super::record::apply(self.tx, scope, record).await
     }
+}
+
+/// A chunk's look-ups, half of them on `reader` beside the transaction while it has one.
+fn load(
+    tx: &rusqlite::Connection,
+    mut reader: Option<&mut rusqlite::Connection>,
+    scope: &Scope,
+    keys: &Keys<'_>,
+) -> Result<Loaded, StoreError> {
+    let mut loaded = Loaded::new(keys);
+    let ((premises, cards, by_phone), (accounts, numbers, premise_refs, account_refs)) =
+        match reader.as_deref_mut() {
+            Some(reader) => {
+                let reader = &mut *reader;
+                beside(
+                    || client_side(tx, scope, keys),
+                    move || account_side(reader, scope, keys),
+                )?
+            }
+            None => (
+                client_side(tx, scope, keys)?,
+                account_side(tx, scope, keys)?,
+            ),
+        };
+    premises
+        .into_iter()
+        .for_each(|(ext, row)| loaded.premise(ext, row));
+    premise_refs
+        .into_iter()
+        .for_each(|(ext, id)| loaded.premise_ref(ext, id));
+    accounts
+        .into_iter()
+        .for_each(|(ext, row)| loaded.account(ext, row));
+    account_refs
+        .into_iter()
+        .for_each(|(ext, id)| loaded.account_ref(ext, id));
+    cards
+        .into_iter()
+        .for_each(|(ext, id, card)| loaded.card_by_ext(ext, id, card));
+    by_phone
+        .into_iter()
+        .for_each(|(id, card)| loaded.card(id, card));
+    loaded.own_numbers(scope, keys);
+    for (number, source_id, source, ext) in numbers {
+        loaded.number(number, source_id, source, ext);
+    }
+    let cards = loaded.card_ids();
+    let (premise_links, account_links) = match reader {
+        Some(reader) => {
+            let cards = &cards;
+            beside(
+                || premise_links(tx, scope, cards),
+                move || account_links(reader, scope, cards),
+            )?
+        }
+        None => (
+            premise_links(tx, scope, &cards)?,
+            account_links(tx, scope, &cards)?,
+        ),
+    };
+    for (card, premise, role) in premise_links {
+        let role =
+            Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?;
+        loaded.premise_link(card, premise, role);
+    }
+    for (card, account) in account_links {
+        loaded.account_link(card, account);
+    }
+    let (p, a, c): (i64, i64, i64) = tx
+        .prepare_cached(
+            "SELECT (SELECT coalesce(max(id), 0) FROM premises), (SELECT coalesce(max(id), 0) FROM accounts),
+                    (SELECT coalesce(max(id), 0) FROM clients)",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    loaded.premise_ids = Ids::From(p + 1);
+    loaded.account_ids = Ids::From(a + 1);
+    loaded.card_ids = Ids::From(c + 1);
+    Ok(loaded)
 }
 
 /// Whether a part's rows are new to the database, or stored rows that changed.
@@ -412,61 +433,73 @@ type Refs = Vec<(String, i64)>;
 type Cards = Vec<(String, i64, CardFound)>;
 type Owners = Vec<(String, i64, String, String)>;
 
+/// Runs `a` here and `b` on a thread of its own, for the two connections' halves of a
+/// chunk's look-ups.
+fn beside<A, B>(
+    a: impl FnOnce() -> Result<A, StoreError>,
+    b: impl FnOnce() -> Result<B, StoreError> + Send,
+) -> Result<(A, B), StoreError>
+where
+    B: Send,
+{
+    std::thread::scope(|s| {
+        let other = s.spawn(b);
+        let here = a();
+        let there = other
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((here?, there?))
+    })
+}
+
 /// Premises the chunk writes, its clients' cards by external id, then cards by the phones
 /// those cards do not have.
-async fn client_side(
-    conn: &mut SqliteConnection,
+fn client_side(
+    conn: &rusqlite::Connection,
     scope: &Scope,
     keys: &Keys<'_>,
 ) -> Result<(Premises, Cards, Vec<(i64, CardFound)>), StoreError> {
-    let mut premises = Vec::with_capacity(keys.premises.len());
-    let rows: Vec<PremiseJson> = fetch_rows(
+    let premises = fetch_rows(
         conn,
-        &format!(
-            "ext_id, id, address, number, kind, floor, entrance, rooms, {AREA}, cadastral_number"
-        ),
+        "ext_id, id, address, number, kind, floor, entrance, rooms, area, cadastral_number",
         "FROM premises WHERE source_id =",
         scope.source_id,
         "ext_id",
         KeyList::Text(&listed(&keys.premises)),
-        Some(|r: &PremiseJson| Key::Text(&r.0)),
-    )
-    .await?;
-    for (ext, id, address, number, kind, floor, entrance, rooms, area, cadastral_number) in rows {
-        let area = area.map(|Real(a)| a);
-        let row = PremiseRow {
-            id,
-            address,
-            number,
-            kind,
-            floor,
-            entrance,
-            rooms,
-            area,
-            cadastral_number,
-        };
-        premises.push((ext, row));
-    }
-    let mut cards = Vec::with_capacity(keys.clients.len());
-    let rows: Vec<CardJson> = fetch_rows(
+        Some(|r: &(String, PremiseRow)| Key::Text(&r.0)),
+        |r| {
+            let row = PremiseRow {
+                id: r.int(1)?,
+                address: r.text(2)?,
+                number: r.text(3)?,
+                kind: r.text(4)?,
+                floor: r.get(5)?,
+                entrance: r.get(6)?,
+                rooms: r.get(7)?,
+                area: r.get(8)?,
+                cadastral_number: r.maybe_text(9)?,
+            };
+            Ok((r.text(0)?, row))
+        },
+    )?;
+    let cards = fetch_rows(
         conn,
         "x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email",
         "FROM client_external_ids x JOIN clients c ON c.id = x.client_id WHERE x.source_id =",
         scope.source_id,
         "x.ext_id",
         KeyList::Text(&listed(&keys.clients)),
-        Some(|r: &CardJson| Key::Text(&r.0)),
-    )
-    .await?;
-    for (ext, id, phone, logged_in, name, email) in rows {
-        let card = CardFound {
-            phone,
-            logged_in: logged_in != 0,
-            name,
-            email,
-        };
-        cards.push((ext, id, card));
-    }
+        Some(|r: &(String, i64, CardFound)| Key::Text(&r.0)),
+        |r| {
+            let card = CardFound {
+                phone: r.maybe_text(2)?,
+                logged_in: r.int(3)? != 0,
+                name: r.text(4)?,
+                email: r.maybe_text(5)?,
+            };
+            Ok((r.text(0)?, r.int(1)?, card))
+        },
+    )?;
     let known: HashSet<&str> = cards
         .iter()
         .filter_map(|(_, _, c)| c.phone.as_deref())
@@ -477,39 +510,36 @@ async fn client_side(
         .copied()
         .filter(|p| !known.contains(p))
         .collect();
-    let by_phone = cards_by_phone(conn, scope, &phones).await?;
+    let by_phone = cards_by_phone(conn, scope, &phones)?;
     Ok((premises, cards, by_phone))
 }
 
 /// Accounts the chunk writes, the owners of the numbers those accounts do not hold, and
 /// the ids of the premises and accounts clients refer to.
-async fn account_side(
-    conn: &mut SqliteConnection,
+fn account_side(
+    conn: &rusqlite::Connection,
     scope: &Scope,
     keys: &Keys<'_>,
 ) -> Result<(Accounts, Owners, Refs, Refs), StoreError> {
-    let mut accounts = Vec::with_capacity(keys.accounts.len());
-    let rows: Vec<AccountJson> = fetch_rows(
+    let accounts = fetch_rows(
         conn,
-        &format!("ext_id, id, premise_id, number, {AREA}, residents"),
+        "ext_id, id, premise_id, number, area, residents",
         "FROM accounts WHERE source_id =",
         scope.source_id,
         "ext_id",
         KeyList::Text(&listed(&keys.accounts)),
-        Some(|r: &AccountJson| Key::Text(&r.0)),
-    )
-    .await?;
-    for (ext, id, premise_id, number, area, residents) in rows {
-        let area = area.map(|Real(a)| a);
-        let row = AccountRow {
-            id,
-            premise_id,
-            number,
-            area,
-            residents,
-        };
-        accounts.push((ext, row));
-    }
+        Some(|r: &(String, AccountRow)| Key::Text(&r.0)),
+        |r| {
+            let row = AccountRow {
+                id: r.int(1)?,
+                premise_id: r.int(2)?,
+                number: r.text(3)?,
+                area: r.get(4)?,
+                residents: r.get(5)?,
+            };
+            Ok((r.text(0)?, row))
+        },
+    )?;
     let held: HashSet<&str> = accounts.iter().map(|(_, a)| a.number.as_str()).collect();
     let numbers: Vec<&str> = keys
         .numbers
@@ -517,19 +547,18 @@ async fn account_side(
         .copied()
         .filter(|n| !held.contains(n))
         .collect();
-    let owners = number_owners(conn, scope, &numbers).await?;
-    let premise_refs = ids_by_ext(conn, scope, "premises", &keys.premise_refs).await?;
-    let account_refs = ids_by_ext(conn, scope, "accounts", &keys.account_refs).await?;
+    let owners = number_owners(conn, scope, &numbers)?;
+    let premise_refs = ids_by_ext(conn, scope, "premises", &keys.premise_refs)?;
+    let account_refs = ids_by_ext(conn, scope, "accounts", &keys.account_refs)?;
     Ok((accounts, owners, premise_refs, account_refs))
 }
 
-async fn cards_by_phone(
-    conn: &mut SqliteConnection,
+fn cards_by_phone(
+    conn: &rusqlite::Connection,
     scope: &Scope,
     phones: &[&str],
 ) -> Result<Vec<(i64, CardFound)>, StoreError> {
-    let mut cards = Vec::new();
-    let rows: Vec<(i64, String, i64, String, Option<String>)> = fetch_rows(
+    fetch_rows(
         conn,
         "id, phone, logged_in, name, email",
         "FROM clients WHERE org_id =",
@@ -538,27 +567,25 @@ async fn cards_by_phone(
         KeyList::Text(phones),
         // Phones come in random order: a chunk's phones span the whole index.
         None,
+        |r| {
+            let card = CardFound {
+                phone: Some(r.text(1)?),
+                logged_in: r.int(2)? != 0,
+                name: r.text(3)?,
+                email: r.maybe_text(4)?,
+            };
+            Ok((r.int(0)?, card))
+        },
     )
-    .await?;
-    for (id, phone, logged_in, name, email) in rows {
-        let card = CardFound {
-            phone: Some(phone),
-            logged_in: logged_in != 0,
-            name,
-            email,
-        };
-        cards.push((id, card));
-    }
-    Ok(cards)
 }
 
 /// Owners of account numbers: (number, source id, source code, external id).
-async fn number_owners(
-    conn: &mut SqliteConnection,
+fn number_owners(
+    conn: &rusqlite::Connection,
     scope: &Scope,
     numbers: &[&str],
 ) -> Result<Owners, StoreError> {
-    fetch_rows::<(String, i64, String, String)>(
+    fetch_rows(
         conn,
         "a.number, a.source_id, s.code, a.ext_id",
         "FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id =",
@@ -566,17 +593,17 @@ async fn number_owners(
         "a.number",
         KeyList::Text(numbers),
         Some(|r: &(String, i64, String, String)| Key::Text(&r.0)),
+        |r| Ok((r.text(0)?, r.int(1)?, r.text(2)?, r.text(3)?)),
     )
-    .await
 }
 
 /// This source's premise links of `cards`: (card, premise, role).
-async fn premise_links(
-    conn: &mut SqliteConnection,
+fn premise_links(
+    conn: &rusqlite::Connection,
     scope: &Scope,
     cards: &[i64],
 ) -> Result<Vec<(i64, i64, String)>, StoreError> {
-    fetch_rows::<(i64, i64, String)>(
+    fetch_rows(
         conn,
         "client_id, premise_id, role",
         "FROM client_premises WHERE source_id =",
@@ -584,17 +611,17 @@ async fn premise_links(
         "client_id",
         KeyList::Ids(cards),
         Some(|r: &(i64, i64, String)| Key::Id(r.0)),
+        |r| Ok((r.int(0)?, r.int(1)?, r.text(2)?)),
     )
-    .await
 }
 
 /// This source's account links of `cards`: (card, account).
-async fn account_links(
-    conn: &mut SqliteConnection,
+fn account_links(
+    conn: &rusqlite::Connection,
     scope: &Scope,
     cards: &[i64],
 ) -> Result<Vec<(i64, i64)>, StoreError> {
-    fetch_rows::<(i64, i64)>(
+    fetch_rows(
         conn,
         "client_id, account_id",
         "FROM client_accounts WHERE source_id =",
@@ -602,13 +629,13 @@ async fn account_links(
         "client_id",
         KeyList::Ids(cards),
         Some(|r: &(i64, i64)| Key::Id(r.0)),
+        |r| Ok((r.int(0)?, r.int(1)?)),
     )
-    .await
 }
 
 /// Ids of this source's rows of `table` by external id: the unique index answers alone.
-async fn ids_by_ext(
-    conn: &mut SqliteConnection,
+fn ids_by_ext(
+    conn: &rusqlite::Connection,
     scope: &Scope,
     table: &str,
     keys: &KeySet<'_>,
@@ -621,12 +648,12 @@ async fn ids_by_ext(
         "ext_id",
         KeyList::Text(&listed(keys)),
         Some(|r: &(String, i64)| Key::Text(&r.0)),
+        |r| Ok((r.text(0)?, r.int(1)?)),
     )
-    .await
 }
 
-/// Keys to look up, sent as one JSON array. [`fetch_rows`] sorts them and splits them into
-/// batches of the same type, whose first and last key bound the range a batch spans.
+/// Keys to look up. [`fetch_rows`] sorts them and splits them into batches of the same
+/// type, whose first and last key bound the range a batch spans.
 #[derive(Clone, Copy)]
 enum KeyList<'a> {
     Text(&'a [&'a str]),
@@ -648,6 +675,7 @@ impl KeyList<'_> {
         }
     }
 
+    /// The keys as one JSON array, for `json_each`.
     fn json(&self) -> Result<String, StoreError> {
         match self {
             KeyList::Text(keys) => serde_json::to_string(keys),
@@ -674,18 +702,17 @@ impl KeyList<'_> {
         }
     }
 
-    /// Binds a sorted batch's lowest and highest key (`chunks` never makes an empty batch).
-    fn bind_bounds(&self, b: &mut QueryBuilder<Sqlite>) {
+    /// Binds a sorted batch's lowest and highest key as placeholders `at` and `at + 1`
+    /// (`chunks` never makes an empty batch).
+    fn bind_bounds(&self, s: &mut rusqlite::Statement, at: usize) -> rusqlite::Result<()> {
         match *self {
             KeyList::Text(keys) => {
-                b.push_bind(keys[0])
-                    .push(" AND ")
-                    .push_bind(keys[keys.len() - 1]);
+                s.raw_bind_parameter(at, keys[0])?;
+                s.raw_bind_parameter(at + 1, keys[keys.len() - 1])
             }
             KeyList::Ids(keys) => {
-                b.push_bind(keys[0])
-                    .push(" AND ")
-                    .push_bind(keys[keys.len() - 1]);
+                s.raw_bind_parameter(at, keys[0])?;
+                s.raw_bind_parameter(at + 1, keys[keys.len() - 1])
             }
         }
     }
@@ -714,28 +741,30 @@ impl Sieve<'_> {
     }
 }
 
-/// Runs `SELECT json_group_array(json_array(columns)) FROM … WHERE scope = ? AND key IN (…)`
-/// once per `BATCH` keys.
+/// Runs `SELECT columns FROM … WHERE scope = ? AND key …` once per `BATCH` keys, each row
+/// read straight from SQLite's result by `decode` on this thread.
 ///
-/// sqlx hands each result row from its SQLite worker thread to the caller separately; one
-/// JSON row per batch of keys replaces hundreds of those hand-overs. REAL columns must be
-/// selected so that they parse back to the same f64 ([`AREA`]).
+/// Through sqlx, each result row would have been handed from its SQLite worker thread to
+/// the caller separately, so a batch's rows came as one JSON text that SQLite built and the
+/// apply thread parsed again (13 % of a re-import's instructions, 50,000 pairs under
+/// callgrind). Read here, a column is a pointer into SQLite's row.
 ///
-/// With `key_of` (the key of a row), a batch of keys that come in runs — external ids and
-/// account numbers in an export, the ids of the cards a chunk loads — is first read as the
-/// one range of the index it spans, instead of a B-tree descent per key (a re-import of 1M
-/// pairs did eight per pair), and the rows it holds that the batch did not ask for are
-/// dropped here. The range read stops past twice the batch's keys: then the keys are
-/// scattered among other rows and are looked up one by one after all. An empty range (every
-/// key of a fresh import) ends the look-up at once.
-async fn fetch_rows<T: serde::de::DeserializeOwned>(
-    conn: &mut SqliteConnection,
+/// With `key_of`, a batch's keys come in runs (a chunk's premises, accounts, clients and
+/// cards are mostly neighbours in their index), so the batch is read as the one range of the
+/// index from its lowest to its highest key, and the rows between that the batch did not
+/// ask for are dropped here. The range read stops past twice the batch's keys: then the keys
+/// are scattered among other rows and are looked up by the key list after all. An empty
+/// range (every key of a fresh import) ends the look-up at once.
+#[allow(clippy::too_many_arguments)]
+fn fetch_rows<T>(
+    conn: &rusqlite::Connection,
     columns: &str,
     from_where: &str,
     scope: i64,
     key: &str,
     keys: KeyList<'_>,
     key_of: Option<fn(&T) -> Key<'_>>,
+    decode: fn(&Columns) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let mut text = Vec::new();
     let mut ids = Vec::new();
@@ -752,106 +781,81 @@ async fn fetch_rows<T: serde::de::DeserializeOwned>(
             ids.chunks(BATCH).map(KeyList::Ids).collect()
         }
     };
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(keys.len());
     for batch in batches {
         if let Some(key_of) = key_of {
             let cap = 2 * batch.len();
-            // The rows' JSON is joined as text: a JSON value loses its JSON-ness when it
-            // leaves a subquery, and `json_group_array` would quote it as a string.
-            let mut b = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT coalesce('[' || group_concat(j, ',') || ']', '[]') FROM \
-                 (SELECT json_array({columns}) AS j {from_where} "
-            ));
-            b.push_bind(scope).push(format!(" AND {key} BETWEEN "));
-            batch.bind_bounds(&mut b);
-            // Not a bare `LIMIT ?`: SQLite compiles a bare one for the value bound, and
-            // sqlx clears every binding after each run, which made SQLite compile the
-            // statement again at every use (1.1 % and 1.4 % of a fresh import's and a
-            // re-import's instructions, 50,000 pairs under callgrind).
-            b.push(" LIMIT CAST(")
-                .push_bind(cap as i64 + 1)
-                .push(" AS INTEGER))");
-            let row = b.build().fetch_one(&mut *conn).await?;
-            let held: Vec<T> = parse_rows(row.try_get(0)?)?;
+            // Not a bare `LIMIT ?`: SQLite compiles a bare one for the value bound, and the
+            // bindings are cleared after every run, which made SQLite compile the statement
+            // again at every use (1.1 % and 1.4 % of a fresh import's and a re-import's
+            // instructions, 50,000 pairs under callgrind).
+            let mut range = conn.prepare_cached(&format!(
+                "SELECT {columns} {from_where} ?1 AND {key} BETWEEN ?2 AND ?3 \
+                 LIMIT CAST(?4 AS INTEGER)"
+            ))?;
+            range.raw_bind_parameter(1, scope)?;
+            batch.bind_bounds(&mut range, 2)?;
+            range.raw_bind_parameter(4, cap as i64 + 1)?;
+            let mut held = Vec::with_capacity(batch.len());
+            let mut read = range.raw_query();
+            while let Some(row) = read.next()? {
+                held.push(decode(&Columns(row))?);
+            }
             if held.len() <= cap {
                 let mut sieve = Sieve { batch, at: 0 };
                 rows.extend(held.into_iter().filter(|row| sieve.keeps(key_of(row))));
                 continue;
             }
         }
-        let mut b = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT json_group_array(json_array({columns})) {from_where} "
-        ));
-        b.push_bind(scope)
-            .push(format!(" AND {key} IN (SELECT value FROM json_each("))
-            .push_bind(batch.json()?)
-            .push("))");
-        let row = b.build().fetch_one(&mut *conn).await?;
-        rows.extend(parse_rows::<T>(row.try_get(0)?)?);
+        let mut listed = conn.prepare_cached(&format!(
+            "SELECT {columns} {from_where} ?1 AND {key} IN (SELECT value FROM json_each(?2))"
+        ))?;
+        listed.raw_bind_parameter(1, scope)?;
+        listed.raw_bind_parameter(2, batch.json()?)?;
+        let mut read = listed.raw_query();
+        while let Some(row) = read.next()? {
+            rows.push(decode(&Columns(row))?);
+        }
     }
     Ok(rows)
 }
 
-/// Parses a batch's rows from the JSON text, borrowed from the result row: decoding it as a
-/// `String` copied it and checked its UTF-8 with `str::from_utf8`, byte by byte through the
-/// Cyrillic, which took a sixth of the apply thread in a re-import; simdutf8 checks it a
-/// vector at a time.
-fn parse_rows<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<Vec<T>, StoreError> {
-    let json = simdutf8::basic::from_utf8(json)
-        .map_err(|_| StoreError::Corrupt("batched rows: not UTF-8".to_owned()))?;
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("batched rows: {e}")))
-}
+/// A looked-up row's columns.
+struct Columns<'r, 's>(&'r rusqlite::Row<'s>);
 
-/// An area as it crosses the JSON: its hundredths as an integer where they give back the
-/// same f64 (areas rarely have more than two decimals), else `quote()`'s text, which parses
-/// back to the same f64 (JSON's own 15 digits would not). Formatting a REAL as text is slow
-/// in SQLite: it took longer than reading the rest of a premise's row.
-const AREA: &str = "iif(area IS NULL, NULL, \
-    iif(abs(area) < 1e13 AND round(area * 100) / 100.0 = area, \
-        CAST(round(area * 100) AS INTEGER), quote(area)))";
+impl Columns<'_, '_> {
+    /// A column of the type SQLite has for it: an integer, an area as the very f64 stored.
+    fn get<T: rusqlite::types::FromSql>(&self, i: usize) -> Result<T, StoreError> {
+        self.0
+            .get(i)
+            .map_err(|e| StoreError::Corrupt(format!("batched rows: {e}")))
+    }
 
-/// An area as [`AREA`] selects it. Hundredths are divided as SQLite divided them when it
-/// checked them, on the same integer (below 2^53, so exact as an f64): the same f64 comes out.
-struct Real(f64);
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.get(i)
+    }
 
-impl<'de> serde::Deserialize<'de> for Real {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Real;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("hundredths as an integer or a REAL as text")
-            }
-            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Real, E> {
-                Ok(Real(n as f64 / 100.0))
-            }
-            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Real, E> {
-                Ok(Real(n as f64 / 100.0))
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Real, E> {
-                text.parse()
-                    .map(Real)
-                    .map_err(|_| E::custom(format!("stored number {text:?}")))
-            }
+    /// Text checked as UTF-8 a vector at a time with simdutf8: `str::from_utf8` goes byte by
+    /// byte through the Cyrillic. SQLite stores whatever bytes it is given as TEXT.
+    fn maybe_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        use rusqlite::types::ValueRef;
+        match self.0.get_ref(i)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(bytes) => simdutf8::basic::from_utf8(bytes)
+                .map(|text| Some(text.to_owned()))
+                .map_err(|_| StoreError::Corrupt("batched rows: not UTF-8".to_owned())),
+            other => Err(StoreError::Corrupt(format!(
+                "batched rows: column {i} is {:?}, not text",
+                other.data_type()
+            ))),
         }
-        d.deserialize_any(Visitor)
+    }
+
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.maybe_text(i)?
+            .ok_or_else(|| StoreError::Corrupt(format!("batched rows: column {i} is NULL")))
     }
 }
-
-type PremiseJson = (
-    String,
-    i64,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<Real>,
-    Option<String>,
-);
-type AccountJson = (String, i64, i64, String, Option<Real>, Option<i64>);
-type CardJson = (String, i64, Option<String>, i64, String, Option<String>);
 
 #[cfg(test)]
 mod tests {
@@ -952,16 +956,12 @@ mod tests {
         assert_eq!(count("client_accounts"), 0);
     }
 
-    /// Whole hundredths come as integers, anything finer as text; both give back the very
-    /// f64 that was stored, or an unchanged premise would be rewritten (or a changed one
-    /// missed) on every re-import.
-    #[tokio::test]
-    async fn areas_come_back_as_the_same_f64() {
-        use sqlx::Connection;
-        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
-        sqlx::query("CREATE TABLE t (area REAL)")
-            .execute(&mut conn)
-            .await
+    /// A looked-up area is the very f64 that was stored, or an unchanged premise would be
+    /// rewritten (or a changed one missed) on every re-import.
+    #[test]
+    fn areas_come_back_as_the_same_f64() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (source_id INTEGER, ext_id TEXT, area REAL)")
             .unwrap();
         let areas = [
             54.3,
@@ -978,74 +978,68 @@ mod tests {
             f64::MIN_POSITIVE,
             5e-324,
         ];
-        for area in areas {
-            sqlx::query("INSERT INTO t VALUES (?)")
-                .bind(area)
-                .execute(&mut conn)
-                .await
+        let stored: Vec<(String, Option<f64>)> = (areas.iter().map(|&a| Some(a)))
+            .chain([None])
+            .enumerate()
+            .map(|(i, a)| (format!("P-{i:02}"), a))
+            .collect();
+        for (ext, area) in &stored {
+            conn.execute("INSERT INTO t VALUES (1, ?1, ?2)", (ext, area))
                 .unwrap();
         }
-        sqlx::query("INSERT INTO t VALUES (NULL)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT json_group_array(json_array({AREA})) FROM t"
-        )))
-        .fetch_one(&mut conn)
-        .await
+        let keys: Vec<&str> = stored.iter().map(|(ext, _)| ext.as_str()).collect();
+        let rows = fetch_rows(
+            &conn,
+            "ext_id, area",
+            "FROM t WHERE source_id =",
+            1,
+            "ext_id",
+            KeyList::Text(&keys),
+            Some(|r: &(String, Option<f64>)| Key::Text(&r.0)),
+            |r| Ok((r.text(0)?, r.get(1)?)),
+        )
         .unwrap();
-        assert!(json.starts_with("[[5430],[10],[3333],"), "{json}");
-        let rows: Vec<(Option<Real>,)> = parse_rows(json.as_bytes()).unwrap();
-        let back: Vec<Option<u64>> = rows
-            .iter()
-            .map(|(a,)| a.as_ref().map(|Real(a)| a.to_bits()))
-            .collect();
-        let stored: Vec<Option<u64>> = areas
-            .iter()
-            .map(|a| Some(a.to_bits()))
-            .chain([None])
-            .collect();
-        assert_eq!(back, stored);
+        let bits = |rows: &[(String, Option<f64>)]| -> Vec<(String, Option<u64>)> {
+            (rows.iter())
+                .map(|(ext, a)| (ext.clone(), a.map(f64::to_bits)))
+                .collect()
+        };
+        assert_eq!(bits(&rows), bits(&stored));
     }
 
     /// SQLite stores whatever bytes it is given as TEXT; a stored value that is not UTF-8
     /// must end the look-up with an error, on both the range read and the key list.
-    #[tokio::test]
-    async fn stored_text_that_is_not_utf8_is_a_corrupt_database_error() {
-        use sqlx::Connection;
-        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
-        sqlx::query(
+    #[test]
+    fn stored_text_that_is_not_utf8_is_a_corrupt_database_error() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
             "CREATE TABLE t (source_id INTEGER, ext_id TEXT);
              INSERT INTO t VALUES (1, 'A'), (1, CAST(x'42ff' AS TEXT)), (1, 'C')",
         )
-        .execute(&mut conn)
-        .await
         .unwrap();
         let keys = ["A", "C"];
         let key_of: fn(&(String,)) -> Key<'_> = |r| Key::Text(&r.0);
-        let mut look_up = async |key_of| {
-            let list = KeyList::Text(&keys);
-            fetch_rows::<(String,)>(
-                &mut conn,
+        let look_up = |key_of| {
+            fetch_rows(
+                &conn,
                 "ext_id",
                 "FROM t WHERE source_id =",
                 1,
                 "ext_id",
-                list,
+                KeyList::Text(&keys),
                 key_of,
+                |r| Ok((r.text(0)?,)),
             )
-            .await
         };
         // The range from A to C holds the broken value.
-        match look_up(Some(key_of)).await {
+        match look_up(Some(key_of)) {
             Err(StoreError::Corrupt(message)) => {
                 assert!(message.contains("not UTF-8"), "{message}")
             }
             other => panic!("{other:?}"),
         }
         // The key list reads only A and C.
-        let rows = look_up(None).await.unwrap();
+        let rows = look_up(None).unwrap();
         assert_eq!(rows, [("A".to_owned(),), ("C".to_owned(),)]);
     }
 

@@ -34,8 +34,9 @@ impl Writer {
         #[allow(unsafe_code)]
         let direct = unsafe { rusqlite::Connection::from_handle(lock.as_raw_handle().as_ptr()) }?;
         drop(lock);
-        // One prepared full-size statement per table and kind of write, with room to spare.
-        direct.set_prepared_statement_cache_capacity(32);
+        // A full-size statement per table and kind of write, and the look-ups' statements,
+        // with room to spare.
+        direct.set_prepared_statement_cache_capacity(48);
         Ok(Writer { direct, conn })
     }
 
@@ -74,6 +75,33 @@ impl Deref for Direct<'_> {
 
     fn deref(&self) -> &rusqlite::Connection {
         self.conn
+    }
+}
+
+/// rusqlite on a pooled connection's handle, for one chunk's look-ups beside the writer.
+///
+/// The pool may close its connections whenever they are idle, so nothing is kept prepared
+/// on them between chunks: `conn`, declared before the lock, finalizes its statements when
+/// it is dropped, while sqlx's worker is still locked out.
+pub(crate) struct Lent<'c> {
+    conn: rusqlite::Connection,
+    _lock: LockedSqliteHandle<'c>,
+}
+
+impl<'c> Lent<'c> {
+    pub async fn new(conn: &'c mut SqliteConnection) -> Result<Lent<'c>, StoreError> {
+        let mut lock = conn.lock_handle().await?;
+        // SAFETY: `lock` keeps sqlx's worker off the handle, and the handle open, for as
+        // long as `Lent` lives; `conn` does not own the handle (it does not close it) and is
+        // dropped first (field order).
+        #[allow(unsafe_code)]
+        let conn = unsafe { rusqlite::Connection::from_handle(lock.as_raw_handle().as_ptr()) }?;
+        Ok(Lent { conn, _lock: lock })
+    }
+
+    /// The connection, to be lent to another thread for the look-ups.
+    pub fn conn(&mut self) -> &mut rusqlite::Connection {
+        &mut self.conn
     }
 }
 
