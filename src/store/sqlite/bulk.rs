@@ -432,6 +432,7 @@ type Accounts = Vec<(String, AccountRow)>;
 type Refs = Vec<(String, i64)>;
 type Cards = Vec<(String, i64, CardFound)>;
 type Owners = Vec<(String, i64, String, String)>;
+type ByPhone = Vec<(i64, CardFound)>;
 
 /// Runs `a` here and `b` on a thread of its own, for the two connections' halves of a
 /// chunk's look-ups.
@@ -458,7 +459,7 @@ fn client_side(
     conn: &rusqlite::Connection,
     scope: &Scope,
     keys: &Keys<'_>,
-) -> Result<(Premises, Cards, Vec<(i64, CardFound)>), StoreError> {
+) -> Result<(Premises, Cards, ByPhone), StoreError> {
     let premises = fetch_rows(
         conn,
         "ext_id, id, address, number, kind, floor, entrance, rooms, area, cadastral_number",
@@ -557,7 +558,7 @@ fn cards_by_phone(
     conn: &rusqlite::Connection,
     scope: &Scope,
     phones: &[&str],
-) -> Result<Vec<(i64, CardFound)>, StoreError> {
+) -> Result<ByPhone, StoreError> {
     fetch_rows(
         conn,
         "id, phone, logged_in, name, email",
@@ -924,7 +925,12 @@ mod tests {
             conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
                 .unwrap()
         };
-        let tables = ["premises", "accounts", "client_external_ids", "client_premises"];
+        let tables = [
+            "premises",
+            "accounts",
+            "client_external_ids",
+            "client_premises",
+        ];
         assert_eq!(tables.map(count), [2, 2, 2, 2]);
         assert_eq!(count("client_accounts"), 0);
         let stored: (String, Option<i64>, f64) = conn
