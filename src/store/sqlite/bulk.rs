@@ -1,5 +1,6 @@
 //! SQLite's side of the set-based path ([`plan`](crate::store::plan)): batched look-ups
-//! through `json_each`, multi-row writes.
+//! by key ranges, multi-row writes. Both run through rusqlite on the handles sqlx opened
+//! ([`direct`](super::direct)), on the apply thread and one beside it.
 
 use rustc_hash::FxHashSet as HashSet;
 use sqlx::SqliteConnection;
@@ -15,14 +16,14 @@ use crate::store::{Refusal, Scope, StoreError};
 /// Keys per `IN (…)` list and rows per multi-row statement: far below SQLite's 32,766
 /// variables. Only full-size multi-row statements are kept prepared: a prepared statement of
 /// 500 rows holds about a megabyte, and the last, shorter one of each table comes in a new
-/// size nearly every chunk — cached, those filled sqlx's 100-statement cache and took a
+/// size nearly every chunk — cached, those filled the statement cache and took a
 /// 10,000,000-pair import to a 192 MiB peak.
 const BATCH: usize = 500;
 
 /// A chunk's transaction, and a second connection that reads beside it.
 ///
 /// Look-ups of one kind of key do not depend on another's, so half of them run on the second
-/// connection at the same time (SQLite runs each connection's statements on its own thread).
+/// connection at the same time, on a thread of their own.
 /// The second connection's read transaction begins after the transaction took the write
 /// lock, and it is only given while the transaction has written nothing, so it sees exactly
 /// what the transaction sees; from the first write on (an earlier chunk of the same
