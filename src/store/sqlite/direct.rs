@@ -1,12 +1,13 @@
-//! The writer connection, with rusqlite on the same SQLite handle for the bulk path's
-//! multi-row writes.
+//! rusqlite on the SQLite handles sqlx opened, for the set-based path's look-ups and
+//! multi-row writes ([`bulk`](super::bulk)).
 //!
-//! sqlx runs a statement on its connection's worker thread and binds each value through its
-//! own argument buffer: every text value is copied into an `Arc`, then again by SQLite, and
-//! every binding is cleared after each run. In a fresh import that was about a tenth of all
-//! instructions (50,000 pairs under callgrind: filling the arguments, binding them, clearing
-//! and dropping them). rusqlite binds straight from the plan's rows on the apply thread,
-//! inside the same transaction, and keeps the full-size statements prepared.
+//! sqlx runs every statement on its connection's worker thread. A look-up's rows therefore
+//! came back as one JSON text that SQLite built and the apply thread parsed again (13 % of a
+//! re-import's instructions), and every value written was copied into an `Arc`, copied again
+//! by SQLite and cleared after each statement. Here rows are read column by column from
+//! SQLite's result and values bound straight from the plan, on the apply thread (and a thread
+//! beside it for the reader's half of the look-ups), inside the same transactions; sqlx's
+//! `lock_handle` keeps its worker off the handle meanwhile.
 
 use std::ops::{Deref, DerefMut};
 
@@ -29,14 +30,15 @@ impl Writer {
         let mut lock = conn.lock_handle().await?;
         // SAFETY: the handle stays open as long as `conn`, which is dropped after `direct`
         // (field order) and never closed explicitly. `direct` does not own the handle (it
-        // does not close it) and is only reached through `Writer::direct`, which holds
-        // sqlx's lock on the handle meanwhile, so sqlx's worker makes no call on it then.
+        // does not close it) and is only used through `Writer::direct`, which holds sqlx's
+        // lock on the handle meanwhile, so sqlx's worker makes no call on it then — or when
+        // the writer is dropped, and nothing can use `conn` any more.
         #[allow(unsafe_code)]
         let direct = unsafe { rusqlite::Connection::from_handle(lock.as_raw_handle().as_ptr()) }?;
-        drop(lock);
         // A full-size statement per table and kind of write, and the look-ups' statements,
         // with room to spare.
         direct.set_prepared_statement_cache_capacity(48);
+        drop(lock);
         Ok(Writer { direct, conn })
     }
 
