@@ -492,15 +492,7 @@ fn client_side(
         "x.ext_id",
         KeyList::Text(&listed(&keys.clients)),
         Some(|r: &(String, i64, CardFound)| Key::Text(&r.0)),
-        |r| {
-            let card = CardFound {
-                phone: r.maybe_text(2)?,
-                logged_in: r.int(3)? != 0,
-                name: r.text(4)?,
-                email: r.maybe_text(5)?,
-            };
-            Ok((r.text(0)?, r.int(1)?, card))
-        },
+        |r| Ok((r.text(0)?, r.int(1)?, r.card(2)?)),
     )?;
     let known: HashSet<&str> = cards
         .iter()
@@ -569,15 +561,7 @@ fn cards_by_phone(
         KeyList::Text(phones),
         // Phones come in random order: a chunk's phones span the whole index.
         None,
-        |r| {
-            let card = CardFound {
-                phone: Some(r.text(1)?),
-                logged_in: r.int(2)? != 0,
-                name: r.text(3)?,
-                email: r.maybe_text(4)?,
-            };
-            Ok((r.int(0)?, card))
-        },
+        |r| Ok((r.int(0)?, r.card(1)?)),
     )
 }
 
@@ -856,6 +840,16 @@ impl Columns<'_, '_> {
     fn text(&self, i: usize) -> Result<String, StoreError> {
         self.maybe_text(i)?
             .ok_or_else(|| StoreError::Corrupt(format!("batched rows: column {i} is NULL")))
+    }
+
+    /// A card from `phone, logged_in, name, email` starting at column `at`.
+    fn card(&self, at: usize) -> Result<CardFound, StoreError> {
+        Ok(CardFound {
+            phone: self.maybe_text(at)?,
+            logged_in: self.int(at + 1)? != 0,
+            name: self.text(at + 2)?,
+            email: self.maybe_text(at + 3)?,
+        })
     }
 }
 
