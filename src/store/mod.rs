@@ -310,9 +310,10 @@ pub struct RunRow {
 /// Tuning that trades memory for speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    /// SQLite's page cache of the connection that writes, in MiB (default 12): index pages
-    /// that stay in memory between chunks instead of being read back from the file. Readers
-    /// get a quarter each: their caches are dropped whenever the writer commits.
+    /// SQLite's page cache of the connection that writes, in MiB (default 32): index pages
+    /// that stay in memory between chunks instead of being read back from the file, and the
+    /// pages a transaction held across chunks dirtied until it commits. Readers get an eighth
+    /// each: their caches are dropped whenever the writer commits.
     pub cache_mib: u32,
     /// How long a run's lease lasts without renewal, in seconds (default 60); runs renew it
     /// every third of that. Shorter: a crashed holder's pipeline is free again sooner, for
@@ -323,7 +324,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            cache_mib: 12,
+            cache_mib: 32,
             lease_secs: 60,
         }
     }

@@ -36,6 +36,8 @@ pub struct SqliteStore {
     lease_secs: i64,
     /// Clients (all organizations) up to which a transaction may be held across chunks.
     hold_clients: i64,
+    /// Records after which a transaction held across chunks commits.
+    group_records: usize,
     pool: SqlitePool,
     /// The one connection this process writes through; writers queue for it first come
     /// first served. SQLite's busy handler polls: an import that commits a chunk and begins
@@ -107,6 +109,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             lease_secs: i64::from(settings.lease_secs),
             hold_clients: i64::from(settings.cache_mib) * HOLD_CLIENTS_PER_CACHE_MIB,
+            group_records: settings.cache_mib as usize * GROUP_RECORDS_PER_CACHE_MIB,
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(Writer::new(writer).await?)),
             checkpointer: Arc::new(tokio::sync::Mutex::new(checkpointer)),
@@ -171,17 +174,22 @@ impl SqliteStore {
     }
 }
 
-/// Records after which a transaction held across chunks commits: at 20,000 SQLite alone
-/// wrote a 1M-pair import's clients in 5.3 s instead of 14.2 s (a commit every 2,500), and
-/// the whole import took 19.3 s instead of 24.4 s (README, "commits").
-const GROUP_RECORDS: usize = 20_000;
+/// Records a transaction held across chunks takes per MiB of writer cache before it commits
+/// (60,000 at the default 32 MiB). A commit writes every page the transaction dirtied, and
+/// the phone index takes its inserts at random, so fewer commits write each index page fewer
+/// times, as long as the dirtied pages fit in the cache (what does not is spilled to the WAL
+/// before the commit, and written again when dirtied again). 1M pairs fresh (README,
+/// "commits"): 20,000 records per commit with 12 MiB wrote 2.57 GB through the WAL, 60,000
+/// with 32 MiB 1.21 GB, and took 9.82–10.56 s against 10.81–14.02 s (four interleaved
+/// runs); 60,000 with 12 MiB still wrote 2.08 GB.
+const GROUP_RECORDS_PER_CACHE_MIB: usize = 1_875;
 /// A held transaction saves writes only while the phone index is within a few times the
 /// writer's cache: a commit then rewrites index pages that many chunks dirtied. Once the
 /// index is much bigger, its random inserts spill dirty pages to the WAL before the commit
 /// anyway, and the chunks after the first lose their look-ups beside the writer: a
 /// 10,000,000-pair import took 468.6 s holding transactions throughout against 370.3 s with
 /// a commit per chunk, where 1,000,000 pairs gained 19 %. 85,000 clients per MiB of cache
-/// (about 1M at the default 12 MiB: a phone index of 2.5 times the cache) keeps holding to
+/// (about 2.7M at the default 32 MiB: a phone index of 2.5 times the cache) keeps holding to
 /// the size where it was measured to pay.
 const HOLD_CLIENTS_PER_CACHE_MIB: i64 = 85_000;
 /// The longest a transaction is held across chunks: other writers (a run's lease renewal,
@@ -246,9 +254,9 @@ impl Drop for Group {
     }
 }
 
-/// A quarter of the writer's page cache, at least 1 MiB.
+/// An eighth of the writer's page cache, at least 1 MiB.
 fn reader_cache_kib(settings: &Settings) -> u64 {
-    (u64::from(settings.cache_mib) * 1024 / 4).max(1024)
+    (u64::from(settings.cache_mib) * 1024 / 8).max(1024)
 }
 
 impl Store for SqliteStore {
@@ -307,7 +315,7 @@ impl Store for SqliteStore {
         // transaction that has written nothing, reads beside the writer again.
         if applied.refused.is_some()
             || rows * 4 < records.len()
-            || group.records >= GROUP_RECORDS
+            || group.records >= self.group_records
             || group.began.elapsed() >= GROUP_TIME
             || !self.index_fits(&mut group).await?
         {
