@@ -15,6 +15,7 @@ use std::sync::Arc;
 use quick_xml::Reader;
 use quick_xml::escape::{EscapeError, resolve_predefined_entity};
 use quick_xml::events::{BytesStart, Event};
+use quick_xml::utils::is_whitespace;
 
 use encoding::UnsupportedEncoding;
 pub use encoding::{Detected, Utf8Reader};
@@ -857,6 +858,11 @@ fn start_tag(
     attrs.version = None;
     attrs.unknown.clear();
     attrs.bad_entity = None;
+    // Most tags are fields without attributes; the iterator would still be set up and run
+    // once for each of them.
+    if e.attributes_raw().bytes().all(is_whitespace) {
+        return Ok(StartTag { tag, empty });
+    }
     for attr in e.attributes() {
         let attr = attr.map_err(quick_xml::Error::InvalidAttr)?;
         let key = attr.key.as_ref();

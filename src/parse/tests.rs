@@ -137,6 +137,30 @@ fn unknown_elements_and_attributes_are_warnings() {
 }
 
 #[test]
+fn a_field_tag_is_read_for_attributes_only_when_it_has_some() {
+    let xml = "<crm-import version=\"1\"><clients><client id=\"C-1\"><name \t\r\n>A</name><phone lang=\"ru\">1</phone><email/></client></clients></crm-import>";
+    let (records, end) = read_all(xml.as_bytes());
+    end.unwrap();
+    let keys: Vec<(Code, &str)> = records[0]
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.key.as_str()))
+        .collect();
+    assert_eq!(keys, vec![(Code::UnknownAttribute, "lang")]);
+    match &records[0].body {
+        Ok(RawRecord::Client(c)) => assert_eq!(
+            (c.name.as_deref(), c.phone.as_deref()),
+            (Some("A"), Some("1"))
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    let twice = "<crm-import version=\"1\">\n<clients>\n<client id=\"C-1\" id=\"C-2\"/></clients></crm-import>";
+    let problem = read_all(twice.as_bytes()).1.unwrap_err();
+    assert_eq!((problem.code, problem.position.line), (Code::XmlSyntax, 3));
+}
+
+#[test]
 fn a_field_over_the_limit_is_an_error_without_holding_it() {
     let long = "я".repeat(MAX_FIELD_CHARS + 1);
     let fits = "я".repeat(MAX_FIELD_CHARS);
