@@ -127,6 +127,29 @@ async fn a_database_failure_loses_only_records_the_report_does_not_count() {
     assert_eq!(kept(&db).await, (1..=40).collect::<Vec<_>>());
 }
 
+/// A held transaction commits once it has 1,875 records per MiB of the writer's cache: with
+/// 1 MiB, chunks 1–4 of 500 (2,000 records) commit together, and a failure in chunk 5 rolls
+/// back only chunk 5. A fixed size, or one that ignored the cache, would keep all of them in
+/// one transaction and lose them all.
+#[tokio::test]
+async fn a_held_transaction_commits_after_a_size_set_by_the_writer_cache() {
+    let settings = crm_import::store::Settings {
+        cache_mib: 1,
+        ..Default::default()
+    };
+    let db = Db::tuned(None, &settings).await;
+    db.execute(
+        "CREATE TRIGGER refuse_c2100 BEFORE INSERT ON client_external_ids WHEN NEW.ext_id = 'C-2100' \
+         BEGIN SELECT RAISE(ABORT, 'the disk is full'); END",
+    )
+    .await;
+    let report = apply_in(&db, &clients(1, 2_500), 500, true).await;
+    assert_eq!(report.error.as_ref().unwrap().code, "database");
+    let stored = kept(&db).await;
+    assert_eq!((report.records, stored.len()), (2_000, 2_000));
+    assert_eq!(stored, (1..=2_000).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn a_halt_inside_a_held_transaction_commits_the_records_before_it() {
     let db = Db::new().await;

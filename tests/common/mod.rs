@@ -48,6 +48,11 @@ impl Db {
 
     /// A database on this PostgreSQL server, or an SQLite file with `None`.
     pub async fn on(server: Option<String>) -> Db {
+        Db::tuned(server, &store::Settings::default()).await
+    }
+
+    /// As [`Db::on`], with the store's tuning given.
+    pub async fn tuned(server: Option<String>, settings: &store::Settings) -> Db {
         let dir = tempfile::tempdir().unwrap();
         let url = match server {
             None => format!("sqlite:{}", dir.path().join("crm.db").display()),
@@ -69,9 +74,7 @@ impl Db {
                 format!("{server}{sep}options=-c%20search_path%3D{schema}")
             }
         };
-        let store = store::open(&url, &store::Settings::default())
-            .await
-            .unwrap();
+        let store = store::open(&url, settings).await.unwrap();
         Db {
             dir,
             store,

@@ -179,7 +179,7 @@ impl SqliteStore {
 /// the phone index takes its inserts at random, so fewer commits write each index page fewer
 /// times, as long as the dirtied pages fit in the cache (what does not is spilled to the WAL
 /// before the commit, and written again when dirtied again). 1M pairs fresh (README,
-/// "commits"): 20,000 records per commit with 12 MiB wrote 2.57 GB through the WAL, 60,000
+/// `cache_size`): 20,000 records per commit with 12 MiB wrote 2.57 GB through the WAL, 60,000
 /// with 32 MiB 1.21 GB, and took 9.16–10.00 s against 10.54–12.12 s (four interleaved
 /// runs); 60,000 with 12 MiB still wrote 2.08 GB, 20,000 with 32 MiB 1.93 GB.
 const GROUP_RECORDS_PER_CACHE_MIB: usize = 1_875;
