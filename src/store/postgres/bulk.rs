@@ -10,13 +10,13 @@ use sqlx::PgConnection;
 
 use crate::model::{Record, RecordOutcome, Role};
 use crate::store::plan::{
-    AccountRow, Bulk, CardFound, Ids, KeySet, Keys, Loaded, Plan, PremiseRow, listed,
+    AccountRow, Bulk, CardFound, Ids, KeySet, Keys, Loaded, Plan, PremiseRow, listed, own_key,
 };
 use crate::store::{Refusal, Scope, StoreError};
 
 /// Called on the chunk's transaction, which holds the organization's advisory lock.
 impl Bulk for PgConnection {
-    async fn load(&mut self, scope: &Scope, keys: &Keys<'_>) -> Result<Loaded, StoreError> {
+    async fn load<'k>(&mut self, scope: &Scope, keys: &Keys<'k>) -> Result<Loaded<'k>, StoreError> {
         let conn = self;
         let mut loaded = Loaded::new(keys);
         let rows: Vec<PremiseSelect> = sqlx::query_as(
@@ -40,7 +40,9 @@ impl Bulk for PgConnection {
                 area,
                 cadastral_number,
             };
-            loaded.premise(ext, row);
+            if let Some(ext) = own_key(&keys.premises, &ext) {
+                loaded.premise(ext, row);
+            }
         }
         let rows: Vec<AccountSelect> = sqlx::query_as(
             "SELECT ext_id, id, premise_id, number, area, residents
@@ -58,15 +60,21 @@ impl Bulk for PgConnection {
                 area,
                 residents,
             };
-            loaded.account(ext, row);
+            if let Some(ext) = own_key(&keys.accounts, &ext) {
+                loaded.account(ext, row);
+            }
         }
         for (ext, id) in ids_by_ext(conn, scope, "premises", &keys.premise_refs).await? {
-            loaded.premise_ref(ext, id);
+            if let Some(ext) = own_key(&keys.premise_refs, &ext) {
+                loaded.premise_ref(ext, id);
+            }
         }
         for (ext, id) in ids_by_ext(conn, scope, "accounts", &keys.account_refs).await? {
-            loaded.account_ref(ext, id);
+            if let Some(ext) = own_key(&keys.account_refs, &ext) {
+                loaded.account_ref(ext, id);
+            }
         }
-        let numbers = loaded.unknown_numbers(scope, keys);
+        let numbers = loaded.unknown_numbers(keys);
         let rows: Vec<(String, i64, String, String)> = if numbers.is_empty() {
             Vec::new()
         } else {
@@ -80,7 +88,9 @@ impl Bulk for PgConnection {
             .await?
         };
         for (number, source_id, source, ext) in rows {
-            loaded.number(number, source_id, source, ext);
+            if let Some(number) = own_key(&keys.numbers, &number) {
+                loaded.number(number, source_id, source, ext);
+            }
         }
         let rows: Vec<CardSelect> = sqlx::query_as(
             "SELECT x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email
@@ -98,7 +108,9 @@ impl Bulk for PgConnection {
                 name,
                 email,
             };
-            loaded.card_by_ext(ext, id, card);
+            if let Some(ext) = own_key(&keys.clients, &ext) {
+                loaded.card_by_ext(ext, id, card);
+            }
         }
         // Phones of the cards found above are known; look up only the others.
         let phones = loaded.unknown_phones(keys);
@@ -167,7 +179,7 @@ impl Bulk for PgConnection {
     }
 
     /// Writes everything the plan changed: one statement per table, columns as arrays.
-    async fn write(&mut self, scope: &Scope, plan: &Plan) -> Result<(), StoreError> {
+    async fn write(&mut self, scope: &Scope, plan: &Plan<'_>) -> Result<(), StoreError> {
         let conn = self;
         let premises = plan.premises();
         if !premises.is_empty() {
@@ -248,7 +260,7 @@ impl Bulk for PgConnection {
         }
         let external = plan.external_ids();
         if !external.is_empty() {
-            let exts: Vec<&str> = external.iter().map(|(ext, _)| ext.as_str()).collect();
+            let exts: Vec<&str> = external.iter().map(|&(ext, _)| ext).collect();
             let ids: Vec<i64> = external.iter().map(|(_, id)| *id).collect();
             sqlx::query(
             "INSERT INTO client_external_ids (source_id, ext_id, client_id)

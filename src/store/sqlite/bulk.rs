@@ -2,6 +2,8 @@
 //! by key ranges, multi-row writes. Both run through rusqlite on the handles sqlx opened
 //! ([`direct`](super::direct)), on the apply thread and one beside it.
 
+use std::cmp::Ordering;
+
 use rustc_hash::FxHashSet as HashSet;
 use sqlx::SqliteConnection;
 
@@ -58,7 +60,7 @@ impl<'c> Chunk<'c> {
 
 /// The transaction is IMMEDIATE, so nobody else allocates ids until it ends.
 impl Bulk for Chunk<'_> {
-    async fn load(&mut self, scope: &Scope, keys: &Keys<'_>) -> Result<Loaded, StoreError> {
+    async fn load<'k>(&mut self, scope: &Scope, keys: &Keys<'k>) -> Result<Loaded<'k>, StoreError> {
         let mut reader = match self.reader.as_deref_mut() {
             Some(reader) => Some(Lent::new(reader).await?),
             None => None,
@@ -69,7 +71,7 @@ impl Bulk for Chunk<'_> {
 
     /// Writes everything the plan changed, in a few multi-row statements per table, bound
     /// straight from the plan's rows on this thread ([`direct`](super::direct)).
-    async fn write(&mut self, scope: &Scope, plan: &Plan) -> Result<(), StoreError> {
+    async fn write(&mut self, scope: &Scope, plan: &Plan<'_>) -> Result<(), StoreError> {
         if plan.rows() == 0 {
             return Ok(());
         }
@@ -111,12 +113,12 @@ impl Bulk for Chunk<'_> {
 }
 
 /// A chunk's look-ups, half of them on `reader` beside the transaction while it has one.
-fn load(
+fn load<'k>(
     tx: &rusqlite::Connection,
     mut reader: Option<&mut rusqlite::Connection>,
     scope: &Scope,
-    keys: &Keys<'_>,
-) -> Result<Loaded, StoreError> {
+    keys: &Keys<'k>,
+) -> Result<Loaded<'k>, StoreError> {
     let mut loaded = Loaded::new(keys);
     let ((premises, cards, by_phone), (accounts, numbers, premise_refs, account_refs)) =
         match reader.as_deref_mut() {
@@ -150,7 +152,7 @@ fn load(
     by_phone
         .into_iter()
         .for_each(|(id, card)| loaded.card(id, card));
-    loaded.own_numbers(scope, keys);
+    loaded.own_numbers(keys);
     for (number, source_id, source, ext) in numbers {
         loaded.number(number, source_id, source, ext);
     }
@@ -217,7 +219,7 @@ enum Part<'p> {
     Premises(&'p [(&'p str, &'p PremiseRow)], New),
     Accounts(&'p [(&'p str, &'p AccountRow)], New),
     Cards(&'p [(i64, &'p CardRow)], New),
-    ExternalIds(&'p [(String, i64)]),
+    ExternalIds(&'p [(&'p str, i64)]),
     /// Deletes this source's links of relinked cards from one link table.
     Unlink(&'static str, &'p [i64]),
     PremiseLinks(&'p [(i64, i64, Role)]),
@@ -291,7 +293,7 @@ impl<'p> Part<'p> {
                     "",
                 )?;
                 for (ext, id) in rows {
-                    s.bind(source)?.bind(ext.as_str())?.bind(*id)?;
+                    s.bind(source)?.bind(*ext)?.bind(*id)?;
                 }
                 s.run()
             }
@@ -428,11 +430,11 @@ impl<'c> Statement<'c> {
     }
 }
 
-type Premises = Vec<(String, PremiseRow)>;
-type Accounts = Vec<(String, AccountRow)>;
-type Refs = Vec<(String, i64)>;
-type Cards = Vec<(String, i64, CardFound)>;
-type Owners = Vec<(String, i64, String, String)>;
+type Premises<'k> = Vec<(&'k str, PremiseRow)>;
+type Accounts<'k> = Vec<(&'k str, AccountRow)>;
+type Refs<'k> = Vec<(&'k str, i64)>;
+type Cards<'k> = Vec<(&'k str, i64, CardFound)>;
+type Owners<'k> = Vec<(&'k str, i64, String, String)>;
 type ByPhone = Vec<(i64, CardFound)>;
 
 /// Runs `a` here and `b` on a thread of its own, for the two connections' halves of a
@@ -456,20 +458,19 @@ where
 
 /// Premises the chunk writes, its clients' cards by external id, then cards by the phones
 /// those cards do not have.
-fn client_side(
+fn client_side<'k>(
     conn: &rusqlite::Connection,
     scope: &Scope,
-    keys: &Keys<'_>,
-) -> Result<(Premises, Cards, ByPhone), StoreError> {
+    keys: &Keys<'k>,
+) -> Result<(Premises<'k>, Cards<'k>, ByPhone), StoreError> {
     let premises = fetch_rows(
         conn,
         "ext_id, id, address, number, kind, floor, entrance, rooms, area, cadastral_number",
         "FROM premises WHERE source_id =",
         scope.source_id,
-        "ext_id",
-        KeyList::Text(&listed(&keys.premises)),
-        Some(|r: &(String, PremiseRow)| Key::Text(&r.0)),
-        |r| {
+        &listed(&keys.premises),
+        Read::Range,
+        |ext, r| {
             let row = PremiseRow {
                 id: r.int(1)?,
                 address: r.text(2)?,
@@ -481,7 +482,7 @@ fn client_side(
                 area: r.get(8)?,
                 cadastral_number: r.maybe_text(9)?,
             };
-            Ok((r.text(0)?, row))
+            Ok((ext, row))
         },
     )?;
     let cards = fetch_rows(
@@ -489,10 +490,9 @@ fn client_side(
         "x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email",
         "FROM client_external_ids x JOIN clients c ON c.id = x.client_id WHERE x.source_id =",
         scope.source_id,
-        "x.ext_id",
-        KeyList::Text(&listed(&keys.clients)),
-        Some(|r: &(String, i64, CardFound)| Key::Text(&r.0)),
-        |r| Ok((r.text(0)?, r.int(1)?, r.card(2)?)),
+        &listed(&keys.clients),
+        Read::Range,
+        |ext, r| Ok((ext, r.int(1)?, r.card(2)?)),
     )?;
     let known: HashSet<&str> = cards
         .iter()
@@ -510,20 +510,19 @@ fn client_side(
 
 /// Accounts the chunk writes, the owners of the numbers those accounts do not hold, and
 /// the ids of the premises and accounts clients refer to.
-fn account_side(
+fn account_side<'k>(
     conn: &rusqlite::Connection,
     scope: &Scope,
-    keys: &Keys<'_>,
-) -> Result<(Accounts, Owners, Refs, Refs), StoreError> {
+    keys: &Keys<'k>,
+) -> Result<(Accounts<'k>, Owners<'k>, Refs<'k>, Refs<'k>), StoreError> {
     let accounts = fetch_rows(
         conn,
         "ext_id, id, premise_id, number, area, residents",
         "FROM accounts WHERE source_id =",
         scope.source_id,
-        "ext_id",
-        KeyList::Text(&listed(&keys.accounts)),
-        Some(|r: &(String, AccountRow)| Key::Text(&r.0)),
-        |r| {
+        &listed(&keys.accounts),
+        Read::Range,
+        |ext, r| {
             let row = AccountRow {
                 id: r.int(1)?,
                 premise_id: r.int(2)?,
@@ -531,7 +530,7 @@ fn account_side(
                 area: r.get(4)?,
                 residents: r.get(5)?,
             };
-            Ok((r.text(0)?, row))
+            Ok((ext, row))
         },
     )?;
     let held: HashSet<&str> = accounts.iter().map(|(_, a)| a.number.as_str()).collect();
@@ -554,32 +553,38 @@ fn cards_by_phone(
 ) -> Result<ByPhone, StoreError> {
     fetch_rows(
         conn,
-        "id, phone, logged_in, name, email",
+        "phone, id, logged_in, name, email",
         "FROM clients WHERE org_id =",
         scope.org_id,
-        "phone",
-        KeyList::Text(phones),
+        phones,
         // Phones come in random order: a chunk's phones span the whole index.
-        None,
-        |r| Ok((r.int(0)?, r.card(1)?)),
+        Read::Listed,
+        |phone, r| {
+            let card = CardFound {
+                phone: Some(phone.to_owned()),
+                logged_in: r.int(2)? != 0,
+                name: r.text(3)?,
+                email: r.maybe_text(4)?,
+            };
+            Ok((r.int(1)?, card))
+        },
     )
 }
 
-/// Owners of account numbers: (number, source id, source code, external id).
-fn number_owners(
+/// Holders of account numbers: (number, source id, source code, external id).
+fn number_owners<'k>(
     conn: &rusqlite::Connection,
     scope: &Scope,
-    numbers: &[&str],
-) -> Result<Owners, StoreError> {
+    numbers: &[&'k str],
+) -> Result<Owners<'k>, StoreError> {
     fetch_rows(
         conn,
         "a.number, a.source_id, s.code, a.ext_id",
         "FROM accounts a JOIN sources s ON s.id = a.source_id WHERE a.org_id =",
         scope.org_id,
-        "a.number",
-        KeyList::Text(numbers),
-        Some(|r: &(String, i64, String, String)| Key::Text(&r.0)),
-        |r| Ok((r.text(0)?, r.int(1)?, r.text(2)?, r.text(3)?)),
+        numbers,
+        Read::Range,
+        |number, r| Ok((number, r.int(1)?, r.text(2)?, r.text(3)?)),
     )
 }
 
@@ -594,10 +599,9 @@ fn premise_links(
         "client_id, premise_id, role",
         "FROM client_premises WHERE source_id =",
         scope.source_id,
-        "client_id",
-        KeyList::Ids(cards),
-        Some(|r: &(i64, i64, String)| Key::Id(r.0)),
-        |r| Ok((r.int(0)?, r.int(1)?, r.text(2)?)),
+        cards,
+        Read::Range,
+        |card, r| Ok((card, r.int(1)?, r.text(2)?)),
     )
 }
 
@@ -612,164 +616,143 @@ fn account_links(
         "client_id, account_id",
         "FROM client_accounts WHERE source_id =",
         scope.source_id,
-        "client_id",
-        KeyList::Ids(cards),
-        Some(|r: &(i64, i64)| Key::Id(r.0)),
-        |r| Ok((r.int(0)?, r.int(1)?)),
+        cards,
+        Read::Range,
+        |card, r| Ok((card, r.int(1)?)),
     )
 }
 
 /// Ids of this source's rows of `table` by external id: the unique index answers alone.
-fn ids_by_ext(
+fn ids_by_ext<'k>(
     conn: &rusqlite::Connection,
     scope: &Scope,
     table: &str,
-    keys: &KeySet<'_>,
-) -> Result<Vec<(String, i64)>, StoreError> {
+    keys: &KeySet<'k>,
+) -> Result<Refs<'k>, StoreError> {
     fetch_rows(
         conn,
         "ext_id, id",
         &format!("FROM {table} WHERE source_id ="),
         scope.source_id,
-        "ext_id",
-        KeyList::Text(&listed(keys)),
-        Some(|r: &(String, i64)| Key::Text(&r.0)),
-        |r| Ok((r.text(0)?, r.int(1)?)),
+        &listed(keys),
+        Read::Range,
+        |ext, r| Ok((ext, r.int(1)?)),
     )
 }
 
-/// Keys to look up. [`fetch_rows`] sorts them and splits them into batches of the same
-/// type, whose first and last key bound the range a batch spans.
-#[derive(Clone, Copy)]
-enum KeyList<'a> {
-    Text(&'a [&'a str]),
-    Ids(&'a [i64]),
+/// A look-up's key: an external id, a number or a phone as text, or a card's id. The key
+/// is the first column of every look-up, and a row comes back under the key that asked for
+/// it, borrowed from the run, rather than as a copy decoded from the row.
+trait Lookup: Copy + Ord + serde::Serialize + rusqlite::ToSql {
+    /// A row's key column as this kind of key compares with it.
+    type Column<'r>: Copy;
+
+    fn column<'r>(row: &'r rusqlite::Row<'_>) -> Result<Self::Column<'r>, StoreError>;
+
+    fn cmp_column(&self, column: Self::Column<'_>) -> Ordering;
 }
 
-/// A looked-up row's key: a range read also brings rows the batch did not ask for.
-#[derive(Clone, Copy)]
-enum Key<'a> {
-    Text(&'a str),
-    Id(i64),
-}
+/// Compared as bytes: SQLite compares TEXT bytewise (BINARY), as Rust compares `str`, so a
+/// stored key need not be checked as UTF-8 to be found or passed over.
+impl Lookup for &str {
+    type Column<'r> = &'r [u8];
 
-impl KeyList<'_> {
-    fn len(&self) -> usize {
-        match self {
-            KeyList::Text(keys) => keys.len(),
-            KeyList::Ids(keys) => keys.len(),
+    fn column<'r>(row: &'r rusqlite::Row<'_>) -> Result<&'r [u8], StoreError> {
+        match row.get_ref(0)? {
+            rusqlite::types::ValueRef::Text(bytes) => Ok(bytes),
+            other => Err(StoreError::Corrupt(format!(
+                "batched rows: key is {:?}, not text",
+                other.data_type()
+            ))),
         }
     }
 
-    /// The keys as one JSON array, for `json_each`.
-    fn json(&self) -> Result<String, StoreError> {
-        match self {
-            KeyList::Text(keys) => serde_json::to_string(keys),
-            KeyList::Ids(keys) => serde_json::to_string(keys),
-        }
-        .map_err(|e| StoreError::Corrupt(format!("key list: {e}")))
-    }
-
-    /// Of a sorted batch.
-    fn contains(&self, key: Key) -> bool {
-        match (self, key) {
-            (KeyList::Text(keys), Key::Text(key)) => keys.binary_search(&key).is_ok(),
-            (KeyList::Ids(keys), Key::Id(key)) => keys.binary_search(&key).is_ok(),
-            _ => false,
-        }
-    }
-
-    /// How the batch's `i`th key compares with `key`; `None` for a key of the other type.
-    fn cmp_at(&self, i: usize, key: Key) -> Option<std::cmp::Ordering> {
-        match (self, key) {
-            (KeyList::Text(keys), Key::Text(key)) => Some(keys[i].cmp(key)),
-            (KeyList::Ids(keys), Key::Id(key)) => Some(keys[i].cmp(&key)),
-            _ => None,
-        }
-    }
-
-    /// Binds a sorted batch's lowest and highest key as placeholders `at` and `at + 1`
-    /// (`chunks` never makes an empty batch).
-    fn bind_bounds(&self, s: &mut rusqlite::Statement, at: usize) -> rusqlite::Result<()> {
-        match *self {
-            KeyList::Text(keys) => {
-                s.raw_bind_parameter(at, keys[0])?;
-                s.raw_bind_parameter(at + 1, keys[keys.len() - 1])
-            }
-            KeyList::Ids(keys) => {
-                s.raw_bind_parameter(at, keys[0])?;
-                s.raw_bind_parameter(at + 1, keys[keys.len() - 1])
-            }
-        }
+    fn cmp_column(&self, column: &[u8]) -> Ordering {
+        self.as_bytes().cmp(column)
     }
 }
 
-/// Keeps the rows of a range read whose key the batch asked for. The rows come in the
-/// index's order, so one walk along the sorted batch answers each with a comparison or two
-/// (bisecting the batch for every row took a tenth of the apply thread in a re-import); a row out
-/// of that order is looked up by bisection.
-struct Sieve<'b> {
-    batch: KeyList<'b>,
+impl Lookup for i64 {
+    type Column<'r> = i64;
+
+    fn column(row: &rusqlite::Row<'_>) -> Result<i64, StoreError> {
+        Ok(row.get(0)?)
+    }
+
+    fn cmp_column(&self, column: i64) -> Ordering {
+        self.cmp(&column)
+    }
+}
+
+/// How a look-up reads a batch of keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// As the one range of the index from the batch's lowest key to its highest: a
+    /// chunk's premises, accounts, clients and cards are mostly neighbours in their index.
+    Range,
+    /// Key by key from the list, for keys scattered over the whole index (phones).
+    Listed,
+}
+
+/// Keeps the rows of a range read whose key the batch asked for, and answers with that key.
+/// The rows come in the index's order, so one walk along the sorted batch answers each with
+/// a comparison or two (bisecting the batch for every row took a tenth of the apply thread in
+/// a re-import); a row out of that order is looked up by bisection.
+struct Sieve<'b, K> {
+    batch: &'b [K],
     /// Every key of the batch before this one is lower than the last row's key.
     at: usize,
 }
 
-impl Sieve<'_> {
-    fn keeps(&mut self, key: Key) -> bool {
+impl<K: Lookup> Sieve<'_, K> {
+    fn keeps(&mut self, column: K::Column<'_>) -> Option<K> {
         use std::cmp::Ordering::{Equal, Less};
-        if self.at > 0 && self.batch.cmp_at(self.at - 1, key) != Some(Less) {
-            return self.batch.contains(key);
+        let batch = self.batch;
+        if self.at > 0 && batch[self.at - 1].cmp_column(column) != Less {
+            return asked(batch, column);
         }
-        while self.at < self.batch.len() && self.batch.cmp_at(self.at, key) == Some(Less) {
+        while self.at < batch.len() && batch[self.at].cmp_column(column) == Less {
             self.at += 1;
         }
-        self.at < self.batch.len() && self.batch.cmp_at(self.at, key) == Some(Equal)
+        (self.at < batch.len() && batch[self.at].cmp_column(column) == Equal)
+            .then(|| batch[self.at])
     }
 }
 
+/// The key of a sorted batch that a row's key column holds.
+fn asked<K: Lookup>(batch: &[K], column: K::Column<'_>) -> Option<K> {
+    let at = batch.binary_search_by(|k| k.cmp_column(column)).ok()?;
+    Some(batch[at])
+}
+
 /// Runs `SELECT columns FROM … WHERE scope = ? AND key …` once per `BATCH` keys, each row
-/// read straight from SQLite's result by `decode` on this thread.
+/// read straight from SQLite's result by `decode` on this thread, with the key that asked
+/// for it. The first of `columns` is the key.
 ///
 /// Through sqlx, each result row would have been handed from its SQLite worker thread to
 /// the caller separately, so a batch's rows came as one JSON text that SQLite built and the
 /// apply thread parsed again (13 % of a re-import's instructions, 50,000 pairs under
 /// callgrind). Read here, a column is a pointer into SQLite's row.
 ///
-/// With `key_of`, a batch's keys come in runs (a chunk's premises, accounts, clients and
-/// cards are mostly neighbours in their index), so the batch is read as the one range of the
-/// index from its lowest to its highest key, and the rows between that the batch did not
-/// ask for are dropped here. The range read stops past twice the batch's keys: then the keys
-/// are scattered among other rows and are looked up by the key list after all. An empty
-/// range (every key of a fresh import) ends the look-up at once.
-#[allow(clippy::too_many_arguments)]
-fn fetch_rows<T>(
+/// A [`Read::Range`] read also brings the rows between the batch's keys that it did not
+/// ask for; they are passed over undecoded. It stops past twice the batch's keys: then the
+/// keys are scattered among other rows and are looked up by the key list after all. An
+/// empty range (every key of a fresh import) ends the look-up at once.
+fn fetch_rows<K: Lookup, T>(
     conn: &rusqlite::Connection,
     columns: &str,
     from_where: &str,
     scope: i64,
-    key: &str,
-    keys: KeyList<'_>,
-    key_of: Option<fn(&T) -> Key<'_>>,
-    decode: fn(&Columns) -> Result<T, StoreError>,
+    keys: &[K],
+    read: Read,
+    decode: fn(K, &Columns) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut text = Vec::new();
-    let mut ids = Vec::new();
-    // SQLite compares TEXT bytewise (BINARY) and Rust's `str` too: the same order.
-    let batches: Vec<KeyList> = match keys {
-        KeyList::Text(keys) => {
-            text.extend_from_slice(keys);
-            text.sort_unstable();
-            text.chunks(BATCH).map(KeyList::Text).collect()
-        }
-        KeyList::Ids(keys) => {
-            ids.extend_from_slice(keys);
-            ids.sort_unstable();
-            ids.chunks(BATCH).map(KeyList::Ids).collect()
-        }
-    };
+    let key = columns.split(',').next().unwrap_or(columns);
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
     let mut rows = Vec::with_capacity(keys.len());
-    for batch in batches {
-        if let Some(key_of) = key_of {
+    for batch in sorted.chunks(BATCH) {
+        if read == Read::Range {
             let cap = 2 * batch.len();
             // Not a bare `LIMIT ?`: SQLite compiles a bare one for the value bound, and the
             // bindings are cleared after every run, which made SQLite compile the statement
@@ -780,27 +763,35 @@ fn fetch_rows<T>(
                  LIMIT CAST(?4 AS INTEGER)"
             ))?;
             range.raw_bind_parameter(1, scope)?;
-            batch.bind_bounds(&mut range, 2)?;
+            range.raw_bind_parameter(2, batch[0])?;
+            range.raw_bind_parameter(3, batch[batch.len() - 1])?;
             range.raw_bind_parameter(4, cap as i64 + 1)?;
-            let mut held = Vec::with_capacity(batch.len());
+            let mut sieve = Sieve { batch, at: 0 };
+            let (mut seen, before) = (0, rows.len());
             let mut read = range.raw_query();
             while let Some(row) = read.next()? {
-                held.push(decode(&Columns(row))?);
+                seen += 1;
+                if let Some(key) = sieve.keeps(K::column(row)?) {
+                    rows.push(decode(key, &Columns(row))?);
+                }
             }
-            if held.len() <= cap {
-                let mut sieve = Sieve { batch, at: 0 };
-                rows.extend(held.into_iter().filter(|row| sieve.keeps(key_of(row))));
+            if seen <= cap {
                 continue;
             }
+            rows.truncate(before);
         }
+        let json = serde_json::to_string(batch)
+            .map_err(|e| StoreError::Corrupt(format!("key list: {e}")))?;
         let mut listed = conn.prepare_cached(&format!(
             "SELECT {columns} {from_where} ?1 AND {key} IN (SELECT value FROM json_each(?2))"
         ))?;
         listed.raw_bind_parameter(1, scope)?;
-        listed.raw_bind_parameter(2, batch.json()?)?;
+        listed.raw_bind_parameter(2, json)?;
         let mut read = listed.raw_query();
         while let Some(row) = read.next()? {
-            rows.push(decode(&Columns(row))?);
+            if let Some(key) = asked(batch, K::column(row)?) {
+                rows.push(decode(key, &Columns(row))?);
+            }
         }
     }
     Ok(rows)
@@ -899,7 +890,7 @@ mod tests {
         let (p1, p2, a1, a2) = (premise(1), premise(2), account(1), account(2));
         let premises = [("P-1", &p1), ("P-2", &p2)];
         let accounts = [("A-1", &a1), ("A-2", &a2)];
-        let external = [("C-1".to_owned(), 1), ("C-2".to_owned(), 2)];
+        let external = [("C-1", 1), ("C-2", 2)];
         let cards = [1, 2, 3];
         let premise_links = [(1, 1, Role::Owner), (2, 1, Role::Resident)];
         let account_links = [(1, 1), (2, 1)];
@@ -994,10 +985,9 @@ mod tests {
             "ext_id, area",
             "FROM t WHERE source_id =",
             1,
-            "ext_id",
-            KeyList::Text(&keys),
-            Some(|r: &(String, Option<f64>)| Key::Text(&r.0)),
-            |r| Ok((r.text(0)?, r.get(1)?)),
+            &keys,
+            Read::Range,
+            |ext, r| Ok((ext.to_owned(), r.get(1)?)),
         )
         .unwrap();
         let bits = |rows: &[(String, Option<f64>)]| -> Vec<(String, Option<u64>)> {
@@ -1009,39 +999,40 @@ mod tests {
     }
 
     /// SQLite stores whatever bytes it is given as TEXT; a stored value that is not UTF-8
-    /// must end the look-up with an error, on both the range read and the key list.
+    /// must end the look-up with an error, on both the range read and the key list. A row
+    /// the batch did not ask for is passed over unread, whatever its key holds.
     #[test]
     fn stored_text_that_is_not_utf8_is_a_corrupt_database_error() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch(
-            "CREATE TABLE t (source_id INTEGER, ext_id TEXT);
-             INSERT INTO t VALUES (1, 'A'), (1, CAST(x'42ff' AS TEXT)), (1, 'C')",
+            "CREATE TABLE t (source_id INTEGER, ext_id TEXT, name TEXT);
+             INSERT INTO t VALUES (1, 'A', 'а'), (1, CAST(x'42ff' AS TEXT), 'б'),
+                                  (1, 'C', CAST(x'43ff' AS TEXT)), (1, 'D', 'г')",
         )
         .unwrap();
-        let keys = ["A", "C"];
-        let key_of: fn(&(String,)) -> Key<'_> = |r| Key::Text(&r.0);
-        let look_up = |key_of| {
+        let look_up = |keys: &[&str], read| {
             fetch_rows(
                 &conn,
-                "ext_id",
+                "ext_id, name",
                 "FROM t WHERE source_id =",
                 1,
-                "ext_id",
-                KeyList::Text(&keys),
-                key_of,
-                |r| Ok((r.text(0)?,)),
+                keys,
+                read,
+                |ext, r| Ok((ext.to_owned(), r.text(1)?)),
             )
         };
-        // The range from A to C holds the broken value.
-        match look_up(Some(key_of)) {
-            Err(StoreError::Corrupt(message)) => {
-                assert!(message.contains("not UTF-8"), "{message}")
+        for read in [Read::Range, Read::Listed] {
+            match look_up(&["A", "C"], read) {
+                Err(StoreError::Corrupt(message)) => {
+                    assert!(message.contains("not UTF-8"), "{message}")
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
+            // The range from A to D holds the broken key, which was not asked for.
+            let rows = look_up(&["A", "D"], read).unwrap();
+            let want = [("A", "а"), ("D", "г")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+            assert_eq!(rows, want);
         }
-        // The key list reads only A and C.
-        let rows = look_up(None).unwrap();
-        assert_eq!(rows, [("A".to_owned(),), ("C".to_owned(),)]);
     }
 
     #[test]
@@ -1049,24 +1040,46 @@ mod tests {
         let batch = ["b", "d", "f"];
         let rows = ["a", "b", "b", "c", "d", "g", "d", "f", "e"];
         let mut sieve = Sieve {
-            batch: KeyList::Text(&batch),
+            batch: &batch,
             at: 0,
         };
         let kept: Vec<&str> = rows
             .into_iter()
-            .filter(|row| sieve.keeps(Key::Text(row)))
+            .filter_map(|row| sieve.keeps(row.as_bytes()))
             .collect();
         assert_eq!(kept, ["b", "b", "d", "d", "f"]);
 
         let ids = [2, 4];
-        let mut sieve = Sieve {
-            batch: KeyList::Ids(&ids),
-            at: 0,
-        };
+        let mut sieve = Sieve { batch: &ids, at: 0 };
         let kept: Vec<i64> = [1, 2, 2, 3, 4, 5]
             .into_iter()
-            .filter(|&row| sieve.keeps(Key::Id(row)))
+            .filter_map(|row| sieve.keeps(row))
             .collect();
         assert_eq!(kept, [2, 2, 4]);
+    }
+
+    /// A range read that meets more than twice its batch's keys in rows it did not ask for
+    /// reads the batch again by the key list, and returns each asked row once.
+    #[test]
+    fn a_scattered_batch_is_read_by_its_key_list() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (source_id INTEGER, ext_id TEXT, n INTEGER)")
+            .unwrap();
+        for i in 0..100 {
+            conn.execute("INSERT INTO t VALUES (1, ?1, ?2)", (format!("K{i:03}"), i))
+                .unwrap();
+        }
+        let keys = ["K099", "K000", "K050"];
+        let rows = fetch_rows(
+            &conn,
+            "ext_id, n",
+            "FROM t WHERE source_id =",
+            1,
+            &keys,
+            Read::Range,
+            |ext, r| Ok((ext, r.int(1)?)),
+        )
+        .unwrap();
+        assert_eq!(rows, [("K000", 0), ("K050", 50), ("K099", 99)]);
     }
 }
