@@ -468,7 +468,7 @@ fn client_side<'k>(
         "ext_id, id, address, number, kind, floor, entrance, rooms, area, cadastral_number",
         "FROM premises WHERE source_id =",
         scope.source_id,
-        &listed(&keys.premises),
+        listed(&keys.premises),
         Read::Range,
         |ext, r| {
             let row = PremiseRow {
@@ -490,7 +490,7 @@ fn client_side<'k>(
         "x.ext_id, c.id, c.phone, c.logged_in, c.name, c.email",
         "FROM client_external_ids x JOIN clients c ON c.id = x.client_id WHERE x.source_id =",
         scope.source_id,
-        &listed(&keys.clients),
+        listed(&keys.clients),
         Read::Range,
         |ext, r| Ok((ext, r.int(1)?, r.card(2)?)),
     )?;
@@ -504,7 +504,7 @@ fn client_side<'k>(
         .copied()
         .filter(|p| !known.contains(p))
         .collect();
-    let by_phone = cards_by_phone(conn, scope, &phones)?;
+    let by_phone = cards_by_phone(conn, scope, phones)?;
     Ok((premises, cards, by_phone))
 }
 
@@ -520,7 +520,7 @@ fn account_side<'k>(
         "ext_id, id, premise_id, number, area, residents",
         "FROM accounts WHERE source_id =",
         scope.source_id,
-        &listed(&keys.accounts),
+        listed(&keys.accounts),
         Read::Range,
         |ext, r| {
             let row = AccountRow {
@@ -540,7 +540,7 @@ fn account_side<'k>(
         .copied()
         .filter(|n| !held.contains(n))
         .collect();
-    let owners = number_owners(conn, scope, &numbers)?;
+    let owners = number_owners(conn, scope, numbers)?;
     let premise_refs = ids_by_ext(conn, scope, "premises", &keys.premise_refs)?;
     let account_refs = ids_by_ext(conn, scope, "accounts", &keys.account_refs)?;
     Ok((accounts, owners, premise_refs, account_refs))
@@ -549,7 +549,7 @@ fn account_side<'k>(
 fn cards_by_phone(
     conn: &rusqlite::Connection,
     scope: &Scope,
-    phones: &[&str],
+    phones: Vec<&str>,
 ) -> Result<ByPhone, StoreError> {
     fetch_rows(
         conn,
@@ -575,7 +575,7 @@ fn cards_by_phone(
 fn number_owners<'k>(
     conn: &rusqlite::Connection,
     scope: &Scope,
-    numbers: &[&'k str],
+    numbers: Vec<&'k str>,
 ) -> Result<Owners<'k>, StoreError> {
     fetch_rows(
         conn,
@@ -599,7 +599,7 @@ fn premise_links(
         "client_id, premise_id, role",
         "FROM client_premises WHERE source_id =",
         scope.source_id,
-        cards,
+        cards.to_vec(),
         Read::Range,
         |card, r| Ok((card, r.int(1)?, r.text(2)?)),
     )
@@ -616,7 +616,7 @@ fn account_links(
         "client_id, account_id",
         "FROM client_accounts WHERE source_id =",
         scope.source_id,
-        cards,
+        cards.to_vec(),
         Read::Range,
         |card, r| Ok((card, r.int(1)?)),
     )
@@ -634,7 +634,7 @@ fn ids_by_ext<'k>(
         "ext_id, id",
         &format!("FROM {table} WHERE source_id ="),
         scope.source_id,
-        &listed(keys),
+        listed(keys),
         Read::Range,
         |ext, r| Ok((ext, r.int(1)?)),
     )
@@ -743,15 +743,14 @@ fn fetch_rows<K: Lookup, T>(
     columns: &str,
     from_where: &str,
     scope: i64,
-    keys: &[K],
+    mut keys: Vec<K>,
     read: Read,
     decode: fn(K, &Columns) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let key = columns.split(',').next().unwrap_or(columns);
-    let mut sorted = keys.to_vec();
-    sorted.sort_unstable();
+    keys.sort_unstable();
     let mut rows = Vec::with_capacity(keys.len());
-    for batch in sorted.chunks(BATCH) {
+    for batch in keys.chunks(BATCH) {
         if read == Read::Range {
             let cap = 2 * batch.len();
             // Not a bare `LIMIT ?`: SQLite compiles a bare one for the value bound, and the
@@ -985,7 +984,7 @@ mod tests {
             "ext_id, area",
             "FROM t WHERE source_id =",
             1,
-            &keys,
+            keys,
             Read::Range,
             |ext, r| Ok((ext.to_owned(), r.get(1)?)),
         )
@@ -1016,7 +1015,7 @@ mod tests {
                 "ext_id, name",
                 "FROM t WHERE source_id =",
                 1,
-                keys,
+                keys.to_vec(),
                 read,
                 |ext, r| Ok((ext.to_owned(), r.text(1)?)),
             )
@@ -1075,7 +1074,7 @@ mod tests {
             "ext_id, n",
             "FROM t WHERE source_id =",
             1,
-            &keys,
+            keys.to_vec(),
             Read::Range,
             |ext, r| Ok((ext, r.int(1)?)),
         )
