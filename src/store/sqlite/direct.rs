@@ -5,9 +5,8 @@
 //! came back as one JSON text that SQLite built and the apply thread parsed again (13 % of a
 //! re-import's instructions), and every value written was copied into an `Arc`, copied again
 //! by SQLite and cleared after each statement. Here rows are read column by column from
-//! SQLite's result and values bound straight from the plan, on the apply thread (and a thread
-//! beside it for the reader's half of the look-ups), inside the same transactions; sqlx's
-//! `lock_handle` keeps its worker off the handle meanwhile.
+//! SQLite's result and values bound straight from the plan, on the apply thread, inside the
+//! same transactions; sqlx's `lock_handle` keeps its worker off the handle meanwhile.
 
 use std::ops::{Deref, DerefMut};
 
@@ -77,33 +76,6 @@ impl Deref for Direct<'_> {
 
     fn deref(&self) -> &rusqlite::Connection {
         self.conn
-    }
-}
-
-/// rusqlite on a pooled connection's handle, for one chunk's look-ups beside the writer.
-///
-/// The pool may close its connections whenever they are idle, so nothing is kept prepared
-/// on them between chunks: `conn`, declared before the lock, finalizes its statements when
-/// it is dropped, while sqlx's worker is still locked out.
-pub(crate) struct Lent<'c> {
-    conn: rusqlite::Connection,
-    _lock: LockedSqliteHandle<'c>,
-}
-
-impl<'c> Lent<'c> {
-    pub async fn new(conn: &'c mut SqliteConnection) -> Result<Lent<'c>, StoreError> {
-        let mut lock = conn.lock_handle().await?;
-        // SAFETY: `lock` keeps sqlx's worker off the handle, and the handle open, for as
-        // long as `Lent` lives; `conn` does not own the handle (it does not close it) and is
-        // dropped first (field order).
-        #[allow(unsafe_code)]
-        let conn = unsafe { rusqlite::Connection::from_handle(lock.as_raw_handle().as_ptr()) }?;
-        Ok(Lent { conn, _lock: lock })
-    }
-
-    /// The connection, to be lent to another thread for the look-ups.
-    pub fn conn(&mut self) -> &mut rusqlite::Connection {
-        &mut self.conn
     }
 }
 

@@ -63,8 +63,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30))
-            // A negative cache_size is in KiB. Readers lose their cache at every chunk the
-            // writer commits, so theirs only has to hold one chunk's look-ups.
+            // A negative cache_size is in KiB. Readers lose their cache whenever the writer
+            // commits, so a big one would seldom be warm.
             .pragma("cache_size", format!("-{}", reader_cache_kib(settings)))
             .pragma("temp_store", "memory")
             // Set when the file is created. A chunk's random phone-index inserts dirty one
@@ -78,8 +78,8 @@ impl SqliteStore {
             .pragma("journal_size_limit", "67108864")
             // An export is one long statement by design: not a warning.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-        // Readers: a chunk's reader beside the writer, and the API and exports meanwhile.
-        // A page cache fills only as a connection reads.
+        // Readers: the API and exports, beside an import. A page cache fills only as a
+        // connection reads.
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
             .connect_with(options.clone())
@@ -151,26 +151,15 @@ impl SqliteStore {
         scope: &Scope,
         records: &[&Record],
     ) -> Result<(ChunkApplied, usize), StoreError> {
-        // Begun after the write lock was taken, and only while the transaction has written
-        // nothing: the reader's snapshot is then exactly what the transaction sees.
-        let mut read = match group.wrote {
-            false => Some(self.pool.begin().await?),
-            true => None,
-        };
         let Some(tx) = group.conn.as_deref_mut() else {
             return Err(StoreError::Corrupt(
                 "the chunk's transaction has ended".into(),
             ));
         };
-        let mut chunk = bulk::Chunk::new(tx, read.as_deref_mut());
+        let mut chunk = bulk::Chunk::new(tx);
         let applied = plan::apply_chunk(&mut chunk, scope, records).await?;
-        group.wrote |= chunk.wrote();
         group.records += applied.outcomes.len();
-        let rows = chunk.rows();
-        if let Some(read) = read {
-            read.rollback().await?;
-        }
-        Ok((applied, rows))
+        Ok((applied, chunk.rows()))
     }
 }
 
@@ -186,9 +175,10 @@ const GROUP_RECORDS_PER_CACHE_MIB: usize = 1_875;
 /// A held transaction saves writes only while the phone index is within a few times the
 /// writer's cache: a commit then rewrites index pages that many chunks dirtied. Once the
 /// index is much bigger, its random inserts spill dirty pages to the WAL before the commit
-/// anyway, and the chunks after the first lose their look-ups beside the writer: a
-/// 10,000,000-pair import took 468.6 s holding transactions throughout against 370.3 s with
-/// a commit per chunk, where 1,000,000 pairs gained 19 %. 85,000 clients per MiB of cache
+/// anyway: a 10,000,000-pair import took 468.6 s holding transactions throughout against
+/// 370.3 s with a commit per chunk, where 1,000,000 pairs gained 19 % (measured while half
+/// of a chunk's look-ups still ran on a second connection, which a held transaction's later
+/// chunks could not use). 85,000 clients per MiB of cache
 /// (about 2.7M at the default 32 MiB: a phone index of 2.5 times the cache) keeps holding to
 /// the size where it was measured to pay.
 const HOLD_CLIENTS_PER_CACHE_MIB: i64 = 85_000;
@@ -202,7 +192,6 @@ pub(crate) struct Group {
     conn: Option<OwnedMutexGuard<Writer>>,
     /// Records applied in it.
     records: usize,
-    wrote: bool,
     began: Instant,
 }
 
@@ -215,7 +204,6 @@ impl Group {
         Ok(Group {
             conn: Some(conn),
             records: 0,
-            wrote: false,
             began: Instant::now(),
         })
     }
@@ -311,8 +299,8 @@ impl Store for SqliteStore {
             }
         };
         // Held only for chunks that write in bulk (a fresh import): a chunk that changed a
-        // few rows (a nightly re-import) commits few pages, and the next chunk, begun in a
-        // transaction that has written nothing, reads beside the writer again.
+        // few rows (a nightly re-import) commits few pages, and holding the writer would only
+        // keep others (a lease renewal, the API) waiting.
         if applied.refused.is_some()
             || rows * 4 < records.len()
             || group.records >= self.group_records
