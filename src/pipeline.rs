@@ -1,4 +1,4 @@
-//! Wires the stages: parse and validate run on their own threads, apply runs on the async
+//! Wires the stages: read, parse and validate run on their own threads, apply runs on the async
 //! task, and bounded channels between them keep at most `QUEUE` batches in flight per edge,
 //! so memory is about batch size × queue depth × stages, plus one chunk, whatever the file
 //! size.
@@ -9,7 +9,7 @@
 //! takes random inserts), without more records waiting in the channels.
 //!
 //! ```text
-//! Input ─bytes─▶ parse (own thread) ─Batch<Parsed>─▶ validate (rayon) ─Batch<Validated>─▶ apply (store)
+//! Input ─bytes─▶ read (own thread) ─blocks─▶ parse (own thread) ─Batch<Parsed>─▶ validate (rayon) ─Batch<Validated>─▶ apply (store)
 //! ```
 
 use std::sync::Arc;
@@ -290,20 +290,20 @@ fn spawn_stage<T: Send + 'static>(
         });
     if let Err(e) = spawned {
         // The channel is empty: the run ends with this error, not as an empty input.
-        let position = Position {
-            file: file.into(),
-            ..Position::default()
-        };
-        let message = format!(
-            "could not start the {name} stage's thread ({e}): the machine is out of threads or \
-             memory; run the import again when it has room"
-        );
-        let _ = failed.try_send(Batch::Fatal(Problem::new(
-            Code::SourceUnreadable,
-            message,
-            position,
-        )));
+        let _ = failed.try_send(Batch::Fatal(thread_failed(name, file, &e)));
     }
+}
+
+fn thread_failed(name: &str, file: &str, e: &std::io::Error) -> Problem {
+    let position = Position {
+        file: file.into(),
+        ..Position::default()
+    };
+    let message = format!(
+        "could not start the {name} stage's thread ({e}): the machine is out of threads or \
+         memory; run the import again when it has room"
+    );
+    Problem::new(Code::SourceUnreadable, message, position)
 }
 
 /// Niceness of the parse and validate threads.
@@ -333,11 +333,18 @@ pub(crate) fn background_priority() {
 
 fn parse_stage(
     file: Arc<str>,
-    bytes: impl std::io::Read,
+    bytes: impl std::io::Read + Send + 'static,
     batch_size: usize,
     out: mpsc::Sender<Batch<Parsed>>,
 ) {
-    let mut reader = RecordReader::from_bytes(file, bytes);
+    let mut reader =
+        match RecordReader::read_ahead(file.clone(), bytes, "read", background_priority) {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = out.blocking_send(Batch::Fatal(thread_failed("read", &file, &e)));
+                return;
+            }
+        };
     let mut chunk = Vec::with_capacity(batch_size);
     loop {
         match reader.read_record() {
@@ -413,5 +420,37 @@ mod tests {
         assert_eq!(nice, before.max(BACKGROUND_NICE));
         // The caller's own priority is not touched.
         assert_eq!(own_nice(), before);
+    }
+
+    /// An export whose reads note which thread made them, and at what priority.
+    struct Watched {
+        xml: &'static [u8],
+        seen: std::sync::mpsc::Sender<(Option<String>, i32)>,
+    }
+
+    impl std::io::Read for Watched {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let name = std::thread::current().name().map(str::to_owned);
+            let _ = self.seen.send((name, own_nice()));
+            std::io::Read::read(&mut self.xml, out)
+        }
+    }
+
+    #[test]
+    fn the_input_is_read_on_a_thread_of_its_own_at_the_background_priority() {
+        let before = own_nice();
+        let (seen, reads) = std::sync::mpsc::channel();
+        let xml =
+            b"<crm-import version=\"1\"><premises><premise id=\"P1\"/></premises></crm-import>";
+        let (out, mut batches) = mpsc::channel(4);
+        parse_stage(Arc::from("t.xml"), Watched { xml, seen }, 10, out);
+        let Some(Batch::Records(records)) = batches.blocking_recv() else {
+            panic!("the premise was parsed");
+        };
+        assert_eq!(records.len(), 1);
+        let (name, nice) = reads.recv().expect("the input was read");
+        assert_eq!(name.as_deref(), Some("read"));
+        assert_eq!(nice, before.max(BACKGROUND_NICE));
+        assert!(reads.iter().all(|(n, _)| n.as_deref() == Some("read")));
     }
 }

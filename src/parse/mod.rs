@@ -19,7 +19,7 @@ use quick_xml::utils::is_whitespace;
 
 use encoding::UnsupportedEncoding;
 pub use encoding::{Detected, Utf8Reader};
-use lines::{LineCol, LineCounter};
+use lines::{Ahead, Blocks, Inline, LineCol, LineCounter};
 
 use crate::error::{Code, Position, Problem};
 use crate::model::{Parsed, RawAccount, RawClient, RawPremise, RawPremiseLink, RawRecord};
@@ -127,9 +127,12 @@ enum Place {
     AfterRoot,
 }
 
+/// Bytes read from the source at a time, into each block the tokenizer takes.
+const BLOCK: usize = 512 * 1024;
+
 /// Reads records from one export, in document order.
-pub struct RecordReader<R: Read> {
-    xml: Reader<LineCounter<R>>,
+pub struct RecordReader<B: Blocks> {
+    xml: Reader<LineCounter<B>>,
     buf: Vec<u8>,
     text: String,
     file: Arc<str>,
@@ -141,17 +144,31 @@ pub struct RecordReader<R: Read> {
     attrs: Attrs,
 }
 
-impl<R: Read> RecordReader<Utf8Reader<R>> {
-    /// Reads an export in UTF-8 or windows-1251, whichever its bytes are.
+impl<R: Read> RecordReader<Inline<Utf8Reader<R>>> {
+    /// Reads an export in UTF-8 or windows-1251, whichever its bytes are, on this thread.
     pub fn from_bytes(file: Arc<str>, bytes: R) -> Self {
-        RecordReader::new(file, Utf8Reader::new(bytes))
+        RecordReader::new(file, Inline::new(Utf8Reader::new(bytes), BLOCK))
     }
 }
 
-impl<R: Read> RecordReader<R> {
-    /// `input` must yield UTF-8; [`RecordReader::from_bytes`] decodes other encodings.
-    pub fn new(file: Arc<str>, input: R) -> Self {
-        let mut xml = Reader::from_reader(LineCounter::with_capacity(512 * 1024, input));
+impl RecordReader<Ahead> {
+    /// Like [`RecordReader::from_bytes`], with the reading and decoding (and finding the
+    /// line feeds) on a thread of its own, `thread`, which first runs `started`. The parser's
+    /// thread is the slowest stage of `check` and of a re-import.
+    pub fn read_ahead<R: Read + Send + 'static>(
+        file: Arc<str>,
+        bytes: R,
+        thread: &str,
+        started: fn(),
+    ) -> std::io::Result<Self> {
+        let blocks = Ahead::spawn(Utf8Reader::new(bytes), BLOCK, thread, started)?;
+        Ok(RecordReader::new(file, blocks))
+    }
+}
+
+impl<B: Blocks> RecordReader<B> {
+    fn new(file: Arc<str>, blocks: B) -> Self {
+        let mut xml = Reader::from_reader(LineCounter::new(blocks));
         let config = xml.config_mut();
         config.trim_text(false);
         config.check_end_names = true;
