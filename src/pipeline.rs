@@ -306,11 +306,11 @@ fn thread_failed(name: &str, file: &str, e: &std::io::Error) -> Problem {
     Problem::new(Code::SourceUnreadable, message, position)
 }
 
-/// Niceness of the parse and validate threads.
+/// Niceness of the read, parse and validate threads.
 pub(crate) const BACKGROUND_NICE: i32 = 10;
 
 /// Lowers the calling thread's scheduling priority (Linux: its nice value, which is per
-/// thread). The parser and the validators run ahead of the apply stage, with bounded
+/// thread). The reader, the parser and the validators run ahead of the apply stage, with bounded
 /// channels between, so they lose nothing by waiting for a core; the apply stage hands work
 /// back and forth with SQLite's worker thread, and each hand-over that finds both cores
 /// taken by the parser and a validator waits for a time slice. On two cores a fresh import
