@@ -236,3 +236,34 @@ async fn an_abandoned_held_transaction_rolls_back_and_frees_the_writer() {
         assert_eq!(kept(&db).await, (1..=10).collect::<Vec<_>>());
     }
 }
+
+/// A nightly re-import, where every record comes back unchanged, holds its transaction
+/// across chunks like a fresh import: a chunk that writes nothing still leaves the
+/// transaction open for the next one on SQLite, and the report still counts every record.
+#[tokio::test]
+async fn a_re_import_that_writes_nothing_is_held_like_a_fresh_import() {
+    let db = Db::new().await;
+    let xml = clients(1, 10);
+    let report = apply(&db, &xml).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let before = db.export(ORG).await;
+
+    let scope = db.store.scope(ORG, SRC).await.unwrap();
+    let chunk = chunks(&xml, 5).remove(0);
+    let records: Vec<&Record> = chunk.iter().map(|v| v.body.as_ref().unwrap()).collect();
+    let mut held = Held::default();
+    let applied = db
+        .store
+        .apply_chunk(&scope, &records, &mut held)
+        .await
+        .unwrap();
+    assert_eq!(applied.outcomes.len(), 5);
+    assert_eq!(held.open(), db.url.starts_with("sqlite:"));
+    db.store.commit(&mut held).await.unwrap();
+    assert!(!held.open());
+
+    let report = apply(&db, &xml).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.counts.client.unchanged, 10);
+    assert_eq!(db.export(ORG).await, before);
+}
