@@ -60,7 +60,7 @@ async fn fresh_store(dir: &tempfile::TempDir, n: u32) -> SqliteStore {
 
 async fn apply_all(store: &SqliteStore, records: &[Validated]) {
     let scope = store.scope("uo-1", "src-1").await.unwrap();
-    let mut held = store::Held::default();
+    let mut held = store.hold();
     for chunk in records.chunks(CHUNK) {
         let refs: Vec<&Record> = chunk.iter().map(|v| v.body.as_ref().unwrap()).collect();
         let applied = store.apply_chunk(&scope, &refs, &mut held).await.unwrap();

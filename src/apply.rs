@@ -7,9 +7,9 @@ use std::sync::Arc;
 use crate::error::Problem;
 use crate::model::{Record, RecordOutcome, Validated};
 use crate::observe::Observer;
-use crate::pipeline::Batch;
+use crate::stage::Batch;
 use crate::report::{ReportError, RunReport};
-use crate::store::{Held, Scope, Store, StoreError};
+use crate::store::{Hold, Scope, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -17,7 +17,7 @@ pub enum Flow {
     Halt,
 }
 
-pub struct Applier<'a, S> {
+pub struct Applier<'a, S: Store> {
     store: &'a S,
     scope: &'a Scope,
     report: &'a mut RunReport,
@@ -28,7 +28,7 @@ pub struct Applier<'a, S> {
     /// Lets the store keep a transaction open across chunks (files); off where a caller
     /// sees outcomes chunk by chunk (the API), since those must be committed.
     group: bool,
-    held: Held,
+    held: S::Held,
     /// Outcomes in `held`'s open transaction, counted in the report once it commits.
     pending: Vec<RecordOutcome>,
 }
@@ -56,7 +56,7 @@ impl<'a, S: Store> Applier<'a, S> {
             collect: false,
             outcomes: Vec::new(),
             group: false,
-            held: Held::default(),
+            held: store.hold(),
             pending: Vec::new(),
         }
     }

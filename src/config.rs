@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use crate::pipeline::DEFAULT_CHUNK_SIZE;
+use crate::stage::DEFAULT_CHUNK_SIZE;
 use crate::schedule::Schedule;
 use crate::source::{Files, FtpSettings};
 

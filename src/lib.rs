@@ -32,6 +32,7 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod source;
+pub mod stage;
 pub mod store;
 pub mod telemetry;
 pub mod validate;

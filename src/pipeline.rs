@@ -24,33 +24,11 @@ use crate::model::{Parsed, Validated};
 use crate::observe::{Counted, Observer, Silent};
 use crate::parse::RecordReader;
 use crate::report::{FileReport, ReportError, RunReport};
-use crate::source::{Body, Files, Input, Sources};
+use crate::source::{Body, Files, Input, SourceError, Sources};
 use crate::store::{Scope, Store};
 use crate::telemetry;
+use crate::stage::{BATCH, Batch, DEFAULT_CHUNK_SIZE, INPUT_PAUSE, QUEUE, background_priority};
 use crate::validate::validate_chunk;
-
-/// Batches waiting on each edge between stages.
-pub const QUEUE: usize = 2;
-/// Records per batch handed from stage to stage (fewer when the chunk is smaller).
-pub const BATCH: usize = 1000;
-/// How long the apply stage waits for the next records before it commits what it holds.
-/// The parser and the validators run at a lower priority and fall a batch behind for a
-/// moment now and then: committing at once at each such moment, a fresh import of 1M pairs
-/// committed 214 times instead of 96, and took 11.04 s instead of 10.66 s (means of six
-/// interleaved runs). A stalled download still commits what arrived after this pause.
-pub const INPUT_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
-/// Records per chunk unless a pipeline says otherwise.
-pub const DEFAULT_CHUNK_SIZE: usize = 2500;
-
-/// What travels between stages: a chunk of records in document order, then either the end
-/// of the document (with warnings found after the last record) or the problem that made the
-/// rest of it unreadable.
-#[derive(Debug)]
-pub enum Batch<T> {
-    Records(Vec<T>),
-    End(Vec<Problem>),
-    Fatal(Problem),
-}
 
 #[derive(Clone)]
 pub struct Options {
@@ -87,7 +65,7 @@ pub async fn import_files<S: Store>(
             Ok(names) => names,
             Err(e) => {
                 let shown = sources.shown(address);
-                report.fail(ReportError::general(e.code(), e.to_string(), Some(&shown)));
+                report.fail(source_failed(&e, &shown));
                 break;
             }
         };
@@ -104,7 +82,7 @@ pub async fn import_files<S: Store>(
             let (input, pending) = match sources.open(&name).await {
                 Ok(opened) => opened.split(),
                 Err(e) => {
-                    report.fail(ReportError::general(e.code(), e.to_string(), Some(&shown)));
+                    report.fail(source_failed(&e, &shown));
                     break 'run;
                 }
             };
@@ -115,7 +93,7 @@ pub async fn import_files<S: Store>(
             if let Err(e) = sources.finish(&name, pending, delete).await {
                 // A broken transfer explains a parse error at the cut: it becomes the error,
                 // keeping the parser's position.
-                let mut error = ReportError::general(e.code(), e.to_string(), Some(&shown));
+                let mut error = source_failed(&e, &shown);
                 if let Some(seen) = report.error.take().filter(|_| e.explains_parse_error()) {
                     error.message = format!("{}; the parser saw: {}", error.message, seen.message);
                     error.line = seen.line;
@@ -294,6 +272,14 @@ fn spawn_stage<T: Send + 'static>(
     }
 }
 
+/// A source's failure as the report's error.
+fn source_failed(e: &SourceError, shown: &str) -> ReportError {
+    ReportError {
+        configuration: e.is_configuration(),
+        ..ReportError::general(e.code(), e.to_string(), Some(shown))
+    }
+}
+
 fn thread_failed(name: &str, file: &str, e: &std::io::Error) -> Problem {
     let position = Position {
         file: file.into(),
@@ -304,31 +290,6 @@ fn thread_failed(name: &str, file: &str, e: &std::io::Error) -> Problem {
          memory; run the import again when it has room"
     );
     Problem::new(Code::SourceUnreadable, message, position)
-}
-
-/// Niceness of the read, parse and validate threads.
-pub(crate) const BACKGROUND_NICE: i32 = 10;
-
-/// Lowers the calling thread's scheduling priority (Linux: its nice value, which is per
-/// thread). The reader, the parser and the validators run ahead of the apply stage, with bounded
-/// channels between, so they lose nothing by waiting for a core; the apply stage hands work
-/// back and forth with SQLite's worker thread, and each hand-over that finds both cores
-/// taken by the parser and a validator waits for a time slice. On two cores a fresh import
-/// of 1M pairs took 10.96 → 10.25 s (means of three interleaved runs); the re-import and
-/// `check`, bound by the parser itself, did not change.
-///
-/// A thread already at a lower priority (a process started with `nice`) keeps it.
-pub(crate) fn background_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::process::{getpriority_process, setpriority_process};
-        let me = Some(rustix::thread::gettid());
-        if getpriority_process(me).is_ok_and(|nice| nice < BACKGROUND_NICE)
-            && let Err(e) = setpriority_process(me, BACKGROUND_NICE)
-        {
-            tracing::debug!("the stage's thread keeps its priority: {e}");
-        }
-    }
 }
 
 fn parse_stage(
@@ -400,6 +361,7 @@ fn hand_on<T>(out: &mpsc::Sender<T>, item: T, stage: &'static str) -> bool {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use crate::stage::BACKGROUND_NICE;
 
     fn own_nice() -> i32 {
         rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(i32::MIN)

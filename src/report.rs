@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::error::{Code, Problem};
 use crate::model::{Outcome, RecordOutcome};
+use crate::store::RunStatus;
 
 /// Distinct warnings kept with their first position; past this they are only counted, so a
 /// file with a warning on every record costs no memory.
@@ -103,6 +104,10 @@ pub struct WarningGroup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportError {
     pub code: String,
+    /// The run could not start for want of configuration (a secret the pipeline names but
+    /// the environment lacks): the command exits 2, not 1.
+    #[serde(skip)]
+    pub configuration: bool,
     pub message: String,
     pub file: Option<String>,
     pub line: Option<u64>,
@@ -117,6 +122,7 @@ impl From<&Problem> for ReportError {
         let pos = &p.position;
         ReportError {
             code: p.code.as_str().to_owned(),
+            configuration: false,
             message: p.message.clone(),
             file: Some(pos.file.to_string()),
             line: (pos.line > 0).then_some(pos.line),
@@ -155,6 +161,7 @@ impl ReportError {
     pub fn general(code: &str, message: impl Into<String>, file: Option<&str>) -> Self {
         ReportError {
             code: code.to_owned(),
+            configuration: false,
             message: message.into(),
             file: file.map(str::to_owned),
             line: None,
@@ -175,6 +182,17 @@ pub enum Status {
     Interrupted,
     /// Not started: the pipeline was already running.
     Refused,
+}
+
+impl From<Status> for RunStatus {
+    fn from(status: Status) -> RunStatus {
+        match status {
+            Status::Ok => RunStatus::Ok,
+            Status::Error => RunStatus::Error,
+            Status::Interrupted => RunStatus::Interrupted,
+            Status::Refused => RunStatus::Refused,
+        }
+    }
 }
 
 impl Status {

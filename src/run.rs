@@ -6,6 +6,7 @@ use crate::pipeline::{self, Options};
 use crate::report::RunReport;
 use crate::source::Files;
 use crate::store::{RunStart, Scope, Store, StoreError, Trigger};
+use tokio_util::sync::CancellationToken;
 
 /// What to import, for whom, and who asked.
 pub struct Job<'a> {
@@ -121,9 +122,44 @@ pub async fn end<S: Store>(store: &S, run_id: i64, report: &RunReport) -> Result
     store
         .finish_run(
             run_id,
-            report.status.as_str(),
+            report.status.into(),
             report.records,
             &report.to_json(),
         )
         .await
+}
+
+/// Cancelled on Ctrl-C or SIGTERM: the run finishes its chunk and ends `interrupted`.
+pub fn stop_on_signals() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::warn!("stopping after the current chunk");
+        token.cancel();
+    });
+    stop
+}
+
+/// Ctrl-C, or SIGTERM where there is one: what stops a run, the daemon and the server.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -71,3 +71,10 @@ impl Observer for Metered {
         metrics::counter!(BYTES_READ).increment(n);
     }
 }
+
+/// The process's peak resident set (VmHWM), where the system tells it (Linux).
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

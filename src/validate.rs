@@ -22,7 +22,7 @@ use crate::phone;
 static POOL: LazyLock<Option<rayon::ThreadPool>> = LazyLock::new(|| {
     let pool = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("validate-{i}"))
-        .start_handler(|_| crate::pipeline::background_priority());
+        .start_handler(|_| crate::stage::background_priority());
     // Left at zero threads, rayon reads RAYON_NUM_THREADS itself.
     let pool = match std::env::var_os("RAYON_NUM_THREADS") {
         Some(_) => pool,
@@ -335,7 +335,7 @@ mod tests {
         let pool = POOL.as_ref().expect("the validation pool started");
         let own_nice = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok();
         let nice = pool.install(own_nice);
-        assert!(nice >= Some(crate::pipeline::BACKGROUND_NICE), "{nice:?}");
+        assert!(nice >= Some(crate::stage::BACKGROUND_NICE), "{nice:?}");
     }
 
     #[test]

@@ -8,9 +8,9 @@ use crm_import::apply::{Applier, Flow};
 use crm_import::model::{Record, Validated};
 use crm_import::observe::Silent;
 use crm_import::parse::RecordReader;
-use crm_import::pipeline::Batch;
+use crm_import::stage::Batch;
 use crm_import::report::RunReport;
-use crm_import::store::{Held, Store};
+use crm_import::store::{Hold, Store};
 use crm_import::validate::validate_chunk;
 
 use crate::common::*;
@@ -216,7 +216,7 @@ async fn an_abandoned_held_transaction_rolls_back_and_frees_the_writer() {
     let scope = db.store.scope(ORG, SRC).await.unwrap();
     let chunk = chunks(&clients(1, 5), 5).remove(0);
     let records: Vec<&Record> = chunk.iter().map(|v| v.body.as_ref().unwrap()).collect();
-    let mut held = Held::default();
+    let mut held = db.store.hold();
     db.store
         .apply_chunk(&scope, &records, &mut held)
         .await
@@ -251,7 +251,7 @@ async fn a_re_import_that_writes_nothing_is_held_like_a_fresh_import() {
     let scope = db.store.scope(ORG, SRC).await.unwrap();
     let chunk = chunks(&xml, 5).remove(0);
     let records: Vec<&Record> = chunk.iter().map(|v| v.body.as_ref().unwrap()).collect();
-    let mut held = Held::default();
+    let mut held = db.store.hold();
     let applied = db
         .store
         .apply_chunk(&scope, &records, &mut held)

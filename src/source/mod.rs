@@ -114,6 +114,11 @@ impl SourceError {
         matches!(self, SourceError::FtpTransfer { .. })
     }
 
+    /// The pipeline is not runnable as configured (not a failure of the source itself).
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, SourceError::FtpPassword { .. })
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             SourceError::Open { .. } => "source_unreadable",

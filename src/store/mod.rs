@@ -1,13 +1,17 @@
 //! Storage behind one domain trait, so the pipeline never sees SQL and a second backend
 //! (PostgreSQL) is one more implementation with its own SQL and migrations.
 
+mod backend;
+mod exact;
 mod plan;
 mod postgres;
+mod sql;
 mod sqlite;
 
 use std::future::Future;
 use std::io::Write;
 
+pub use backend::Backend;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -92,36 +96,27 @@ pub struct Refusal {
 
 /// What applying a chunk did: one outcome per applied record, in order, and the refusal
 /// that stopped it, if any. Everything in `outcomes` is committed, or held in the open
-/// transaction of [`Held`] until [`Store::commit`].
+/// transaction of [`Store::Held`] until [`Store::commit`].
 #[derive(Debug, Clone, Default)]
 pub struct ChunkApplied {
     pub outcomes: Vec<RecordOutcome>,
     pub refused: Option<Refusal>,
 }
 
-/// A transaction kept open from one chunk to the next by the writer that applies them, so
-/// that one commit covers several chunks.
+/// What a writer keeps open from one chunk to the next, so that one commit covers several
+/// chunks (SQLite: a transaction; PostgreSQL commits every chunk and holds nothing). Each
+/// backend has its own; the pipeline only asks whether anything is open.
 ///
-/// SQLite rewrites every page a transaction dirtied when it commits: a million clients'
-/// random inserts into the phone index dirtied about one index page per client at a commit
-/// every 2,500 records (1M pairs, SQLite alone: 14.2 s for the clients, against 5.3 s at a
-/// commit every 20,000). Chunks stay small, so the stages keep flowing and memory stays one
-/// chunk's; only the commit waits. PostgreSQL commits every chunk and never holds one.
-///
-/// Dropped while open, the transaction rolls back: whoever holds one commits it with
+/// Dropped while open, what it holds rolls back: whoever holds one commits it with
 /// [`Store::commit`] before reporting its records as applied.
-#[derive(Default)]
-pub struct Held(Option<sqlite::Group>);
-
-impl Held {
-    /// Records applied in the open transaction and not yet committed.
-    pub fn open(&self) -> bool {
-        self.0.is_some()
-    }
+pub trait Hold: Send {
+    /// Records applied in it and not yet committed.
+    fn open(&self) -> bool;
 }
 
 /// How a run was started (SPEC §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Trigger {
     Schedule,
     Manual,
@@ -129,6 +124,8 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    const ALL: [Trigger; 3] = [Trigger::Schedule, Trigger::Manual, Trigger::Api];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Schedule => "schedule",
@@ -136,10 +133,75 @@ impl Trigger {
             Trigger::Api => "api",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Trigger> {
+        Trigger::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Where a run stands in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Ok,
+    Error,
+    /// Stopped on request, or found abandoned by a crashed holder.
+    Interrupted,
+    /// Not started: the pipeline was already running.
+    Refused,
+}
+
+impl RunStatus {
+    const ALL: [RunStatus; 5] = [
+        RunStatus::Running,
+        RunStatus::Ok,
+        RunStatus::Error,
+        RunStatus::Interrupted,
+        RunStatus::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Error => "error",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Refused => "refused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for RunStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// Domain operations; each backend brings its own SQL.
 pub trait Store: Send + Sync {
+    /// What [`Store::apply_chunk`] may keep open between chunks.
+    type Held: Hold;
+
+    /// Nothing held yet: what a writer starts its first chunk with.
+    fn hold(&self) -> Self::Held;
+
     /// Finds or creates the organization and its source.
     fn scope(
         &self,
@@ -155,11 +217,11 @@ pub trait Store: Send + Sync {
         &self,
         scope: &Scope,
         records: &[&Record],
-        held: &mut Held,
+        held: &mut Self::Held,
     ) -> impl Future<Output = Result<ChunkApplied, StoreError>> + Send;
 
     /// Commits what `held` holds; nothing when it holds nothing.
-    fn commit(&self, held: &mut Held) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn commit(&self, held: &mut Self::Held) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Writes the organization's data as NDJSON in a deterministic order. `false` when the
     /// organization is unknown.
@@ -192,7 +254,7 @@ pub trait Store: Send + Sync {
     fn finish_run(
         &self,
         run_id: i64,
-        status: &str,
+        status: RunStatus,
         records: u64,
         report_json: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -298,11 +360,10 @@ pub struct RunRow {
     pub id: i64,
     pub organization: String,
     pub pipeline: Option<String>,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub started_at: String,
     pub finished_at: Option<String>,
-    /// `running`, `ok`, `error`, `interrupted` or `refused`.
-    pub status: String,
+    pub status: RunStatus,
     pub records: u64,
     pub mail: Option<String>,
 }
@@ -348,6 +409,21 @@ pub enum AnyStore {
     Postgres(PgStore),
 }
 
+/// What [`AnyStore`] holds: its backend's own.
+pub enum AnyHeld {
+    Sqlite(<SqliteStore as Store>::Held),
+    Postgres(<PgStore as Store>::Held),
+}
+
+impl Hold for AnyHeld {
+    fn open(&self) -> bool {
+        match self {
+            AnyHeld::Sqlite(held) => held.open(),
+            AnyHeld::Postgres(held) => held.open(),
+        }
+    }
+}
+
 /// Calls the same method on whichever backend is open.
 macro_rules! either {
     ($self:ident, $store:ident => $call:expr) => {
@@ -359,6 +435,15 @@ macro_rules! either {
 }
 
 impl Store for AnyStore {
+    type Held = AnyHeld;
+
+    fn hold(&self) -> AnyHeld {
+        match self {
+            AnyStore::Sqlite(s) => AnyHeld::Sqlite(s.hold()),
+            AnyStore::Postgres(s) => AnyHeld::Postgres(s.hold()),
+        }
+    }
+
     async fn scope(&self, org: &str, source: &str) -> Result<Scope, StoreError> {
         either!(self, s => s.scope(org, source))
     }
@@ -367,15 +452,24 @@ impl Store for AnyStore {
         &self,
         scope: &Scope,
         records: &[&Record],
-        held: &mut Held,
+        held: &mut AnyHeld,
     ) -> Result<ChunkApplied, StoreError> {
-        either!(self, s => s.apply_chunk(scope, records, held))
+        match (self, held) {
+            (AnyStore::Sqlite(s), AnyHeld::Sqlite(held)) => s.apply_chunk(scope, records, held).await,
+            (AnyStore::Postgres(s), AnyHeld::Postgres(held)) => {
+                s.apply_chunk(scope, records, held).await
+            }
+            _ => Err(held_elsewhere()),
+        }
     }
 
-    async fn commit(&self, held: &mut Held) -> Result<(), StoreError> {
-        either!(self, s => s.commit(held))
+    async fn commit(&self, held: &mut AnyHeld) -> Result<(), StoreError> {
+        match (self, held) {
+            (AnyStore::Sqlite(s), AnyHeld::Sqlite(held)) => s.commit(held).await,
+            (AnyStore::Postgres(s), AnyHeld::Postgres(held)) => s.commit(held).await,
+            _ => Err(held_elsewhere()),
+        }
     }
-
     async fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> Result<bool, StoreError> {
         either!(self, s => s.export(org, out))
     }
@@ -407,7 +501,7 @@ impl Store for AnyStore {
     async fn finish_run(
         &self,
         run_id: i64,
-        status: &str,
+        status: RunStatus,
         records: u64,
         report_json: &str,
     ) -> Result<(), StoreError> {
@@ -458,4 +552,9 @@ impl Store for AnyStore {
     ) -> Result<Option<(RunRow, Option<String>)>, StoreError> {
         either!(self, s => s.run(run_id, org))
     }
+}
+
+/// A hold from one backend handed to the other: a caller's mistake, refused before any write.
+fn held_elsewhere() -> StoreError {
+    StoreError::Corrupt("a chunk's hold came from another store".into())
 }

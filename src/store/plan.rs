@@ -106,7 +106,7 @@ pub(super) struct PremiseRow {
 impl PremiseRow {
     /// The stored row says what the record says (compared in place: most re-imported
     /// premises are unchanged, and building a row to compare would copy every field).
-    fn is(&self, p: &Premise) -> bool {
+    pub(super) fn is(&self, p: &Premise) -> bool {
         self.address == p.address
             && self.number == p.number
             && self.kind == p.kind.as_str()

@@ -323,7 +323,7 @@ impl Bulk for PgConnection {
         scope: &Scope,
         record: &Record,
     ) -> Result<Result<RecordOutcome, Refusal>, StoreError> {
-        super::record::apply(self, scope, record).await
+        crate::store::exact::apply::<sqlx::Postgres>(self, scope, record).await
     }
 }
 

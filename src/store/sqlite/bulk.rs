@@ -80,7 +80,7 @@ impl Bulk for Chunk<'_> {
         scope: &Scope,
         record: &Record,
     ) -> Result<Result<RecordOutcome, Refusal>, StoreError> {
-        super::record::apply(self.tx, scope, record).await
+        crate::store::exact::apply::<sqlx::Sqlite>(self.tx, scope, record).await
     }
 }
 

@@ -5,7 +5,6 @@
 //! account numbers, the matching table) runs before its first write, so a refused record
 //! leaves nothing behind and the records before it commit.
 
-use std::io::Write;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,20 +13,18 @@ use tokio::sync::OwnedMutexGuard;
 
 mod bulk;
 mod direct;
-mod record;
 
 use direct::Writer;
 
-use serde::Deserialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
-
-use super::plan;
-use super::{
-    Bearer, ChunkApplied, Held, Lookup, RunFilter, RunRow, RunStart, Scope, Settings, Store,
-    StoreError, TokenRow, Trigger, now,
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous,
 };
-use crate::export::ExportLine;
+use sqlx::{ConnectOptions, Sqlite, SqliteConnection, SqlitePool};
+
+use super::backend::{Backend, Conn};
+use super::plan;
+use super::sql::Dialect;
+use super::{ChunkApplied, Hold, Scope, Settings, StoreError};
 use crate::model::Record;
 
 #[derive(Debug, Clone)]
@@ -247,41 +244,27 @@ fn reader_cache_kib(settings: &Settings) -> u64 {
     (u64::from(settings.cache_mib) * 1024 / 8).max(1024)
 }
 
-impl Store for SqliteStore {
-    async fn scope(&self, org: &str, source: &str) -> Result<Scope, StoreError> {
-        let mut writer = self.writer.lock().await;
-        let conn: &mut SqliteConnection = &mut writer;
-        let mut tx = conn.begin().await?;
-        sqlx::query("INSERT INTO organizations (code) VALUES (?) ON CONFLICT (code) DO NOTHING")
-            .bind(org)
-            .execute(&mut *tx)
-            .await?;
-        let org_id: i64 = sqlx::query_scalar("SELECT id FROM organizations WHERE code = ?")
-            .bind(org)
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO sources (org_id, code) VALUES (?, ?) ON CONFLICT (org_id, code) DO NOTHING")
-            .bind(org_id)
-            .bind(source)
-            .execute(&mut *tx)
-            .await?;
-        let source_id: i64 =
-            sqlx::query_scalar("SELECT id FROM sources WHERE org_id = ? AND code = ?")
-                .bind(org_id)
-                .bind(source)
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(Scope {
-            org_id,
-            source_id,
-            org: org.to_owned(),
-            source: source.to_owned(),
-            run_id: None,
-        })
+impl Backend for SqliteStore {
+    type DB = Sqlite;
+    type Held = Held;
+
+    async fn writer(&self) -> Result<impl Conn<Sqlite>, StoreError> {
+        Ok(tokio::sync::MutexGuard::map(self.writer.lock().await, |w| &mut **w))
     }
 
-    async fn apply_chunk(
+    async fn reader(&self) -> Result<impl Conn<Sqlite>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    fn lease_secs(&self) -> i64 {
+        self.lease_secs
+    }
+
+    fn new_hold(&self) -> Held {
+        Held(None)
+    }
+
+    async fn write_chunk(
         &self,
         scope: &Scope,
         records: &[&Record],
@@ -314,423 +297,31 @@ impl Store for SqliteStore {
         Ok(applied)
     }
 
-    async fn commit(&self, held: &mut Held) -> Result<(), StoreError> {
+    async fn commit_hold(&self, held: &mut Held) -> Result<(), StoreError> {
         if let Some(group) = held.0.take() {
             group.commit().await?;
             self.checkpoint_behind();
         }
         Ok(())
     }
+}
 
-    async fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> Result<bool, StoreError> {
-        use futures::TryStreamExt;
-        let mut conn = self.pool.acquire().await?;
-        let Some(org_id) =
-            sqlx::query_scalar::<_, i64>("SELECT id FROM organizations WHERE code = ?")
-                .bind(org)
-                .fetch_optional(&mut *conn)
-                .await?
-        else {
-            return Ok(false);
-        };
-        {
-            let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{PREMISE_LINE} WHERE s.org_id = ? ORDER BY s.code, p.ext_id"
-            )))
-            .bind(org_id)
-            .fetch(&mut *conn);
-            while let Some(row) = rows.try_next().await? {
-                premise_line(&row)?.write(out)?;
-            }
-        }
-        {
-            let mut rows = sqlx::query(
-                "SELECT s.code, a.ext_id, p.ext_id, a.number, a.area, a.residents
-                   FROM sources s JOIN accounts a ON a.source_id = s.id JOIN premises p ON p.id = a.premise_id
-                  WHERE s.org_id = ? ORDER BY s.code, a.ext_id",
-            )
-            .bind(org_id)
-            .fetch(&mut *conn);
-            while let Some(row) = rows.try_next().await? {
-                let line = ExportLine::Account {
-                    source: row.try_get(0)?,
-                    id: row.try_get(1)?,
-                    premise_id: row.try_get(2)?,
-                    number: row.try_get(3)?,
-                    area: row.try_get(4)?,
-                    residents: row.try_get(5)?,
-                };
-                line.write(out)?;
-            }
-        }
-        {
-            let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{CLIENT_LINE} WHERE c.org_id = ? ORDER BY first_id"
-            )))
-            .bind(org_id)
-            .fetch(&mut *conn);
-            while let Some(row) = rows.try_next().await? {
-                client_line(&row)?.write(out)?;
-            }
-        }
-        Ok(true)
-    }
+/// SQLite's [`Hold`]: the writer's transaction while it is open across chunks.
+pub struct Held(Option<Group>);
 
-    async fn mark_logged_in(&self, phone: &str) -> Result<u64, StoreError> {
-        let mut writer = self.writer.lock().await;
-        let conn: &mut SqliteConnection = &mut writer;
-        let done = sqlx::query("UPDATE clients SET logged_in = 1 WHERE phone = ?")
-            .bind(phone)
-            .execute(&mut *conn)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn start_run(
-        &self,
-        org_id: i64,
-        pipeline: Option<&str>,
-        trigger: Trigger,
-    ) -> Result<RunStart, StoreError> {
-        let mut writer = self.writer.lock().await;
-        let conn: &mut SqliteConnection = &mut writer;
-        let started = now();
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (org_id, pipeline, trigger, started_at) VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(org_id)
-        .bind(pipeline)
-        .bind(trigger.as_str())
-        .bind(&started)
-        .fetch_one(&mut *tx)
-        .await?;
-        if let Some(pipeline) = pipeline {
-            let clock = unix_now();
-            sqlx::query(
-                "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE status = 'running' AND id IN \
-                 (SELECT run_id FROM run_leases WHERE org_id = ? AND pipeline = ? AND expires_at < ?)",
-            )
-            .bind(&started)
-            .bind(org_id)
-            .bind(pipeline)
-            .bind(clock)
-            .execute(&mut *tx)
-            .await?;
-            let taken = sqlx::query(
-                "INSERT INTO run_leases (org_id, pipeline, run_id, expires_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (org_id, pipeline) DO UPDATE SET run_id = excluded.run_id, expires_at = excluded.expires_at \
-                 WHERE run_leases.expires_at < ?",
-            )
-            .bind(org_id)
-            .bind(pipeline)
-            .bind(id)
-            .bind(clock + self.lease_secs)
-            .bind(clock)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if taken == 0 {
-                let (holder, since): (i64, String) = sqlx::query_as(
-                    "SELECT l.run_id, r.started_at FROM run_leases l JOIN runs r ON r.id = l.run_id \
-                     WHERE l.org_id = ? AND l.pipeline = ?",
-                )
-                .bind(org_id)
-                .bind(pipeline)
-                .fetch_one(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                return Ok(RunStart::Refused {
-                    run_id: id,
-                    holder,
-                    since,
-                });
-            }
-        }
-        tx.commit().await?;
-        Ok(RunStart::Started(id))
-    }
-
-    async fn renew_run(&self, run_id: i64) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock().await;
-        let conn: &mut SqliteConnection = &mut writer;
-        sqlx::query("UPDATE run_leases SET expires_at = ? WHERE run_id = ?")
-            .bind(unix_now() + self.lease_secs)
-            .bind(run_id)
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
-    }
-
-    fn lease(&self) -> Duration {
-        Duration::from_secs(self.lease_secs.unsigned_abs())
-    }
-
-    async fn finish_run(
-        &self,
-        run_id: i64,
-        status: &str,
-        records: u64,
-        report_json: &str,
-    ) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock().await;
-        let conn: &mut SqliteConnection = &mut writer;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "UPDATE runs SET finished_at = ?, status = ?, records = ?, report = ? WHERE id = ?",
-        )
-        .bind(now())
-        .bind(status)
-        .bind(records as i64)
-        .bind(report_json)
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM run_leases WHERE run_id = ?")
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock().await;
-        let conn: &mut SqliteConnection = &mut writer;
-        sqlx::query("UPDATE runs SET mail = ? WHERE id = ?")
-            .bind(note)
-            .bind(run_id)
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
-    }
-
-    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE (?1 IS NULL OR o.code = ?1) AND (?2 IS NULL OR r.pipeline = ?2) \
-             ORDER BY r.id DESC LIMIT ?3"
-        )))
-        .bind(filter.org.as_deref())
-        .bind(filter.pipeline.as_deref())
-        .bind(i64::from(filter.limit.max(1)))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(run_row).collect()
-    }
-
-    async fn lookup(
-        &self,
-        org: &str,
-        what: &Lookup,
-    ) -> Result<Option<Vec<ExportLine>>, StoreError> {
-        let Some(org_id) =
-            sqlx::query_scalar::<_, i64>("SELECT id FROM organizations WHERE code = ?")
-                .bind(org)
-                .fetch_optional(&self.pool)
-                .await?
-        else {
-            return Ok(None);
-        };
-        let lines = match what {
-            Lookup::ClientsByPhone(phone) => {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{CLIENT_LINE} WHERE c.org_id = ? AND c.phone = ? ORDER BY first_id"
-                )))
-                .bind(org_id)
-                .bind(phone)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(client_line)
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-            Lookup::ClientByRef { source, id } => {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{CLIENT_LINE} WHERE c.id IN (SELECT x.client_id FROM client_external_ids x \
-                     JOIN sources s ON s.id = x.source_id WHERE s.org_id = ? AND s.code = ? AND x.ext_id = ?)"
-                )))
-                .bind(org_id)
-                .bind(source)
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(client_line)
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-            Lookup::Premise { source, id } => {
-                let premise = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{PREMISE_LINE} WHERE s.org_id = ? AND s.code = ? AND p.ext_id = ?"
-                )))
-                .bind(org_id)
-                .bind(source)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-                let Some(row) = premise else {
-                    return Ok(Some(Vec::new()));
-                };
-                let premise_row_id: i64 = row.try_get(10)?;
-                let mut lines = vec![premise_line(&row)?];
-                let accounts = sqlx::query(
-                    "SELECT s.code, a.ext_id, a.number, a.area, a.residents
-                       FROM accounts a JOIN sources s ON s.id = a.source_id
-                      WHERE a.premise_id = ? ORDER BY s.code, a.ext_id",
-                )
-                .bind(premise_row_id)
-                .fetch_all(&self.pool)
-                .await?;
-                for a in accounts {
-                    lines.push(ExportLine::Account {
-                        source: a.try_get(0)?,
-                        id: a.try_get(1)?,
-                        premise_id: id.clone(),
-                        number: a.try_get(2)?,
-                        area: a.try_get(3)?,
-                        residents: a.try_get(4)?,
-                    });
-                }
-                lines
-            }
-        };
-        Ok(Some(lines))
-    }
-
-    async fn create_token(
-        &self,
-        org: Option<&str>,
-        name: &str,
-        hash: &str,
-    ) -> Result<TokenRow, StoreError> {
-        let mut writer = self.writer.lock().await;
-        let conn: &mut SqliteConnection = &mut writer;
-        let org_id = match org {
-            None => None,
-            Some(code) => Some(
-                sqlx::query_scalar::<_, i64>(
-                    "INSERT INTO organizations (code) VALUES (?) ON CONFLICT (code) DO UPDATE SET code = excluded.code RETURNING id",
-                )
-                .bind(code)
-                .fetch_one(&mut *conn)
-                .await?,
-            ),
-        };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_tokens (org_id, name, hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(org_id)
-        .bind(name)
-        .bind(hash)
-        .bind(now())
-        .fetch_one(&mut *conn)
-        .await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{TOKEN_COLUMNS} WHERE t.id = ?"
-        )))
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
-        token_row(&row)
-    }
-
-    async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{TOKEN_COLUMNS} ORDER BY t.id"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(token_row).collect()
-    }
-
-    async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
-        let mut writer = self.writer.lock().await;
-        let conn: &mut SqliteConnection = &mut writer;
-        let done =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(now())
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn bearer(&self, hash: &str) -> Result<Option<Bearer>, StoreError> {
-        let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT t.org_id, o.code FROM api_tokens t LEFT JOIN organizations o ON o.id = t.org_id \
-             WHERE t.hash = ? AND t.revoked_at IS NULL",
-        )
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|(org_id, code)| match (org_id, code) {
-            (Some(org_id), Some(code)) => Bearer::Organization { org_id, code },
-            _ => Bearer::App,
-        }))
-    }
-
-    async fn run(
-        &self,
-        run_id: i64,
-        org: Option<&str>,
-    ) -> Result<Option<(RunRow, Option<String>)>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE r.id = ?1 AND (?2 IS NULL OR o.code = ?2)"
-        )))
-        .bind(run_id)
-        .bind(org)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            None => Ok(None),
-            Some(row) => Ok(Some((run_row(&row)?, row.try_get("report")?))),
-        }
+impl Hold for Held {
+    fn open(&self) -> bool {
+        self.0.is_some()
     }
 }
 
-const RUN_COLUMNS: &str = "SELECT r.id, o.code AS organization, r.pipeline, r.trigger, r.started_at, \
-     r.finished_at, r.status, r.records, r.mail, r.report FROM runs r JOIN organizations o ON o.id = r.org_id";
-
-fn run_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRow, StoreError> {
-    Ok(RunRow {
-        id: row.try_get("id")?,
-        organization: row.try_get("organization")?,
-        pipeline: row.try_get("pipeline")?,
-        trigger: row.try_get("trigger")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        status: row.try_get("status")?,
-        records: row.try_get::<i64, _>("records")? as u64,
-        mail: row.try_get("mail")?,
-    })
-}
-
-fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// A premise as an export line (and its row id last); callers add `WHERE` and `ORDER BY`.
-const PREMISE_LINE: &str =
-    "SELECT s.code, p.ext_id, p.address, p.number, p.kind, p.floor, p.entrance, p.rooms,
-        p.area, p.cadastral_number, p.id
-   FROM sources s JOIN premises p ON p.source_id = s.id";
-
-fn premise_line(row: &sqlx::sqlite::SqliteRow) -> Result<ExportLine, StoreError> {
-    Ok(ExportLine::Premise {
-        source: row.try_get(0)?,
-        id: row.try_get(1)?,
-        address: row.try_get(2)?,
-        number: row.try_get(3)?,
-        kind: row.try_get(4)?,
-        floor: row.try_get(5)?,
-        entrance: row.try_get(6)?,
-        rooms: row.try_get(7)?,
-        area: row.try_get(8)?,
-        cadastral_number: row.try_get(9)?,
-    })
-}
-
-/// A client as an export line; callers add `WHERE` and `ORDER BY`.
-const CLIENT_LINE: &str = "SELECT c.name, c.phone, c.email, c.logged_in,
+impl Dialect for Sqlite {
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    // SQLite compares text byte-wise already.
+    const BYTEWISE: &'static str = "";
+    const CARD_EXTERNAL_IDS: &'static str = "SELECT json_group_array(json_object('source', s.code, 'id', x.ext_id) ORDER BY s.code, x.ext_id)
+       FROM client_external_ids x JOIN sources s ON s.id = x.source_id WHERE x.client_id = $1";
+    const CLIENT_LINE: &'static str = "SELECT c.name, c.phone, c.email, c.logged_in,
     (SELECT json_group_array(json_object('source', s.code, 'id', x.ext_id) ORDER BY s.code, x.ext_id)
        FROM client_external_ids x JOIN sources s ON s.id = x.source_id WHERE x.client_id = c.id),
     (SELECT json_group_array(json_object('source', s.code, 'id', p.ext_id, 'role', cp.role)
@@ -743,32 +334,13 @@ const CLIENT_LINE: &str = "SELECT c.name, c.phone, c.email, c.logged_in,
     (SELECT s.code || char(0) || x.ext_id FROM client_external_ids x JOIN sources s ON s.id = x.source_id
       WHERE x.client_id = c.id ORDER BY s.code, x.ext_id LIMIT 1) AS first_id
    FROM clients c";
+    const CLIENT_ORDER: &'static str = "ORDER BY first_id";
 
-fn client_line(row: &sqlx::sqlite::SqliteRow) -> Result<ExportLine, StoreError> {
-    Ok(ExportLine::Client {
-        name: row.try_get(0)?,
-        phone: row.try_get(1)?,
-        email: row.try_get(2)?,
-        logged_in: row.try_get(3)?,
-        external_ids: from_json(row.try_get(4)?)?,
-        premises: from_json(row.try_get(5)?)?,
-        accounts: from_json(row.try_get(6)?)?,
-    })
-}
+    fn export_clients() -> String {
+        format!("{} WHERE c.org_id = $1 ORDER BY first_id", Self::CLIENT_LINE)
+    }
 
-fn token_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRow, StoreError> {
-    Ok(TokenRow {
-        id: row.try_get("id")?,
-        organization: row.try_get("organization")?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
-}
-
-const TOKEN_COLUMNS: &str = "SELECT t.id, o.code AS organization, t.name, t.created_at, t.revoked_at \
-     FROM api_tokens t LEFT JOIN organizations o ON o.id = t.org_id";
-
-fn from_json<T: for<'de> Deserialize<'de>>(text: String) -> Result<Vec<T>, StoreError> {
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("link list {text:?}: {e}")))
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
 }

@@ -1,0 +1,163 @@
+//! `import`, `run` and `check`: the commands that read exports.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::args::Db;
+use super::open_store;
+use super::output::{Exit, Failure, say, throughput};
+use crate::config;
+use crate::notify::{self, Smtp};
+use crate::observe::ProgressBars;
+use crate::pipeline::{self, Options};
+use crate::report::{ReportError, RunReport};
+use crate::run::{Finished, Job, run_import, stop_on_signals};
+use crate::source::{Files, Sources};
+use crate::store::{Store, Trigger};
+
+/// `import`: the files in the order given, as a manual run without a pipeline.
+pub async fn import_files(
+    job: &Job<'_>,
+    db: &Db,
+    report_json: Option<PathBuf>,
+    chunk_size: usize,
+) -> Result<(), Failure> {
+    let options = Options {
+        chunk_size,
+        observer: Arc::new(ProgressBars::new()),
+        stop: stop_on_signals(),
+    };
+    import(job, db, report_json, options, None).await
+}
+
+/// Runs a job, prints its summary, mails and writes its report; the exit code follows the
+/// report's error.
+async fn import(
+    job: &Job<'_>,
+    db: &Db,
+    report_json: Option<PathBuf>,
+    options: Options,
+    notify: Option<(Smtp, &[String])>,
+) -> Result<(), Failure> {
+    let store = open_store(db).await?;
+    let started = Instant::now();
+    let (run_id, report) = match run_import(&store, job, options).await {
+        Ok(Finished { run_id, report }) => (Some(run_id), report),
+        Err(e) => {
+            let mut report = RunReport::default();
+            report.fail(ReportError::general(e.code(), e.to_string(), None));
+            (None, report)
+        }
+    };
+    say(&report.summary());
+    say(&throughput(report.records, started.elapsed().as_secs_f64()));
+    if let (Some((smtp, to)), Some(run_id)) = (notify, run_id) {
+        let name = job.pipeline.unwrap_or("import");
+        let note = notify::mail_run(&store, &smtp, to, name, run_id, &report).await;
+        say(&format!("  mail: {note}\n"));
+    }
+    if let Some(path) = report_json {
+        std::fs::write(&path, report.to_json()).map_err(|e| {
+            Failure::import(format!(
+                "cannot write the report to {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    match &report.error {
+        None => Ok(()),
+        Some(e) if e.configuration => Err(Failure::reported(Exit::Config)),
+        Some(_) => Err(Failure::reported(Exit::ImportError)),
+    }
+}
+
+/// `run`: a pipeline file now («Запустить сейчас»).
+pub async fn run_pipeline(
+    path: &Path,
+    db: &Db,
+    report_json: Option<PathBuf>,
+    smtp: Option<Smtp>,
+) -> Result<(), Failure> {
+    let pipeline = config::load(path).map_err(|errors| Failure::config(errors.to_string()))?;
+    let job = Job {
+        pipeline: Some(&pipeline.name),
+        org: &pipeline.organization,
+        source: &pipeline.source,
+        files: &pipeline.files,
+        trigger: Trigger::Manual,
+    };
+    let options = Options {
+        chunk_size: pipeline.chunk_size,
+        observer: Arc::new(ProgressBars::new()),
+        stop: stop_on_signals(),
+    };
+    let notify = smtp.map(|smtp| (smtp, pipeline.notify.as_slice()));
+    import(&job, db, report_json, options, notify).await
+}
+
+/// `check`: parses and validates without writing, listing every problem.
+pub async fn check(files: &[String]) -> Result<(), Failure> {
+    let mut errors = 0u64;
+    let mut warnings = 0u64;
+    let mut records = 0u64;
+    let stdout = std::io::stdout();
+    let mut checked = 0usize;
+    let mut sources = Sources::new(&Files::local(files));
+    for address in files {
+        let names = match sources.expand(address).await {
+            Ok(names) => names,
+            Err(e) => {
+                say(&format!("{e} [{}]\n", e.code()));
+                errors += 1;
+                continue;
+            }
+        };
+        for name in names {
+            checked += 1;
+            let input = match sources.open(&name).await {
+                Ok(opened) => opened.split().0,
+                Err(e) => {
+                    say(&format!("{e} [{}]\n", e.code()));
+                    errors += 1;
+                    continue;
+                }
+            };
+            records += pipeline::check_input(input, Options::default(), |problem, is_error| {
+                let mut out = stdout.lock();
+                if is_error {
+                    errors += 1;
+                    let _ = writeln!(out, "error: {problem}");
+                } else {
+                    warnings += 1;
+                    let _ = writeln!(out, "warning: {problem}");
+                }
+            })
+            .await;
+        }
+    }
+    sources.close().await;
+    say(&format!(
+        "checked {records} records in {checked} file(s): {errors} error(s), {warnings} warning(s)\n"
+    ));
+    if errors == 0 {
+        Ok(())
+    } else {
+        Err(Failure::reported(Exit::ImportError))
+    }
+}
+
+/// `export`: the organization's data as NDJSON on standard output.
+pub async fn export(org: &str, db: &Db) -> Result<(), Failure> {
+    let store = open_store(db).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let known = store.export(org, &mut out).await?;
+    if !known {
+        return Err(Failure::config(format!(
+            "organization {org:?} is not known in this database"
+        )));
+    }
+    out.flush()
+        .map_err(|e| Failure::import(format!("writing the export failed: {e}")))
+}

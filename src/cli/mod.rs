@@ -1,0 +1,139 @@
+//! The command line: parses arguments ([`args`]), runs one command (a module per group),
+//! and maps its result to an exit code ([`output`]; SPEC §6: 0 ok, 1 import error, 2 bad
+//! configuration or usage).
+
+mod admin;
+mod args;
+mod import;
+mod output;
+mod service;
+mod tools;
+
+use std::process::ExitCode;
+
+pub use args::Cli;
+
+use args::{Command, Db, RunsCommand};
+use output::{Exit, Failure};
+
+use crate::generate;
+use crate::run::Job;
+use crate::source::Files;
+use crate::store::{self, RunFilter, Trigger};
+
+/// Runs the command; its exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let exit = match dispatch(cli.command).await {
+        Ok(()) => Exit::Ok,
+        Err(failure) => {
+            if let Some(message) = &failure.message {
+                eprintln!("crm-import: {message}");
+            }
+            failure.exit
+        }
+    };
+    ExitCode::from(exit as u8)
+}
+
+async fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Import {
+            files,
+            org,
+            source,
+            db,
+            report_json,
+            chunk_size,
+        } => {
+            let files = Files::local(&files);
+            let job = Job {
+                pipeline: None,
+                org: &org,
+                source: &source,
+                files: &files,
+                trigger: Trigger::Manual,
+            };
+            import::import_files(&job, &db, report_json, chunk_size).await
+        }
+        Command::Run {
+            pipeline,
+            db,
+            report_json,
+            notify,
+            smtp,
+        } => {
+            let smtp = match (notify, smtp.settings()) {
+                (false, _) => None,
+                (true, Some(smtp)) => Some(smtp),
+                (true, None) => {
+                    return Err(Failure::config(
+                        "--notify needs a mail server: --smtp-host or CRM_SMTP_HOST",
+                    ));
+                }
+            };
+            import::run_pipeline(&pipeline, &db, report_json, smtp).await
+        }
+        Command::Daemon {
+            pipelines,
+            db,
+            listen,
+            smtp,
+        } => service::daemon(&pipelines, &db, listen, smtp.settings()).await,
+        Command::Serve {
+            listen,
+            db,
+            pipelines,
+            body_limit_mib,
+        } => service::serve(listen, &db, pipelines.as_deref(), body_limit_mib).await,
+        Command::Token { command, db } => admin::token(command, &db).await,
+        Command::Runs {
+            show: Some(RunsCommand::Show { id }),
+            db,
+            ..
+        } => admin::show_run(id, &db).await,
+        Command::Runs {
+            show: None,
+            pipeline,
+            org,
+            limit,
+            db,
+        } => {
+            let filter = RunFilter {
+                org,
+                pipeline,
+                limit,
+            };
+            admin::list_runs(&filter, &db).await
+        }
+        Command::Check { files } => import::check(&files).await,
+        Command::Export { org, db } => import::export(&org, &db).await,
+        Command::Generate {
+            premises,
+            clients,
+            seed,
+            out,
+        } => tools::generate(
+            generate::Spec {
+                premises,
+                clients,
+                seed,
+            },
+            out,
+        ),
+        Command::Login { phone, db } => admin::login(&phone, &db).await,
+        Command::Schedule {
+            expression,
+            tz,
+            next,
+            from,
+        } => tools::schedule(&expression, &tz, next, from),
+    }
+}
+
+/// Opens the database the options name; a database that cannot be opened is a
+/// configuration error (exit 2).
+async fn open_store(db: &Db) -> Result<store::AnyStore, Failure> {
+    store::open(&db.url, &db.settings())
+        .await
+        .map_err(|e| Failure::config(format!("{e} [{}]", e.code())))
+}

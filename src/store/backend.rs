@@ -1,0 +1,530 @@
+//! What a backend brings — its connections, its way of applying a chunk — and the [`Store`]
+//! every backend gets from it: runs and their leases, tokens, reads and the export, written
+//! once over [`Dialect`].
+
+use std::future::Future;
+use std::io::Write;
+use std::ops::DerefMut;
+use std::time::Duration;
+
+use sqlx::Database;
+
+use super::sql::{Columns, Dialect, all, args, begin_write, each, execute, one, optional};
+use super::{
+    Bearer, ChunkApplied, Hold, Lookup, RunFilter, RunRow, RunStart, RunStatus, Scope, Store,
+    StoreError, TokenRow, Trigger, now,
+};
+use crate::export::ExportLine;
+use crate::model::Record;
+
+/// A connection of the backend's database, however the backend hands it out.
+pub trait Conn<DB: Database>: DerefMut<Target = DB::Connection> + Send {}
+
+impl<DB: Database, T: DerefMut<Target = DB::Connection> + Send> Conn<DB> for T {}
+
+/// A storage backend: one database driver, its connections and its chunk path.
+pub trait Backend: Send + Sync {
+    type DB: Dialect;
+    type Held: Hold;
+
+    /// The connection statements that write go through (SQLite has one writer).
+    fn writer(&self) -> impl Future<Output = Result<impl Conn<Self::DB>, StoreError>> + Send;
+
+    /// A connection for reads beside the writer.
+    fn reader(&self) -> impl Future<Output = Result<impl Conn<Self::DB>, StoreError>> + Send;
+
+    /// Seconds a run's lease lasts without renewal.
+    fn lease_secs(&self) -> i64;
+
+    /// Nothing held yet.
+    fn new_hold(&self) -> Self::Held;
+
+    /// [`Store::apply_chunk`].
+    fn write_chunk(
+        &self,
+        scope: &Scope,
+        records: &[&Record],
+        held: &mut Self::Held,
+    ) -> impl Future<Output = Result<ChunkApplied, StoreError>> + Send;
+
+    /// [`Store::commit`].
+    fn commit_hold(&self, held: &mut Self::Held) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<B: Backend> Store for B {
+    type Held = B::Held;
+
+    fn hold(&self) -> Self::Held {
+        self.new_hold()
+    }
+
+    async fn scope(&self, org: &str, source: &str) -> Result<Scope, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write::<B::DB>(&mut writer).await?;
+        execute::<B::DB>(
+            &mut tx,
+            "INSERT INTO organizations (code) VALUES ($1) ON CONFLICT (code) DO NOTHING",
+            args![org],
+        )
+        .await?;
+        let org_id = one::<B::DB>(
+            &mut tx,
+            "SELECT id FROM organizations WHERE code = $1",
+            args![org],
+        )
+        .await?
+        .int(0)?;
+        execute::<B::DB>(
+            &mut tx,
+            "INSERT INTO sources (org_id, code) VALUES ($1, $2) ON CONFLICT (org_id, code) DO NOTHING",
+            args![org_id, source],
+        )
+        .await?;
+        let source_id = one::<B::DB>(
+            &mut tx,
+            "SELECT id FROM sources WHERE org_id = $1 AND code = $2",
+            args![org_id, source],
+        )
+        .await?
+        .int(0)?;
+        tx.commit().await?;
+        Ok(Scope {
+            org_id,
+            source_id,
+            org: org.to_owned(),
+            source: source.to_owned(),
+            run_id: None,
+        })
+    }
+
+    async fn apply_chunk(
+        &self,
+        scope: &Scope,
+        records: &[&Record],
+        held: &mut Self::Held,
+    ) -> Result<ChunkApplied, StoreError> {
+        self.write_chunk(scope, records, held).await
+    }
+
+    async fn commit(&self, held: &mut Self::Held) -> Result<(), StoreError> {
+        self.commit_hold(held).await
+    }
+
+    async fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> Result<bool, StoreError> {
+        let mut conn = self.reader().await?;
+        let Some(org_id) = org_id::<B::DB>(&mut conn, org).await? else {
+            return Ok(false);
+        };
+        let c = B::DB::BYTEWISE;
+        let premises = format!(
+            "{PREMISE_LINE} WHERE s.org_id = $1 ORDER BY s.code{c}, p.ext_id{c}"
+        );
+        each::<B::DB>(&mut conn, sqlx::AssertSqlSafe(premises), args![org_id], |row| {
+            Ok(premise_line(row)?.write(out)?)
+        })
+        .await?;
+        let accounts = format!(
+            "SELECT s.code, a.ext_id, p.ext_id, a.number, a.area, a.residents
+               FROM sources s JOIN accounts a ON a.source_id = s.id JOIN premises p ON p.id = a.premise_id
+              WHERE s.org_id = $1 ORDER BY s.code{c}, a.ext_id{c}"
+        );
+        each::<B::DB>(&mut conn, sqlx::AssertSqlSafe(accounts), args![org_id], |row| {
+            let line = ExportLine::Account {
+                source: row.text(0)?,
+                id: row.text(1)?,
+                premise_id: row.text(2)?,
+                number: row.text(3)?,
+                area: row.opt_real(4)?,
+                residents: row.opt_int(5)?,
+            };
+            Ok(line.write(out)?)
+        })
+        .await?;
+        let clients = sqlx::AssertSqlSafe(B::DB::export_clients());
+        each::<B::DB>(&mut conn, clients, args![org_id], |row| {
+            Ok(client_line(row)?.write(out)?)
+        })
+        .await?;
+        Ok(true)
+    }
+
+    async fn mark_logged_in(&self, phone: &str) -> Result<u64, StoreError> {
+        let mut writer = self.writer().await?;
+        execute::<B::DB>(
+            &mut writer,
+            "UPDATE clients SET logged_in = true WHERE phone = $1",
+            args![phone],
+        )
+        .await
+    }
+
+    async fn start_run(
+        &self,
+        org_id: i64,
+        pipeline: Option<&str>,
+        trigger: Trigger,
+    ) -> Result<RunStart, StoreError> {
+        let mut writer = self.writer().await?;
+        let started = now();
+        let mut tx = begin_write::<B::DB>(&mut writer).await?;
+        let id = one::<B::DB>(
+            &mut tx,
+            "INSERT INTO runs (org_id, pipeline, trigger, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            args![org_id, pipeline, trigger.as_str(), started.as_str()],
+        )
+        .await?
+        .int(0)?;
+        if let Some(pipeline) = pipeline {
+            let clock = unix_now();
+            execute::<B::DB>(
+                &mut tx,
+                "UPDATE runs SET status = 'interrupted', finished_at = $1 WHERE status = 'running' AND id IN \
+                 (SELECT run_id FROM run_leases WHERE org_id = $2 AND pipeline = $3 AND expires_at < $4)",
+                args![started.as_str(), org_id, pipeline, clock],
+            )
+            .await?;
+            let taken = execute::<B::DB>(
+                &mut tx,
+                "INSERT INTO run_leases (org_id, pipeline, run_id, expires_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (org_id, pipeline) DO UPDATE SET run_id = excluded.run_id, expires_at = excluded.expires_at \
+                 WHERE run_leases.expires_at < $5",
+                args![org_id, pipeline, id, clock + self.lease_secs(), clock],
+            )
+            .await?;
+            if taken == 0 {
+                let holder = one::<B::DB>(
+                    &mut tx,
+                    "SELECT l.run_id, r.started_at FROM run_leases l JOIN runs r ON r.id = l.run_id \
+                     WHERE l.org_id = $1 AND l.pipeline = $2",
+                    args![org_id, pipeline],
+                )
+                .await?;
+                let refused = RunStart::Refused {
+                    run_id: id,
+                    holder: holder.int(0)?,
+                    since: holder.text(1)?,
+                };
+                tx.commit().await?;
+                return Ok(refused);
+            }
+        }
+        tx.commit().await?;
+        Ok(RunStart::Started(id))
+    }
+
+    async fn renew_run(&self, run_id: i64) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        execute::<B::DB>(
+            &mut writer,
+            "UPDATE run_leases SET expires_at = $1 WHERE run_id = $2",
+            args![unix_now() + self.lease_secs(), run_id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs().unsigned_abs())
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        records: u64,
+        report_json: &str,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write::<B::DB>(&mut writer).await?;
+        execute::<B::DB>(
+            &mut tx,
+            "UPDATE runs SET finished_at = $1, status = $2, records = $3, report = $4 WHERE id = $5",
+            args![
+                now().as_str(),
+                status.as_str(),
+                i64::try_from(records).unwrap_or(i64::MAX),
+                report_json,
+                run_id
+            ],
+        )
+        .await?;
+        execute::<B::DB>(
+            &mut tx,
+            "DELETE FROM run_leases WHERE run_id = $1",
+            args![run_id],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        execute::<B::DB>(
+            &mut writer,
+            "UPDATE runs SET mail = $1 WHERE id = $2",
+            args![note, run_id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        let mut conn = self.reader().await?;
+        let sql = format!(
+            "{RUN_COLUMNS} WHERE ($1 IS NULL OR o.code = $1) AND ($2 IS NULL OR r.pipeline = $2) \
+             ORDER BY r.id DESC LIMIT $3"
+        );
+        let rows = all::<B::DB>(
+            &mut conn,
+            sqlx::AssertSqlSafe(sql),
+            args![
+                filter.org.as_deref(),
+                filter.pipeline.as_deref(),
+                i64::from(filter.limit.max(1))
+            ],
+        )
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn lookup(
+        &self,
+        org: &str,
+        what: &Lookup,
+    ) -> Result<Option<Vec<ExportLine>>, StoreError> {
+        let mut conn = self.reader().await?;
+        let Some(org_id) = org_id::<B::DB>(&mut conn, org).await? else {
+            return Ok(None);
+        };
+        let (line, order) = (B::DB::CLIENT_LINE, B::DB::CLIENT_ORDER);
+        let rows = match what {
+            Lookup::ClientsByPhone(phone) => {
+                let sql = format!("{line} WHERE c.org_id = $1 AND c.phone = $2 {order}");
+                all::<B::DB>(&mut conn, sqlx::AssertSqlSafe(sql), args![org_id, phone]).await?
+            }
+            Lookup::ClientByRef { source, id } => {
+                let sql = format!(
+                    "{line} WHERE c.id IN (SELECT x.client_id FROM client_external_ids x \
+                     JOIN sources s ON s.id = x.source_id WHERE s.org_id = $1 AND s.code = $2 AND x.ext_id = $3)"
+                );
+                all::<B::DB>(
+                    &mut conn,
+                    sqlx::AssertSqlSafe(sql),
+                    args![org_id, source, id],
+                )
+                .await?
+            }
+            Lookup::Premise { source, id } => {
+                return premise_with_accounts::<B::DB>(&mut conn, org_id, source, id)
+                    .await
+                    .map(Some);
+            }
+        };
+        let lines = rows.iter().map(client_line).collect::<Result<_, _>>()?;
+        Ok(Some(lines))
+    }
+
+    async fn create_token(
+        &self,
+        org: Option<&str>,
+        name: &str,
+        hash: &str,
+    ) -> Result<TokenRow, StoreError> {
+        let mut writer = self.writer().await?;
+        let org_id = match org {
+            None => None,
+            Some(code) => Some(
+                one::<B::DB>(
+                    &mut writer,
+                    "INSERT INTO organizations (code) VALUES ($1) \
+                     ON CONFLICT (code) DO UPDATE SET code = excluded.code RETURNING id",
+                    args![code],
+                )
+                .await?
+                .int(0)?,
+            ),
+        };
+        let id = one::<B::DB>(
+            &mut writer,
+            "INSERT INTO api_tokens (org_id, name, hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            args![org_id, name, hash, now().as_str()],
+        )
+        .await?
+        .int(0)?;
+        let sql = format!("{TOKEN_COLUMNS} WHERE t.id = $1");
+        let row = one::<B::DB>(&mut writer, sqlx::AssertSqlSafe(sql), args![id]).await?;
+        token_row(&row)
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let mut conn = self.reader().await?;
+        let sql = format!("{TOKEN_COLUMNS} ORDER BY t.id");
+        let rows = all::<B::DB>(&mut conn, sqlx::AssertSqlSafe(sql), args![]).await?;
+        rows.iter().map(token_row).collect()
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let done = execute::<B::DB>(
+            &mut writer,
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            args![now().as_str(), id],
+        )
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn bearer(&self, hash: &str) -> Result<Option<Bearer>, StoreError> {
+        let mut conn = self.reader().await?;
+        let row = optional::<B::DB>(
+            &mut conn,
+            "SELECT t.org_id, o.code FROM api_tokens t LEFT JOIN organizations o ON o.id = t.org_id \
+             WHERE t.hash = $1 AND t.revoked_at IS NULL",
+            args![hash],
+        )
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(match (row.opt_int(0)?, row.opt_text(1)?) {
+            (Some(org_id), Some(code)) => Bearer::Organization { org_id, code },
+            _ => Bearer::App,
+        }))
+    }
+
+    async fn run(
+        &self,
+        run_id: i64,
+        org: Option<&str>,
+    ) -> Result<Option<(RunRow, Option<String>)>, StoreError> {
+        let mut conn = self.reader().await?;
+        let sql = format!("{RUN_COLUMNS} WHERE r.id = $1 AND ($2 IS NULL OR o.code = $2)");
+        let row = optional::<B::DB>(&mut conn, sqlx::AssertSqlSafe(sql), args![run_id, org]).await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some((run_row(&row)?, row.opt_text(9)?))),
+        }
+    }
+}
+
+async fn org_id<DB: Dialect>(
+    conn: &mut DB::Connection,
+    org: &str,
+) -> Result<Option<i64>, StoreError> {
+    let row = optional::<DB>(
+        conn,
+        "SELECT id FROM organizations WHERE code = $1",
+        args![org],
+    )
+    .await?;
+    Ok(row.map(|row| row.int(0)).transpose()?)
+}
+
+/// A premise and its accounts as export lines; none when there is no such premise.
+async fn premise_with_accounts<DB: Dialect>(
+    conn: &mut DB::Connection,
+    org_id: i64,
+    source: &str,
+    id: &str,
+) -> Result<Vec<ExportLine>, StoreError> {
+    let sql = format!("{PREMISE_LINE} WHERE s.org_id = $1 AND s.code = $2 AND p.ext_id = $3");
+    let premise = optional::<DB>(conn, sqlx::AssertSqlSafe(sql), args![org_id, source, id]).await?;
+    let Some(row) = premise else {
+        return Ok(Vec::new());
+    };
+    let mut lines = vec![premise_line(&row)?];
+    let c = DB::BYTEWISE;
+    let sql = format!(
+        "SELECT s.code, a.ext_id, a.number, a.area, a.residents
+           FROM accounts a JOIN sources s ON s.id = a.source_id
+          WHERE a.premise_id = $1 ORDER BY s.code{c}, a.ext_id{c}"
+    );
+    for a in all::<DB>(conn, sqlx::AssertSqlSafe(sql), args![row.int(10)?]).await? {
+        lines.push(ExportLine::Account {
+            source: a.text(0)?,
+            id: a.text(1)?,
+            premise_id: id.to_owned(),
+            number: a.text(2)?,
+            area: a.opt_real(3)?,
+            residents: a.opt_int(4)?,
+        });
+    }
+    Ok(lines)
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+const RUN_COLUMNS: &str = "SELECT r.id, o.code AS organization, r.pipeline, r.trigger, r.started_at, \
+     r.finished_at, r.status, r.records, r.mail, r.report FROM runs r JOIN organizations o ON o.id = r.org_id";
+
+fn run_row(row: &impl Columns) -> Result<RunRow, StoreError> {
+    let trigger = row.text(3)?;
+    let status = row.text(6)?;
+    Ok(RunRow {
+        id: row.int(0)?,
+        organization: row.text(1)?,
+        pipeline: row.opt_text(2)?,
+        trigger: Trigger::parse(&trigger)
+            .ok_or_else(|| StoreError::Corrupt(format!("run trigger {trigger:?}")))?,
+        started_at: row.text(4)?,
+        finished_at: row.opt_text(5)?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("run status {status:?}")))?,
+        records: row.int(7)?.unsigned_abs(),
+        mail: row.opt_text(8)?,
+    })
+}
+
+/// A premise as an export line (and its row id last); callers add `WHERE` and `ORDER BY`.
+const PREMISE_LINE: &str =
+    "SELECT s.code, p.ext_id, p.address, p.number, p.kind, p.floor, p.entrance, p.rooms,
+        p.area, p.cadastral_number, p.id
+   FROM sources s JOIN premises p ON p.source_id = s.id";
+
+fn premise_line(row: &impl Columns) -> Result<ExportLine, StoreError> {
+    Ok(ExportLine::Premise {
+        source: row.text(0)?,
+        id: row.text(1)?,
+        address: row.text(2)?,
+        number: row.text(3)?,
+        kind: row.text(4)?,
+        floor: row.opt_int(5)?,
+        entrance: row.opt_int(6)?,
+        rooms: row.opt_int(7)?,
+        area: row.opt_real(8)?,
+        cadastral_number: row.opt_text(9)?,
+    })
+}
+
+/// A client from the columns of [`Dialect::CLIENT_LINE`].
+fn client_line(row: &impl Columns) -> Result<ExportLine, StoreError> {
+    Ok(ExportLine::Client {
+        name: row.text(0)?,
+        phone: row.opt_text(1)?,
+        email: row.opt_text(2)?,
+        logged_in: row.flag(3)?,
+        external_ids: from_json(row.text(4)?)?,
+        premises: from_json(row.text(5)?)?,
+        accounts: from_json(row.text(6)?)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "SELECT t.id, o.code AS organization, t.name, t.created_at, t.revoked_at \
+     FROM api_tokens t LEFT JOIN organizations o ON o.id = t.org_id";
+
+fn token_row(row: &impl Columns) -> Result<TokenRow, StoreError> {
+    Ok(TokenRow {
+        id: row.int(0)?,
+        organization: row.opt_text(1)?,
+        name: row.text(2)?,
+        created_at: row.text(3)?,
+        revoked_at: row.opt_text(4)?,
+    })
+}
+
+fn from_json<T: for<'de> serde::Deserialize<'de>>(text: String) -> Result<Vec<T>, StoreError> {
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("link list {text:?}: {e}")))
+}
