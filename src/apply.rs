@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::error::Problem;
 use crate::model::{Record, RecordOutcome, Validated};
 use crate::observe::Observer;
-use crate::stage::Batch;
 use crate::report::{ReportError, RunReport};
+use crate::stage::Batch;
 use crate::store::{Hold, Scope, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use crate::stage::DEFAULT_CHUNK_SIZE;
 use crate::schedule::Schedule;
 use crate::source::{Files, FtpSettings};
+use crate::stage::DEFAULT_CHUNK_SIZE;
 
 /// A pipeline ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! second start — scheduled, manual, from the API or from another daemon on the same
 //! database — is refused and recorded the same way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, ConfigErrors, Pipeline};
 use crate::notify::Smtp;
+use crate::observe::Progress;
 use crate::pipeline::{self, Options};
 use crate::run::{self, Begun, Finished};
 use crate::schedule::Schedule;
@@ -37,6 +38,8 @@ pub struct Daemon<S> {
     stop: CancellationToken,
     tasks: TaskTracker,
     pipelines: Mutex<BTreeMap<String, Entry>>,
+    /// The runs this daemon is carrying out, by run id.
+    running: Mutex<HashMap<i64, Arc<Progress>>>,
 }
 
 /// A run that was started: its id, and its end to await.
@@ -69,6 +72,7 @@ impl<S: Store + 'static> Daemon<S> {
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             pipelines: Mutex::new(BTreeMap::new()),
+            running: Mutex::new(HashMap::new()),
         })
     }
 
@@ -132,6 +136,13 @@ impl<S: Store + 'static> Daemon<S> {
             .filter_map(|e| e.schedule.as_ref()?.next_after(after))
             .map(|t| t.with_timezone(&Utc))
             .min()
+    }
+
+    /// The progress of a run this daemon is carrying out; `None` once it ended (or when
+    /// another process carries it out).
+    pub fn progress(&self, run_id: i64) -> Option<Arc<Progress>> {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.get(&run_id).cloned()
     }
 
     /// A loaded pipeline.
@@ -206,10 +217,21 @@ impl<S: Store + 'static> Daemon<S> {
             }
         };
         let run_id = scope.run_id.unwrap_or_default();
+        let progress = Arc::new(Progress::new(Arc::new(telemetry::Metered)));
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run_id, progress.clone());
         let daemon = self.clone();
-        let handle = self
-            .tasks
-            .spawn(async move { daemon.carry_out(&pipeline, scope, trigger).await });
+        let handle = self.tasks.spawn(async move {
+            let finished = daemon.carry_out(&pipeline, scope, trigger, progress).await;
+            daemon
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&run_id);
+            finished
+        });
         Ok(Started { run_id, handle })
     }
 
@@ -218,13 +240,14 @@ impl<S: Store + 'static> Daemon<S> {
         pipeline: &Pipeline,
         scope: Scope,
         trigger: Trigger,
+        progress: Arc<Progress>,
     ) -> Result<Finished, StoreError> {
         let started = Instant::now();
         let run_id = scope.run_id.unwrap_or_default();
         tracing::info!(pipeline = %pipeline.name, run = run_id, trigger = trigger.as_str(), "run starts");
         let options = Options {
             chunk_size: pipeline.chunk_size,
-            observer: Arc::new(telemetry::Metered),
+            observer: progress,
             stop: self.stop.child_token(),
         };
         let import = pipeline::import_files(&*self.store, &scope, &pipeline.files, options);

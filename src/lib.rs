@@ -17,6 +17,7 @@ pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod error;
 pub mod export;

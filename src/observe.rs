@@ -3,6 +3,8 @@
 
 use std::io::{self, Read};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub trait Observer: Send + Sync {
     /// A file was opened; `size` in bytes when the source knows it.
@@ -78,5 +80,52 @@ impl Observer for ProgressBars {
 
     fn file_finished(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+/// A run's live progress, for the console: records committed since it started. Everything
+/// it observes is passed on to `inner` too.
+pub struct Progress {
+    inner: Arc<dyn Observer>,
+    records: AtomicU64,
+    started: Instant,
+}
+
+impl Progress {
+    pub fn new(inner: Arc<dyn Observer>) -> Self {
+        Progress {
+            inner,
+            records: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Records committed so far.
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
+    /// Time since the run started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+impl Observer for Progress {
+    fn file_started(&self, name: &str, size: Option<u64>) {
+        self.inner.file_started(name, size);
+    }
+
+    fn bytes_read(&self, n: u64) {
+        self.inner.bytes_read(n);
+    }
+
+    fn records_applied(&self, n: u64) {
+        self.records.fetch_add(n, Ordering::Relaxed);
+        self.inner.records_applied(n);
+    }
+
+    fn file_finished(&self) {
+        self.inner.file_finished();
     }
 }

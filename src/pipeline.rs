@@ -25,9 +25,9 @@ use crate::observe::{Counted, Observer, Silent};
 use crate::parse::RecordReader;
 use crate::report::{FileReport, ReportError, RunReport};
 use crate::source::{Body, Files, Input, SourceError, Sources};
+use crate::stage::{BATCH, Batch, DEFAULT_CHUNK_SIZE, INPUT_PAUSE, QUEUE, background_priority};
 use crate::store::{Scope, Store};
 use crate::telemetry;
-use crate::stage::{BATCH, Batch, DEFAULT_CHUNK_SIZE, INPUT_PAUSE, QUEUE, background_priority};
 use crate::validate::validate_chunk;
 
 #[derive(Clone)]

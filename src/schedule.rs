@@ -76,6 +76,13 @@ impl Schedule {
             .ok()
     }
 
+    /// The schedule as a person reads it, in Russian («каждый день в 03:00»). Fields that
+    /// are `*` or lists of numbers are put in words; anything else (ranges, steps) is shown
+    /// as written.
+    pub fn describe(&self) -> String {
+        describe(&self.text).unwrap_or_else(|| format!("по расписанию «{}»", self.text))
+    }
+
     /// The next `n` runs strictly after `after`.
     pub fn upcoming(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Tz>> {
         self.cron
@@ -83,6 +90,110 @@ impl Schedule {
             .take(n)
             .collect()
     }
+}
+
+/// A field's numbers, or `None` for `*`; `Err` for what is not a plain list.
+fn numbers(field: &str) -> Result<Option<Vec<u32>>, ()> {
+    if field == "*" {
+        return Ok(None);
+    }
+    field
+        .split(',')
+        .map(|n| n.parse::<u32>().map_err(|_| ()))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn listed(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} и {last}", init.join(", ")),
+    }
+}
+
+fn describe(text: &str) -> Option<String> {
+    const WEEKDAYS: [&str; 7] = [
+        "воскресеньям",
+        "понедельникам",
+        "вторникам",
+        "средам",
+        "четвергам",
+        "пятницам",
+        "субботам",
+    ];
+    const MONTHS: [&str; 12] = [
+        "январе",
+        "феврале",
+        "марте",
+        "апреле",
+        "мае",
+        "июне",
+        "июле",
+        "августе",
+        "сентябре",
+        "октябре",
+        "ноябре",
+        "декабре",
+    ];
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let [minute, hour, day, month, weekday] = fields.as_slice() else {
+        return None;
+    };
+    let (minute, hour) = (numbers(minute).ok()?, numbers(hour).ok()?);
+    let (day, month, weekday) = (
+        numbers(day).ok()?,
+        numbers(month).ok()?,
+        numbers(weekday).ok()?,
+    );
+    let time = match (&hour, &minute) {
+        (None, None) => "каждую минуту".to_owned(),
+        (None, Some(minutes)) => {
+            let minutes: Vec<String> = minutes.iter().map(|m| format!("{m:02}")).collect();
+            format!("каждый час в {} мин.", listed(&minutes))
+        }
+        (Some(_), None) => return None,
+        (Some(hours), Some(minutes)) => {
+            let times: Vec<String> = hours
+                .iter()
+                .flat_map(|h| minutes.iter().map(move |m| format!("{h:02}:{m:02}")))
+                .collect();
+            format!("в {}", listed(&times))
+        }
+    };
+    let mut when = Vec::new();
+    match &day {
+        None if weekday.is_none() && hour.is_some() => when.push("каждый день".to_owned()),
+        None => {}
+        Some(days) => {
+            let days: Vec<String> = days.iter().map(|d| format!("{d}-го")).collect();
+            when.push(format!("{} числа", listed(&days)));
+        }
+    }
+    if let Some(weekdays) = &weekday {
+        let names = weekdays
+            .iter()
+            .map(|d| WEEKDAYS.get(*d as usize % 7).map(|w| (*w).to_owned()))
+            .collect::<Option<Vec<_>>>()?;
+        when.push(format!("по {}", listed(&names)));
+    }
+    if let Some(months) = &month {
+        let names = months
+            .iter()
+            .map(|m| {
+                MONTHS
+                    .get((*m as usize).checked_sub(1)?)
+                    .map(|n| (*n).to_owned())
+            })
+            .collect::<Option<Vec<_>>>()?;
+        when.push(format!("в {}", listed(&names)));
+    }
+    let days = when.join(", ");
+    Some(match (days.is_empty(), hour.is_some()) {
+        (true, _) => time,
+        (false, true) => format!("{days} {time}"),
+        (false, false) => format!("{days}, {time}"),
+    })
 }
 
 #[cfg(test)]
@@ -100,6 +211,18 @@ mod tests {
             .iter()
             .map(|t| t.format("%Y-%m-%d %H:%M %a %:z").to_string())
             .collect()
+    }
+
+    #[test]
+    fn schedules_in_words() {
+        let words = |text: &str| Schedule::parse(text, None).unwrap().describe();
+        assert_eq!(words("0 3 * * *"), "каждый день в 03:00");
+        assert_eq!(words("30 8,20 * * *"), "каждый день в 08:30 и 20:30");
+        assert_eq!(words("19 * * * *"), "каждый час в 19 мин.");
+        assert_eq!(words("0 3 * * 1,5"), "по понедельникам и пятницам в 03:00");
+        assert_eq!(words("0 3 13 * 5"), "13-го числа, по пятницам в 03:00");
+        assert_eq!(words("0 4 1 1 *"), "1-го числа, в январе в 04:00");
+        assert_eq!(words("*/15 * * * *"), "по расписанию «*/15 * * * *»");
     }
 
     #[test]

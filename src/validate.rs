@@ -17,8 +17,8 @@ use crate::phone;
 /// Validation's threads: one fewer than the machine has cores, at least one
 /// (`RAYON_NUM_THREADS` overrides). The parser keeps one core busy by itself and is the
 /// slowest stage of `check` and of a re-import; on two cores, validating on two threads took
-/// CPU from it and made both slower (`check` of 1M pairs 10.4 → 9.4 s, three interleaved
-/// runs), and threads other than a regex's first user pay for its cache pool.
+/// CPU from it and made both slower, and threads other than a regex's first user pay for its
+/// cache pool.
 static POOL: LazyLock<Option<rayon::ThreadPool>> = LazyLock::new(|| {
     let pool = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("validate-{i}"))

@@ -8,8 +8,8 @@ use crm_import::apply::{Applier, Flow};
 use crm_import::model::{Record, Validated};
 use crm_import::observe::Silent;
 use crm_import::parse::RecordReader;
-use crm_import::stage::Batch;
 use crm_import::report::RunReport;
+use crm_import::stage::Batch;
 use crm_import::store::{Hold, Store};
 use crm_import::validate::validate_chunk;
 

@@ -5,6 +5,8 @@ mod common;
 mod api;
 mod backends;
 mod cli;
+mod console;
+mod console_browser;
 mod daemon;
 mod encodings;
 mod ftp_source;

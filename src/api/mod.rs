@@ -71,6 +71,11 @@ impl<S> Api<S> {
 
 /// The router over a store.
 pub fn router<S: Store + 'static>(api: Api<S>) -> Router {
+    routes(Arc::new(api))
+}
+
+/// The API's routes over shared state (the console shares it).
+pub fn routes<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
     let [
         health,
         metrics,
@@ -103,7 +108,7 @@ pub fn router<S: Store + 'static>(api: Api<S>) -> Router {
         .route(run, get(show_run::<S>))
         .route(logins, post(login::<S>))
         .route(whoami, get(who_am_i::<S>))
-        .with_state(Arc::new(api))
+        .with_state(api)
 }
 
 /// An error answer: `{"error":{"code","message", …}}` with its status.

@@ -25,10 +25,10 @@ use crate::apply::{Applied, Applier, Flow};
 use crate::model::{Parsed, RecordOutcome};
 use crate::observe::Silent;
 use crate::pipeline;
-use crate::stage::{Batch, DEFAULT_CHUNK_SIZE, QUEUE};
 use crate::report::{FileReport, ReportError, RunReport};
 use crate::run::{self, Begun};
 use crate::source::{self, Input};
+use crate::stage::{Batch, DEFAULT_CHUNK_SIZE, QUEUE};
 use crate::store::{Scope, Store, Trigger};
 use crate::validate::validate_chunk;
 

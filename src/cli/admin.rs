@@ -1,10 +1,12 @@
 //! `token`, `runs` and `login`: looking after the database's tokens, history and cards.
 
-use super::args::{Db, TokenCommand};
+use std::io::IsTerminal;
+
+use super::args::{Db, TokenCommand, UserCommand};
 use super::open_store;
 use super::output::{Failure, say};
 use crate::store::{RunFilter, Store};
-use crate::{api, phone};
+use crate::{api, console, phone};
 
 /// `token create|list|revoke`.
 pub async fn token(command: TokenCommand, db: &Db) -> Result<(), Failure> {
@@ -43,6 +45,78 @@ pub async fn token(command: TokenCommand, db: &Db) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `user add|list|remove`: the console's staff accounts.
+pub async fn user(command: UserCommand, db: &Db) -> Result<(), Failure> {
+    let store = open_store(db).await?;
+    match command {
+        UserCommand::Add { org, login } => {
+            let login = login.trim();
+            if login.is_empty() {
+                return Err(Failure::config("--login must not be empty"));
+            }
+            let password = new_password()?;
+            let hash = console::hash_password(&password).map_err(Failure::import)?;
+            let Some(row) = store.create_user(&org, login, &hash).await? else {
+                return Err(Failure::config(format!(
+                    "the login {login:?} is taken: choose another, or remove that account first"
+                )));
+            };
+            say(&format!(
+                "user {} ({}) added to {}; the password is stored as an Argon2id hash\n",
+                row.login, row.id, row.organization
+            ));
+        }
+        UserCommand::List => {
+            let mut out = String::from("id\torganization\tlogin\tcreated\n");
+            for u in store.users().await? {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\n",
+                    u.id, u.organization, u.login, u.created_at
+                ));
+            }
+            say(&out);
+        }
+        UserCommand::Remove { login } => {
+            if !store.remove_user(&login).await? {
+                return Err(Failure::config(format!("there is no user {login:?}")));
+            }
+            say(&format!(
+                "user {login} removed; their sessions have ended\n"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The new account's password: typed twice at a prompt, or `CRM_USER_PASSWORD` when
+/// standard input is not a terminal.
+fn new_password() -> Result<String, Failure> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Пароль: ")
+            .map_err(|e| Failure::config(format!("cannot read the password: {e}")))?;
+        let again = rpassword::prompt_password("Пароль ещё раз: ")
+            .map_err(|e| Failure::config(format!("cannot read the password: {e}")))?;
+        if first != again {
+            return Err(Failure::config(
+                "the two passwords differ; nothing was added",
+            ));
+        }
+        first
+    } else {
+        std::env::var("CRM_USER_PASSWORD").map_err(|_| {
+            Failure::config(
+                "not on a terminal: put the password in CRM_USER_PASSWORD (nothing was added)",
+            )
+        })?
+    };
+    if password.chars().count() < 8 {
+        return Err(Failure::config(
+            "the password is shorter than 8 characters; nothing was added",
+        ));
+    }
+    Ok(password)
 }
 
 /// `runs`: the history, newest first.

@@ -90,6 +90,14 @@ pub enum Command {
         #[command(flatten)]
         db: Db,
     },
+    /// Staff accounts of the web console: add (the password from a prompt, or from
+    /// CRM_USER_PASSWORD when not on a terminal), list, remove.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[command(flatten)]
+        db: Db,
+    },
     /// Run history: the latest runs, or one run's report (`runs show ID`).
     Runs {
         #[command(subcommand)]
@@ -174,6 +182,23 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a staff account to an organization.
+    Add {
+        /// The organization whose pipelines and runs the account sees, e.g. uo-1.
+        #[arg(long)]
+        org: String,
+        /// The name typed into «Логин».
+        #[arg(long)]
+        login: String,
+    },
+    /// List the accounts (never their passwords).
+    List,
+    /// Remove an account; its sessions end at once.
+    Remove { login: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// Print one run's JSON report.
     Show { id: i64 },
@@ -236,7 +261,6 @@ fn parse_chunk_size(s: &str) -> Result<usize, String> {
         _ => Err(format!("{s:?} is not a chunk size from 1 to 1000000")),
     }
 }
-
 
 impl Db {
     /// The store's tuning as the options set it.

@@ -86,6 +86,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             body_limit_mib,
         } => service::serve(listen, &db, pipelines.as_deref(), body_limit_mib).await,
         Command::Token { command, db } => admin::token(command, &db).await,
+        Command::User { command, db } => admin::user(command, &db).await,
         Command::Runs {
             show: Some(RunsCommand::Show { id }),
             db,

@@ -8,6 +8,7 @@ use super::args::Db;
 use super::open_store;
 use super::output::{Failure, say};
 use crate::api::{self, Api};
+use crate::console;
 use crate::daemon::Daemon;
 use crate::notify::Smtp;
 use crate::run::shutdown_signal;
@@ -99,8 +100,10 @@ async fn listen_http(addr: SocketAddr, mut api: Api<AnyStore>) -> Result<(), Fai
         "listening on http://{}\n",
         listener.local_addr().unwrap_or(addr)
     ));
+    let api = Arc::new(api);
+    let app = api::routes(api.clone()).merge(console::router(api));
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, api::router(api)).await {
+        if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the HTTP server stopped");
         }
     });

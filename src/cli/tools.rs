@@ -9,9 +9,9 @@ use crate::schedule::Schedule;
 /// `generate`: a deterministic export, to a file or standard output.
 pub fn generate(spec: generate::Spec, out: Option<PathBuf>) -> Result<(), Failure> {
     let bar = indicatif::ProgressBar::new(spec.premises + spec.clients);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records, {per_sec}, ETA {eta}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} records, {per_sec}, ETA {eta}",
+    ) {
         bar.set_style(style);
     }
     let written = match &out {

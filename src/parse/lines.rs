@@ -258,8 +258,8 @@ impl<B: Blocks> LineCounter<B> {
     }
 
     /// Takes the next block once everything before has been consumed. Kept out of
-    /// `fill_buf`, so that what the tokenizer calls several times per event (about five
-    /// million calls for 50,000 pairs) inlines to a comparison.
+    /// `fill_buf`, so that what the tokenizer calls several times per event inlines to a
+    /// comparison.
     #[cold]
     #[inline(never)]
     fn refill(&mut self) -> io::Result<()> {

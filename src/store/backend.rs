@@ -11,8 +11,8 @@ use sqlx::Database;
 
 use super::sql::{Columns, Dialect, all, args, begin_write, each, execute, one, optional};
 use super::{
-    Bearer, ChunkApplied, Hold, Lookup, RunFilter, RunRow, RunStart, RunStatus, Scope, Store,
-    StoreError, TokenRow, Trigger, now,
+    Bearer, ChunkApplied, Hold, Lookup, RunFilter, RunRow, RunStart, RunStatus, Scope, SessionRow,
+    Store, StoreError, TokenRow, Trigger, UserRow, now,
 };
 use crate::export::ExportLine;
 use crate::model::Record;
@@ -48,7 +48,10 @@ pub trait Backend: Send + Sync {
     ) -> impl Future<Output = Result<ChunkApplied, StoreError>> + Send;
 
     /// [`Store::commit`].
-    fn commit_hold(&self, held: &mut Self::Held) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn commit_hold(
+        &self,
+        held: &mut Self::Held,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 impl<B: Backend> Store for B {
@@ -116,29 +119,36 @@ impl<B: Backend> Store for B {
             return Ok(false);
         };
         let c = B::DB::BYTEWISE;
-        let premises = format!(
-            "{PREMISE_LINE} WHERE s.org_id = $1 ORDER BY s.code{c}, p.ext_id{c}"
-        );
-        each::<B::DB>(&mut conn, sqlx::AssertSqlSafe(premises), args![org_id], |row| {
-            Ok(premise_line(row)?.write(out)?)
-        })
+        let premises =
+            format!("{PREMISE_LINE} WHERE s.org_id = $1 ORDER BY s.code{c}, p.ext_id{c}");
+        each::<B::DB>(
+            &mut conn,
+            sqlx::AssertSqlSafe(premises),
+            args![org_id],
+            |row| Ok(premise_line(row)?.write(out)?),
+        )
         .await?;
         let accounts = format!(
             "SELECT s.code, a.ext_id, p.ext_id, a.number, a.area, a.residents
                FROM sources s JOIN accounts a ON a.source_id = s.id JOIN premises p ON p.id = a.premise_id
               WHERE s.org_id = $1 ORDER BY s.code{c}, a.ext_id{c}"
         );
-        each::<B::DB>(&mut conn, sqlx::AssertSqlSafe(accounts), args![org_id], |row| {
-            let line = ExportLine::Account {
-                source: row.text(0)?,
-                id: row.text(1)?,
-                premise_id: row.text(2)?,
-                number: row.text(3)?,
-                area: row.opt_real(4)?,
-                residents: row.opt_int(5)?,
-            };
-            Ok(line.write(out)?)
-        })
+        each::<B::DB>(
+            &mut conn,
+            sqlx::AssertSqlSafe(accounts),
+            args![org_id],
+            |row| {
+                let line = ExportLine::Account {
+                    source: row.text(0)?,
+                    id: row.text(1)?,
+                    premise_id: row.text(2)?,
+                    number: row.text(3)?,
+                    area: row.opt_real(4)?,
+                    residents: row.opt_int(5)?,
+                };
+                Ok(line.write(out)?)
+            },
+        )
         .await?;
         let clients = sqlx::AssertSqlSafe(B::DB::export_clients());
         each::<B::DB>(&mut conn, clients, args![org_id], |row| {
@@ -400,12 +410,172 @@ impl<B: Backend> Store for B {
     ) -> Result<Option<(RunRow, Option<String>)>, StoreError> {
         let mut conn = self.reader().await?;
         let sql = format!("{RUN_COLUMNS} WHERE r.id = $1 AND ($2 IS NULL OR o.code = $2)");
-        let row = optional::<B::DB>(&mut conn, sqlx::AssertSqlSafe(sql), args![run_id, org]).await?;
+        let row =
+            optional::<B::DB>(&mut conn, sqlx::AssertSqlSafe(sql), args![run_id, org]).await?;
         match row {
             None => Ok(None),
             Some(row) => Ok(Some((run_row(&row)?, row.opt_text(9)?))),
         }
     }
+
+    async fn create_user(
+        &self,
+        org: &str,
+        login: &str,
+        password_hash: &str,
+    ) -> Result<Option<UserRow>, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write::<B::DB>(&mut writer).await?;
+        let taken = optional::<B::DB>(
+            &mut tx,
+            "SELECT id FROM users WHERE login = $1",
+            args![login],
+        )
+        .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let org_id = one::<B::DB>(
+            &mut tx,
+            "INSERT INTO organizations (code) VALUES ($1) \
+             ON CONFLICT (code) DO UPDATE SET code = excluded.code RETURNING id",
+            args![org],
+        )
+        .await?
+        .int(0)?;
+        let id = one::<B::DB>(
+            &mut tx,
+            "INSERT INTO users (org_id, login, password_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            args![org_id, login, password_hash, now().as_str()],
+        )
+        .await?
+        .int(0)?;
+        let sql = format!("{USER_COLUMNS} WHERE u.id = $1");
+        let row = one::<B::DB>(&mut tx, sqlx::AssertSqlSafe(sql), args![id]).await?;
+        let user = user_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(user))
+    }
+
+    async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let mut conn = self.reader().await?;
+        let c = B::DB::BYTEWISE;
+        let sql = format!("{USER_COLUMNS} ORDER BY o.code{c}, u.login{c}");
+        let rows = all::<B::DB>(&mut conn, sqlx::AssertSqlSafe(sql), args![]).await?;
+        rows.iter().map(user_row).collect()
+    }
+
+    async fn remove_user(&self, login: &str) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write::<B::DB>(&mut writer).await?;
+        // Explicitly, not by the foreign key's cascade: SQLite's writer runs without them.
+        execute::<B::DB>(
+            &mut tx,
+            "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE login = $1)",
+            args![login],
+        )
+        .await?;
+        let removed =
+            execute::<B::DB>(&mut tx, "DELETE FROM users WHERE login = $1", args![login]).await?;
+        tx.commit().await?;
+        Ok(removed == 1)
+    }
+
+    async fn password_hash(&self, login: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let mut conn = self.reader().await?;
+        let row = optional::<B::DB>(
+            &mut conn,
+            "SELECT id, password_hash FROM users WHERE login = $1",
+            args![login],
+        )
+        .await?;
+        row.map(|row| Ok((row.int(0)?, row.text(1)?))).transpose()
+    }
+
+    async fn open_session(
+        &self,
+        id_hash: &str,
+        user_id: i64,
+        csrf: &str,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        execute::<B::DB>(
+            &mut writer,
+            "INSERT INTO sessions (id_hash, user_id, csrf, last_seen, created_at) VALUES ($1, $2, $3, $4, $5)",
+            args![id_hash, user_id, csrf, unix_now(), now().as_str()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        id_hash: &str,
+        idle: Duration,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        let row = {
+            let mut conn = self.reader().await?;
+            optional::<B::DB>(
+                &mut conn,
+                "SELECT s.user_id, u.login, u.org_id, o.code, s.csrf, s.last_seen
+                   FROM sessions s JOIN users u ON u.id = s.user_id JOIN organizations o ON o.id = u.org_id
+                  WHERE s.id_hash = $1",
+                args![id_hash],
+            )
+            .await?
+        };
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let clock = unix_now();
+        let idle_secs = i64::try_from(idle.as_secs()).unwrap_or(i64::MAX);
+        let last_seen = row.int(5)?;
+        if clock - last_seen > idle_secs {
+            self.close_session(id_hash).await?;
+            return Ok(None);
+        }
+        // The idle clock restarts at most once a minute: a page's every request need not
+        // wait for the writer.
+        if clock - last_seen >= 60 {
+            let mut writer = self.writer().await?;
+            execute::<B::DB>(
+                &mut writer,
+                "UPDATE sessions SET last_seen = $1 WHERE id_hash = $2",
+                args![clock, id_hash],
+            )
+            .await?;
+        }
+        Ok(Some(SessionRow {
+            user_id: row.int(0)?,
+            login: row.text(1)?,
+            org_id: row.int(2)?,
+            organization: row.text(3)?,
+            csrf: row.text(4)?,
+        }))
+    }
+
+    async fn close_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        execute::<B::DB>(
+            &mut writer,
+            "DELETE FROM sessions WHERE id_hash = $1",
+            args![id_hash],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+const USER_COLUMNS: &str = "SELECT u.id, o.code, u.login, u.created_at \
+     FROM users u JOIN organizations o ON o.id = u.org_id";
+
+fn user_row(row: &impl Columns) -> Result<UserRow, StoreError> {
+    Ok(UserRow {
+        id: row.int(0)?,
+        organization: row.text(1)?,
+        login: row.text(2)?,
+        created_at: row.text(3)?,
+    })
 }
 
 async fn org_id<DB: Dialect>(

@@ -303,6 +303,66 @@ pub trait Store: Send + Sync {
         run_id: i64,
         org: Option<&str>,
     ) -> impl Future<Output = Result<Option<(RunRow, Option<String>)>, StoreError>> + Send;
+
+    /// Adds a staff account of an organization with its password's hash; `None` when the
+    /// login is taken (logins are unique across organizations: the sign-in form has no
+    /// organization field).
+    fn create_user(
+        &self,
+        org: &str,
+        login: &str,
+        password_hash: &str,
+    ) -> impl Future<Output = Result<Option<UserRow>, StoreError>> + Send;
+
+    /// Every staff account, by organization and login.
+    fn users(&self) -> impl Future<Output = Result<Vec<UserRow>, StoreError>> + Send;
+
+    /// Removes an account and ends its sessions; `false` when there is no such login.
+    fn remove_user(&self, login: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The account's id and password hash, for signing in.
+    fn password_hash(
+        &self,
+        login: &str,
+    ) -> impl Future<Output = Result<Option<(i64, String)>, StoreError>> + Send;
+
+    /// Starts a session for a user: the id's hash and the CSRF token of its forms.
+    fn open_session(
+        &self,
+        id_hash: &str,
+        user_id: i64,
+        csrf: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The live session with this id hash, its idle clock restarted; a session idle for
+    /// longer than `idle` is ended and `None`.
+    fn session(
+        &self,
+        id_hash: &str,
+        idle: std::time::Duration,
+    ) -> impl Future<Output = Result<Option<SessionRow>, StoreError>> + Send;
+
+    /// Ends a session.
+    fn close_session(&self, id_hash: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A staff account of the console, as listed (never its password hash).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserRow {
+    pub id: i64,
+    pub organization: String,
+    pub login: String,
+    pub created_at: String,
+}
+
+/// A signed-in session: whose, for which organization, and the token its forms carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub user_id: i64,
+    pub login: String,
+    pub org_id: i64,
+    pub organization: String,
+    pub csrf: String,
 }
 
 /// What the API reads (SPEC §9), in the export's shapes.
@@ -455,7 +515,9 @@ impl Store for AnyStore {
         held: &mut AnyHeld,
     ) -> Result<ChunkApplied, StoreError> {
         match (self, held) {
-            (AnyStore::Sqlite(s), AnyHeld::Sqlite(held)) => s.apply_chunk(scope, records, held).await,
+            (AnyStore::Sqlite(s), AnyHeld::Sqlite(held)) => {
+                s.apply_chunk(scope, records, held).await
+            }
             (AnyStore::Postgres(s), AnyHeld::Postgres(held)) => {
                 s.apply_chunk(scope, records, held).await
             }
@@ -551,6 +613,48 @@ impl Store for AnyStore {
         org: Option<&str>,
     ) -> Result<Option<(RunRow, Option<String>)>, StoreError> {
         either!(self, s => s.run(run_id, org))
+    }
+
+    async fn create_user(
+        &self,
+        org: &str,
+        login: &str,
+        password_hash: &str,
+    ) -> Result<Option<UserRow>, StoreError> {
+        either!(self, s => s.create_user(org, login, password_hash))
+    }
+
+    async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        either!(self, s => s.users())
+    }
+
+    async fn remove_user(&self, login: &str) -> Result<bool, StoreError> {
+        either!(self, s => s.remove_user(login))
+    }
+
+    async fn password_hash(&self, login: &str) -> Result<Option<(i64, String)>, StoreError> {
+        either!(self, s => s.password_hash(login))
+    }
+
+    async fn open_session(
+        &self,
+        id_hash: &str,
+        user_id: i64,
+        csrf: &str,
+    ) -> Result<(), StoreError> {
+        either!(self, s => s.open_session(id_hash, user_id, csrf))
+    }
+
+    async fn session(
+        &self,
+        id_hash: &str,
+        idle: std::time::Duration,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        either!(self, s => s.session(id_hash, idle))
+    }
+
+    async fn close_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        either!(self, s => s.close_session(id_hash))
     }
 }
 

@@ -198,7 +198,9 @@ pub async fn begin_write<DB: Dialect>(
 ) -> Result<sqlx::Transaction<'_, DB>, StoreError> {
     // `AssertSqlSafe<&str>` is safe SQL for any lifetime, which an `async` caller's future
     // needs to be `Send`; a bare `&'static str` is not.
-    Ok(conn.begin_with(sqlx::AssertSqlSafe(DB::BEGIN_WRITE)).await?)
+    Ok(conn
+        .begin_with(sqlx::AssertSqlSafe(DB::BEGIN_WRITE))
+        .await?)
 }
 
 /// Runs a statement; how many rows it changed.
@@ -219,11 +221,9 @@ pub async fn optional<DB: Dialect>(
     sql: impl SqlSafeStr,
     args: Args<DB>,
 ) -> Result<Option<DB::Row>, StoreError> {
-    Ok(
-        sqlx::query_with::<DB, _>(sql, args.into_arguments()?)
-            .fetch_optional(conn.ex())
-            .await?,
-    )
+    Ok(sqlx::query_with::<DB, _>(sql, args.into_arguments()?)
+        .fetch_optional(conn.ex())
+        .await?)
 }
 
 /// The one row a statement returns.
@@ -232,11 +232,9 @@ pub async fn one<DB: Dialect>(
     sql: impl SqlSafeStr,
     args: Args<DB>,
 ) -> Result<DB::Row, StoreError> {
-    Ok(
-        sqlx::query_with::<DB, _>(sql, args.into_arguments()?)
-            .fetch_one(conn.ex())
-            .await?,
-    )
+    Ok(sqlx::query_with::<DB, _>(sql, args.into_arguments()?)
+        .fetch_one(conn.ex())
+        .await?)
 }
 
 /// Every row of a statement's result.
@@ -245,11 +243,9 @@ pub async fn all<DB: Dialect>(
     sql: impl SqlSafeStr,
     args: Args<DB>,
 ) -> Result<Vec<DB::Row>, StoreError> {
-    Ok(
-        sqlx::query_with::<DB, _>(sql, args.into_arguments()?)
-            .fetch_all(conn.ex())
-            .await?,
-    )
+    Ok(sqlx::query_with::<DB, _>(sql, args.into_arguments()?)
+        .fetch_all(conn.ex())
+        .await?)
 }
 
 /// Calls `each` with every row of a statement's result as it streams in.
@@ -260,9 +256,7 @@ pub async fn each<DB: Dialect>(
     mut each: impl FnMut(&DB::Row) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     use futures::TryStreamExt;
-    let mut rows =
-        sqlx::query_with::<DB, _>(sql, args.into_arguments()?)
-            .fetch(conn.ex());
+    let mut rows = sqlx::query_with::<DB, _>(sql, args.into_arguments()?).fetch(conn.ex());
     while let Some(row) = rows.try_next().await? {
         each(&row)?;
     }

@@ -16,18 +16,15 @@ use crate::store::{Refusal, Scope, StoreError};
 /// Keys per `IN (…)` list and rows per multi-row statement: far below SQLite's 32,766
 /// variables. Only full-size multi-row statements are kept prepared: a prepared statement of
 /// 500 rows holds about a megabyte, and the last, shorter one of each table comes in a new
-/// size nearly every chunk — cached, those filled the statement cache and took a
-/// 10,000,000-pair import to a 192 MiB peak.
+/// size nearly every chunk — cached, those would fill the statement cache and grow the
+/// peak memory with the file.
 const BATCH: usize = 500;
 
 /// A chunk's transaction: its look-ups and its writes, one after the other on the writer.
 ///
-/// Half of the look-ups once ran at the same time on a second connection, on a thread
-/// spawned per chunk. On two cores that thread only started once the apply thread had done
-/// its own half (1M pairs re-imported: 1.30 s of waits to start against 1.33 s for the first
-/// half), while the second connection read through a cache cold after every commit and
-/// prepared its statements again for each chunk; all on the writer, the re-import took
-/// 4.30–4.49 s instead of 4.63–4.73 s (four interleaved runs), 1,345 threads started → 9.
+/// Not half of them on a second connection beside it: on two cores such a thread only gets
+/// a core once the apply thread waits for it, and a second connection reads through a cache
+/// that every commit makes cold.
 pub(super) struct Chunk<'c> {
     tx: &'c mut Writer,
 }
@@ -322,8 +319,8 @@ enum Prepared<'c> {
 
 impl<'c> Statement<'c> {
     /// `head row,row,… tail`, for `rows` times the values of `row`'s placeholders. The text
-    /// is put together directly: sqlx's `QueryBuilder` wrote every placeholder and separator
-    /// through `fmt::write`, 9.4 % of a fresh import's instructions (3.7 % this way).
+    /// is put together directly: sqlx's `QueryBuilder` writes every placeholder and separator
+    /// through `fmt::write`, which was a tenth of a fresh import's work.
     fn rows(
         conn: &'c rusqlite::Connection,
         head: &str,
@@ -658,8 +655,7 @@ fn asked<K: Lookup>(batch: &[K], column: K::Column<'_>) -> Option<K> {
 ///
 /// Through sqlx, each result row would have been handed from its SQLite worker thread to
 /// the caller separately, so a batch's rows came as one JSON text that SQLite built and the
-/// apply thread parsed again (13 % of a re-import's instructions, 50,000 pairs under
-/// callgrind). Read here, a column is a pointer into SQLite's row.
+/// apply thread parsed again. Read here, a column is a pointer into SQLite's row.
 ///
 /// A [`Read::Range`] read also brings the rows between the batch's keys that it did not
 /// ask for; they are passed over undecoded. It stops past twice the batch's keys: then the
@@ -682,8 +678,7 @@ fn fetch_rows<K: Lookup, T>(
             let cap = 2 * batch.len();
             // Not a bare `LIMIT ?`: SQLite compiles a bare one for the value bound, and the
             // bindings are cleared after every run, which made SQLite compile the statement
-            // again at every use (1.1 % and 1.4 % of a fresh import's and a re-import's
-            // instructions, 50,000 pairs under callgrind).
+            // again at every use.
             let mut range = conn.prepare_cached(&format!(
                 "SELECT {columns} {from_where} ?1 AND {key} BETWEEN ?2 AND ?3 \
                  LIMIT CAST(?4 AS INTEGER)"

@@ -2,8 +2,8 @@
 //! multi-row writes ([`bulk`](super::bulk)).
 //!
 //! sqlx runs every statement on its connection's worker thread. A look-up's rows therefore
-//! came back as one JSON text that SQLite built and the apply thread parsed again (13 % of a
-//! re-import's instructions), and every value written was copied into an `Arc`, copied again
+//! came back as one JSON text that SQLite built and the apply thread parsed again, and every
+//! value written was copied into an `Arc`, copied again
 //! by SQLite and cleared after each statement. Here rows are read column by column from
 //! SQLite's result and values bound straight from the plan, on the apply thread, inside the
 //! same transactions; sqlx's `lock_handle` keeps its worker off the handle meanwhile.

@@ -17,7 +17,8 @@ mod direct;
 use direct::Writer;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Sqlite, SqliteConnection, SqlitePool};
 
@@ -45,13 +46,13 @@ pub struct SqliteStore {
     writer: Arc<tokio::sync::Mutex<Writer>>,
     /// Copies committed pages from the WAL into the database beside the next chunk, so the
     /// writer's own checkpoint (every 64 MiB of WAL, on the import's path) finds little left
-    /// to copy: a fresh import of 1M pairs spent 3 of its 19 s checkpointing.
+    /// to copy.
     checkpointer: Arc<tokio::sync::Mutex<SqliteConnection>>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database. The pragmas and what each
-    /// trades are in the README's "Storage" section.
+    /// trades are in `docs/architecture.md`, "SQLite settings".
     pub async fn open(url: &str, settings: &Settings) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(StoreError::Open)?
@@ -65,9 +66,8 @@ impl SqliteStore {
             .pragma("cache_size", format!("-{}", reader_cache_kib(settings)))
             .pragma("temp_store", "memory")
             // Set when the file is created. A chunk's random phone-index inserts dirty one
-            // page each, and dirty pages stay in memory until the commit: 16 KiB pages took a
-            // 10,000,000-pair import to a 192 MiB peak (3,000,000 pairs: 170 MiB, 164 s),
-            // 4 KiB pages keep it at 98 MiB (126 s) and write a quarter as much to the WAL.
+            // page each, and dirty pages stay in memory until the commit: small pages keep
+            // the peak memory flat on big imports and write less to the WAL.
             .pragma("page_size", "4096")
             // Checkpoint every 64 MiB of WAL instead of 4 MiB: a page rewritten by many
             // chunks is copied into the database once.
@@ -91,9 +91,9 @@ impl SqliteStore {
             .await
             .map_err(StoreError::Open)?;
         // The planner and the exact path check every reference before they write, so
-        // SQLite's own foreign-key probes only re-check them, at a tenth of a fresh import's
-        // time (1M pairs: 17.7 → 16.0 s, mean of three); the tests check that no row refers
-        // to a missing one after every import they look at.
+        // SQLite's own foreign-key probes would only re-check them, at a tenth of a fresh
+        // import's time; the tests check that no row refers to a missing one after every
+        // import they look at.
         let writer = options
             .foreign_keys(false)
             .pragma(
@@ -164,20 +164,16 @@ impl SqliteStore {
 /// (60,000 at the default 32 MiB). A commit writes every page the transaction dirtied, and
 /// the phone index takes its inserts at random, so fewer commits write each index page fewer
 /// times, as long as the dirtied pages fit in the cache (what does not is spilled to the WAL
-/// before the commit, and written again when dirtied again). 1M pairs fresh (README,
-/// `cache_size`): 20,000 records per commit with 12 MiB wrote 2.57 GB through the WAL, 60,000
-/// with 32 MiB 1.21 GB, and took 9.16–10.00 s against 10.54–12.12 s (four interleaved
-/// runs); 60,000 with 12 MiB still wrote 2.08 GB, 20,000 with 32 MiB 1.93 GB.
+/// before the commit, and written again when dirtied again). Cache and commit size pay only
+/// together: at this ratio a fresh import writes half as much through the WAL as with either
+/// grown alone (`docs/performance.md`).
 const GROUP_RECORDS_PER_CACHE_MIB: usize = 1_875;
 /// A held transaction saves writes only while the phone index is within a few times the
 /// writer's cache: a commit then rewrites index pages that many chunks dirtied. Once the
 /// index is much bigger, its random inserts spill dirty pages to the WAL before the commit
-/// anyway: a 10,000,000-pair import took 468.6 s holding transactions throughout against
-/// 370.3 s with a commit per chunk, where 1,000,000 pairs gained 19 % (measured while half
-/// of a chunk's look-ups still ran on a second connection, which a held transaction's later
-/// chunks could not use). 85,000 clients per MiB of cache
-/// (about 2.7M at the default 32 MiB: a phone index of 2.5 times the cache) keeps holding to
-/// the size where it was measured to pay.
+/// anyway, and holding measured slower than a commit per chunk. 85,000 clients per MiB of
+/// cache (about 2.7M at the default 32 MiB: a phone index of 2.5 times the cache) keeps
+/// holding to the size where it was measured to pay.
 const HOLD_CLIENTS_PER_CACHE_MIB: i64 = 85_000;
 /// The longest a transaction is held across chunks: other writers (a run's lease renewal,
 /// the API) wait for the writer meanwhile.
@@ -249,7 +245,10 @@ impl Backend for SqliteStore {
     type Held = Held;
 
     async fn writer(&self) -> Result<impl Conn<Sqlite>, StoreError> {
-        Ok(tokio::sync::MutexGuard::map(self.writer.lock().await, |w| &mut **w))
+        Ok(tokio::sync::MutexGuard::map(
+            self.writer.lock().await,
+            |w| &mut **w,
+        ))
     }
 
     async fn reader(&self) -> Result<impl Conn<Sqlite>, StoreError> {
@@ -282,8 +281,7 @@ impl Backend for SqliteStore {
             }
         };
         // A nightly re-import, where most records are unchanged, is held too: each commit
-        // and the checkpoint after it was a hand-over to sqlx's worker threads and back
-        // (1M pairs re-imported: 4.21–4.62 → 3.93–4.06 s, four interleaved runs).
+        // and the checkpoint after it is a hand-over to sqlx's worker threads and back.
         if applied.refused.is_some()
             || group.records >= self.group_records
             || group.began.elapsed() >= GROUP_TIME
@@ -337,7 +335,10 @@ impl Dialect for Sqlite {
     const CLIENT_ORDER: &'static str = "ORDER BY first_id";
 
     fn export_clients() -> String {
-        format!("{} WHERE c.org_id = $1 ORDER BY first_id", Self::CLIENT_LINE)
+        format!(
+            "{} WHERE c.org_id = $1 ORDER BY first_id",
+            Self::CLIENT_LINE
+        )
     }
 
     fn rows_affected(done: &SqliteQueryResult) -> u64 {

@@ -1,0 +1,506 @@
+//! The web console (SPEC §11): the seed's «Обмен данными» screen for the organization's
+//! staff — sign-in, the organization's pipelines, «Запустить сейчас», run history and a
+//! run's report. Server-rendered HTML that works without JavaScript; a small script only
+//! refreshes a running run's progress. Served by `serve` and `daemon` at `/` beside the API,
+//! over the same store and pipelines.
+//!
+//! Every page belongs to the signed-in user's organization: another organization's
+//! pipeline or run is not found (404), as in the API. Every form that changes something
+//! carries the session's CSRF token.
+
+mod auth;
+mod views;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use minijinja::context;
+use minijinja::value::Serde;
+use serde::Deserialize;
+
+pub use auth::{IDLE, hash_password};
+
+use crate::api::{Api, token_hash};
+use crate::daemon::StartError;
+use crate::store::{RunFilter, SessionRow, Store, StoreError, Trigger};
+use auth::{Brake, COOKIE, new_secret, password_matches};
+use views::{PipelineView, RunView, render};
+
+/// What the console's handlers share: the API's store and pipelines, and the brake on
+/// wrong passwords.
+pub struct Console<S> {
+    api: Arc<Api<S>>,
+    brake: Brake,
+}
+
+type Shared<S> = State<Arc<Console<S>>>;
+
+/// The console's routes, to be merged with the API's.
+pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
+    let console = Arc::new(Console {
+        api,
+        brake: Brake::default(),
+    });
+    Router::new()
+        .route("/", get(pipelines::<S>))
+        .route("/login", get(login_page).post(login::<S>))
+        .route("/logout", post(logout::<S>))
+        .route("/pipelines/{name}", get(pipeline::<S>))
+        .route("/pipelines/{name}/run", post(run_now::<S>))
+        .route("/runs/{id}", get(run::<S>))
+        .route("/runs/{id}/progress", get(progress::<S>))
+        .route("/static/console.css", get(stylesheet))
+        .route("/static/console.js", get(script))
+        .with_state(console)
+}
+
+/// A page, or why there is none: every failure is a page in the console's words.
+enum Page {
+    Html(StatusCode, String),
+    Redirect(Redirect),
+    Message(Box<Notice>),
+}
+
+/// A page that only says something: an error, a refusal.
+struct Notice {
+    status: StatusCode,
+    heading: &'static str,
+    message: String,
+    session: Option<SessionRow>,
+}
+
+impl Page {
+    fn message(notice: Notice) -> Page {
+        Page::Message(Box::new(notice))
+    }
+}
+
+impl Page {
+    fn not_found(session: SessionRow) -> Page {
+        Page::message(Notice {
+            status: StatusCode::NOT_FOUND,
+            heading: "Не найдено",
+            message: "Такой страницы у вашей организации нет.".into(),
+            session: Some(session),
+        })
+    }
+}
+
+impl From<StoreError> for Page {
+    fn from(e: StoreError) -> Page {
+        tracing::error!(error = %e, "database error in the console");
+        Page::message(Notice {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            heading: "База данных недоступна",
+            message: format!(
+                "Страницу не удалось показать: {} [{}]. Повторите попытку позже.",
+                e,
+                e.code()
+            ),
+            session: None,
+        })
+    }
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        match self {
+            Page::Html(status, html) => (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                html,
+            )
+                .into_response(),
+            Page::Redirect(to) => to.into_response(),
+            Page::Message(notice) => {
+                let Notice {
+                    status,
+                    heading,
+                    message,
+                    session,
+                } = *notice;
+                let ctx = context! { heading, message, session => session.map(session_context) };
+                page(status, "message.html", ctx).into_response()
+            }
+        }
+    }
+}
+
+/// Renders a template into a page; a template that fails is reported as plain text.
+fn page(status: StatusCode, name: &str, ctx: minijinja::Value) -> Page {
+    match render(name, ctx) {
+        Ok(html) => Page::Html(status, html),
+        Err(e) => {
+            tracing::error!("{e}");
+            Page::Html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Страницу не удалось показать; подробности в журнале сервера.".into(),
+            )
+        }
+    }
+}
+
+/// What the templates know of the session (never its id).
+fn session_context(s: SessionRow) -> minijinja::Value {
+    context! { login => s.login, organization => s.organization, csrf => s.csrf }
+}
+
+/// The signed-in session, or a redirect to the sign-in page.
+async fn signed_in<S: Store>(console: &Console<S>, jar: &CookieJar) -> Result<SessionRow, Page> {
+    let Some(cookie) = jar.get(COOKIE) else {
+        return Err(Page::Redirect(Redirect::to("/login")));
+    };
+    match console
+        .api
+        .store
+        .session(&token_hash(cookie.value()), IDLE)
+        .await?
+    {
+        Some(session) => Ok(session),
+        None => Err(Page::Redirect(Redirect::to("/login"))),
+    }
+}
+
+/// The form's CSRF token is the session's, or the request is refused (403).
+fn check_csrf(session: &SessionRow, form: &HashMap<String, String>) -> Result<(), Page> {
+    let sent = form.get("csrf").map(String::as_bytes).unwrap_or_default();
+    let expected = session.csrf.as_bytes();
+    // Compared in constant time: the token is a secret of the session.
+    let same = sent.len() == expected.len()
+        && sent
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(Page::message(Notice {
+            status: StatusCode::FORBIDDEN,
+            heading: "Запрос отклонён",
+            message: "Форма устарела или пришла не с этой страницы. Откройте страницу заново и повторите."
+                .into(),
+            session: Some(session.clone()),
+        }))
+    }
+}
+
+async fn login_page() -> Page {
+    page(
+        StatusCode::OK,
+        "login.html",
+        context! { login => "", error => None::<String> },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    login: String,
+    password: String,
+}
+
+async fn login<S: Store>(
+    State(console): Shared<S>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Form(form): Form<LoginForm>,
+) -> Result<(CookieJar, Page), Page> {
+    let login = form.login.trim().to_owned();
+    let refused = |status, error: &str| {
+        page(
+            status,
+            "login.html",
+            context! { login => login.clone(), error => error },
+        )
+    };
+    if console.brake.engaged(&login) {
+        return Err(refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Слишком много неверных попыток. Подождите минуту и попробуйте снова.",
+        ));
+    }
+    let stored = console.api.store.password_hash(&login).await?;
+    // Hashing is deliberately slow: it runs off the async threads.
+    let password = form.password;
+    let user = tokio::task::spawn_blocking(move || {
+        let hash = stored.as_ref().map(|(_, hash)| hash.as_str());
+        password_matches(&password, hash)
+            .then_some(stored)
+            .flatten()
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some((user_id, _)) = user else {
+        console.brake.failed(&login);
+        return Err(refused(
+            StatusCode::UNAUTHORIZED,
+            "Неверный логин или пароль.",
+        ));
+    };
+    console.brake.succeeded(&login);
+    let id = new_secret();
+    console
+        .api
+        .store
+        .open_session(&token_hash(&id), user_id, &new_secret())
+        .await?;
+    // `Secure` where a TLS-terminating proxy says the browser came over HTTPS.
+    let tls = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let cookie = Cookie::build((COOKIE, id))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(tls)
+        .path("/");
+    Ok((jar.add(cookie), Page::Redirect(Redirect::to("/"))))
+}
+
+async fn logout<S: Store>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<(CookieJar, Page), Page> {
+    let session = signed_in(&console, &jar).await?;
+    check_csrf(&session, &form)?;
+    if let Some(cookie) = jar.get(COOKIE) {
+        console
+            .api
+            .store
+            .close_session(&token_hash(cookie.value()))
+            .await?;
+    }
+    let jar = jar.remove(Cookie::build(COOKIE).path("/"));
+    Ok((jar, Page::Redirect(Redirect::to("/login"))))
+}
+
+/// The organization's pipelines: name, schedule in words, next run, last run.
+async fn pipelines<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+) -> Result<Page, Page> {
+    let session = signed_in(&console, &jar).await?;
+    let now = chrono::Utc::now();
+    let mut rows = Vec::new();
+    if let Some(daemon) = &console.api.daemon {
+        for name in daemon.names() {
+            let Some(p) = daemon
+                .pipeline(&name)
+                .filter(|p| p.organization == session.organization)
+            else {
+                continue;
+            };
+            let last = latest_run(&*console.api.store, &session.organization, &p.name).await?;
+            let view = PipelineView::new(&p, now);
+            rows.push(context! {
+                name => view.name,
+                schedule => view.schedule,
+                next => view.next,
+                last => last.map(Serde),
+            });
+        }
+    }
+    Ok(page(
+        StatusCode::OK,
+        "pipelines.html",
+        context! { session => session_context(session), pipelines => rows },
+    ))
+}
+
+async fn latest_run<S: Store>(
+    store: &S,
+    org: &str,
+    pipeline: &str,
+) -> Result<Option<RunView>, StoreError> {
+    let filter = RunFilter {
+        org: Some(org.to_owned()),
+        pipeline: Some(pipeline.to_owned()),
+        limit: 1,
+    };
+    let Some(row) = store.runs(&filter).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let report = stored_report(store, row.id, org).await?;
+    Ok(Some(RunView::new(&row, report.as_ref())))
+}
+
+/// A run's stored report as JSON, if it has one.
+async fn stored_report<S: Store>(
+    store: &S,
+    run_id: i64,
+    org: &str,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    Ok(store
+        .run(run_id, Some(org))
+        .await?
+        .and_then(|(_, report)| report)
+        .and_then(|text| serde_json::from_str(&text).ok()))
+}
+
+/// A pipeline's settings (read-only for a file's pipeline), «Запустить сейчас» and its runs.
+async fn pipeline<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+    Path(name): Path<String>,
+) -> Result<Page, Page> {
+    let session = signed_in(&console, &jar).await?;
+    let Some(p) = console
+        .api
+        .daemon
+        .as_ref()
+        .and_then(|d| d.pipeline(&name))
+        .filter(|p| p.organization == session.organization)
+    else {
+        return Err(Page::not_found(session));
+    };
+    let filter = RunFilter {
+        org: Some(session.organization.clone()),
+        pipeline: Some(p.name.clone()),
+        limit: 50,
+    };
+    let mut runs = Vec::new();
+    for row in console.api.store.runs(&filter).await? {
+        let report = stored_report(&*console.api.store, row.id, &session.organization).await?;
+        runs.push(RunView::new(&row, report.as_ref()));
+    }
+    let view = PipelineView::new(&p, chrono::Utc::now());
+    Ok(page(
+        StatusCode::OK,
+        "pipeline.html",
+        context! { session => session_context(session), p => Serde(view), runs => Serde(runs) },
+    ))
+}
+
+/// «Запустить сейчас»: starts the pipeline and shows its run, or says why it did not start.
+async fn run_now<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+    Path(name): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Page, Page> {
+    let session = signed_in(&console, &jar).await?;
+    check_csrf(&session, &form)?;
+    let daemon = console.api.daemon.as_ref().filter(|d| {
+        d.pipeline(&name)
+            .is_some_and(|p| p.organization == session.organization)
+    });
+    let Some(daemon) = daemon else {
+        return Err(Page::not_found(session));
+    };
+    let refusal = match daemon.start(&name, Trigger::Manual).await {
+        Ok(started) => {
+            return Ok(Page::Redirect(Redirect::to(&format!(
+                "/runs/{}",
+                started.run_id
+            ))));
+        }
+        Err(StartError::AlreadyRunning(refused)) => refused
+            .report
+            .error
+            .map(|e| e.message)
+            .unwrap_or_else(|| "выгрузка уже выполняется".into()),
+        Err(StartError::Stopping) => "сервер останавливается".into(),
+        Err(StartError::Unknown(_)) => return Err(Page::not_found(session)),
+        Err(StartError::Store(e)) => return Err(e.into()),
+    };
+    Err(Page::message(Notice {
+        status: StatusCode::CONFLICT,
+        heading: "Запуск отклонён",
+        message: format!("«{name}» не запущена: {refusal}. Дождитесь окончания текущего запуска."),
+        session: Some(session),
+    }))
+}
+
+/// A run: its status, counts, warnings and error — what the e-mail says.
+async fn run<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+) -> Result<Page, Page> {
+    let session = signed_in(&console, &jar).await?;
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(Page::not_found(session));
+    };
+    let Some((row, report)) = console
+        .api
+        .store
+        .run(id, Some(&session.organization))
+        .await?
+    else {
+        return Err(Page::not_found(session));
+    };
+    let report: Option<serde_json::Value> = report.and_then(|r| serde_json::from_str(&r).ok());
+    let mut view = RunView::new(&row, report.as_ref());
+    let (records, rate) = live(&console, id).unwrap_or((view.records, 0));
+    view.records = records;
+    Ok(page(
+        StatusCode::OK,
+        "run.html",
+        context! {
+            session => session_context(session),
+            run => Serde(&view),
+            rate,
+            report => report.map(Serde),
+        },
+    ))
+}
+
+/// Records so far and records/s of a run this process is carrying out.
+fn live<S: Store + 'static>(console: &Console<S>, run_id: i64) -> Option<(u64, u64)> {
+    let progress = console.api.daemon.as_ref()?.progress(run_id)?;
+    let secs = progress.elapsed().as_secs_f64();
+    let rate = if secs > 0.0 {
+        progress.records() as f64 / secs
+    } else {
+        0.0
+    };
+    Some((progress.records(), rate as u64))
+}
+
+/// A running run's progress as JSON, for the page's script.
+async fn progress<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+) -> Result<Response, Page> {
+    let session = signed_in(&console, &jar).await?;
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(Page::not_found(session));
+    };
+    let Some((row, _)) = console
+        .api
+        .store
+        .run(id, Some(&session.organization))
+        .await?
+    else {
+        return Err(Page::not_found(session));
+    };
+    let (records, rate) = live(&console, id).unwrap_or((row.records, 0));
+    let running = row.status == crate::store::RunStatus::Running;
+    Ok(
+        axum::Json(serde_json::json!({ "running": running, "records": records, "rate": rate }))
+            .into_response(),
+    )
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("static/console.css"),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("static/console.js"),
+    )
+}

@@ -1,0 +1,343 @@
+//! The web console over HTTP: a real server on 127.0.0.1 (the API's and the console's
+//! routes over a real database, pipelines from a folder), a real HTTP client that keeps the
+//! session cookie by hand. What a page shows is asserted in its HTML; what a run did,
+//! through the export.
+
+use std::sync::Arc;
+
+use crm_import::api::{self, Api};
+use crm_import::console;
+use crm_import::daemon::Daemon;
+use crm_import::store::Store;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+use crate::common::*;
+
+const OTHER: &str = "uo-2";
+const PASSWORD: &str = "пароль-для-теста";
+
+pub struct Console {
+    pub base: String,
+    pub db: Db,
+    http: reqwest::Client,
+    _pipelines: tempfile::TempDir,
+}
+
+/// A pipeline file of `org` named `name` that imports `file`.
+fn pipeline_file(dir: &std::path::Path, name: &str, org: &str, file: &str) {
+    std::fs::write(
+        dir.join(format!("{name}.toml")),
+        format!(
+            "name = \"{name}\"\norganization = \"{org}\"\nsource = \"{SRC}\"\nfiles = \"{file}\"\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Moscow\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// The API and the console over a fresh database, with pipelines of `uo-1` (the demo
+/// export, and a file whose second client has an invalid phone) and one of `uo-2`, and a
+/// user of each organization.
+pub async fn console() -> Console {
+    let db = Db::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    pipeline_file(dir.path(), "uo-1-demo", ORG, &testdata("demo.xml"));
+    pipeline_file(
+        dir.path(),
+        "uo-1-broken",
+        ORG,
+        &testdata("defects/invalid_phone.xml"),
+    );
+    pipeline_file(dir.path(), "uo-2-demo", OTHER, &testdata("demo.xml"));
+    let store = Arc::new(db.store.clone());
+    let mut api = Api::new(store.clone());
+    let daemon = Daemon::new(store, dir.path(), None);
+    assert!(daemon.reload().unwrap().is_empty());
+    api.daemon = Some(daemon);
+    let api = Arc::new(api);
+    let app = api::routes(api.clone()).merge(console::router(api));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    for (org, login) in [(ORG, "ivanova"), (OTHER, "petrov")] {
+        let hash = console::hash_password(PASSWORD).unwrap();
+        db.store
+            .create_user(org, login, &hash)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    Console {
+        base: format!("http://{addr}"),
+        db,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        _pipelines: dir,
+    }
+}
+
+/// A signed-in browser, as far as HTTP goes: its session cookie and its CSRF token.
+pub struct Session {
+    cookie: String,
+    pub csrf: String,
+}
+
+impl Console {
+    pub async fn sign_in(&self, login: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/login", self.base))
+            .form(&[("login", login), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn session(&self, login: &str) -> Session {
+        let r = self.sign_in(login, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let set = r.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+        let cookie = set.split(';').next().unwrap().to_owned();
+        let mut session = Session {
+            cookie,
+            csrf: String::new(),
+        };
+        let (_, home) = self.get(&session, "/").await;
+        session.csrf = home
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        session
+    }
+
+    pub async fn get(&self, session: &Session, path: &str) -> (StatusCode, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, &session.cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.text().await.unwrap())
+    }
+
+    /// Posts a form; the status and where it redirects to, if it does.
+    pub async fn post(
+        &self,
+        session: &Session,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, Option<String>, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, &session.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let location = r
+            .headers()
+            .get(LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned());
+        (status, location, r.text().await.unwrap())
+    }
+
+    /// Presses «Запустить сейчас» and waits for the run's page to show its end.
+    pub async fn run_now(&self, session: &Session, pipeline: &str) -> (String, String) {
+        let (status, location, body) = self
+            .post(
+                session,
+                &format!("/pipelines/{pipeline}/run"),
+                &[("csrf", &session.csrf)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        let location = location.unwrap();
+        for _ in 0..200 {
+            let (status, page) = self.get(session, &location).await;
+            assert_eq!(status, StatusCode::OK);
+            if !page.contains("Выполняется") {
+                return (location, page);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the run at {location} did not end");
+    }
+}
+
+#[tokio::test]
+async fn a_signed_in_user_runs_a_pipeline_now_and_reads_its_report() {
+    let c = console().await;
+    let r = c.sign_in("ivanova", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    let s = c.session("ivanova").await;
+
+    let (status, home) = c.get(&s, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(home.contains("uo-1-demo"), "{home}");
+    assert!(home.contains("каждый день в 03:00"), "{home}");
+    assert!(
+        !home.contains("uo-2-demo"),
+        "another organization's pipeline is listed"
+    );
+
+    let (status, page) = c.get(&s, "/pipelines/uo-1-demo").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Задан файлом"), "{page}");
+    assert!(page.contains("Запустить сейчас"));
+
+    let (location, run) = c.run_now(&s, "uo-1-demo").await;
+    assert!(run.contains(">OK<"), "{run}");
+    assert!(run.contains("вручную"));
+    // The demo export: 3 premises, 3 accounts, 4 clients created.
+    assert!(run.contains("<th>Помещения</th><td>3</td>"), "{run}");
+    assert!(run.contains("<th>Клиенты</th><td>4</td>"), "{run}");
+    assert_eq!(c.db.of_type(ORG, "client").await.len(), 4);
+
+    // The pipeline's history lists the run with its status.
+    let (_, page) = c.get(&s, "/pipelines/uo-1-demo").await;
+    assert!(page.contains(&format!("href=\"{location}\"")), "{page}");
+}
+
+#[tokio::test]
+async fn a_failing_files_run_shows_its_error_with_file_and_line() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    let (_, run) = c.run_now(&s, "uo-1-broken").await;
+    assert!(run.contains("Ошибка"), "{run}");
+    assert!(run.contains("invalid_phone.xml"), "{run}");
+    assert!(run.contains("<dt>Строка</dt><dd>20</dd>"), "{run}");
+    assert!(run.contains("C-2"), "{run}");
+    assert!(run.contains("invalid_phone"), "{run}");
+}
+
+#[tokio::test]
+async fn a_form_without_the_csrf_token_is_refused() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    for form in [vec![], vec![("csrf", "forged")]] {
+        let (status, _, page) = c.post(&s, "/pipelines/uo-1-demo/run", &form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    }
+    let (status, _, _) = c.post(&s, "/logout", &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Nothing ran.
+    let (_, page) = c.get(&s, "/pipelines/uo-1-demo").await;
+    assert!(page.contains("Запусков ещё не было"), "{page}");
+}
+
+#[tokio::test]
+async fn another_organizations_pipelines_and_runs_are_not_found() {
+    let c = console().await;
+    let theirs = c.session("petrov").await;
+    let (location, _) = c.run_now(&theirs, "uo-2-demo").await;
+    let ours = c.session("ivanova").await;
+    for path in [
+        "/pipelines/uo-2-demo",
+        location.as_str(),
+        &format!("{location}/progress"),
+        "/runs/abc",
+    ] {
+        let (status, page) = c.get(&ours, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {page}");
+        assert!(!page.contains("uo-2"), "{path}: {page}");
+    }
+    let (status, _, _) = c
+        .post(&ours, "/pipelines/uo-2-demo/run", &[("csrf", &ours.csrf)])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_refused_then_slowed_down() {
+    let c = console().await;
+    for _ in 0..5 {
+        let r = c.sign_in("ivanova", "не тот").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("Неверный логин или пароль")
+        );
+    }
+    // The sixth try within the minute is refused even with the right password.
+    let r = c.sign_in("ivanova", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another login is not slowed down by it.
+    assert_eq!(
+        c.sign_in("petrov", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // An unknown login reads the same as a wrong password.
+    let r = c.sign_in("nobody", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn signing_out_or_removing_the_user_ends_the_session() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    let (status, location, _) = c.post(&s, "/logout", &[("csrf", &s.csrf)]).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/login"))
+    );
+    let (status, _) = c.get(&s, "/").await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "the old cookie no longer works"
+    );
+
+    let s = c.session("ivanova").await;
+    assert!(c.db.store.remove_user("ivanova").await.unwrap());
+    let (status, _) = c.get(&s, "/pipelines/uo-1-demo").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        c.sign_in("ivanova", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn pages_without_a_session_lead_to_sign_in() {
+    let c = console().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for path in ["/", "/pipelines/uo-1-demo", "/runs/1"] {
+        let r = http.get(format!("{}{path}", c.base)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(r.headers()[LOCATION], "/login");
+    }
+    let page = http
+        .get(format!("{}/login", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for label in ["Логин", "Пароль", "Войти"] {
+        assert!(page.contains(label), "{page}");
+    }
+    // A forged or stale cookie is no session.
+    let r = http
+        .get(format!("{}/", c.base))
+        .header(COOKIE, "crm_session=0123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}

@@ -1,0 +1,173 @@
+//! The console in a real browser: headless Chromium driven over WebDriver (Debian's
+//! `chromium` and `chromium-driver`, which `.ci/run` installs) against a real server on
+//! 127.0.0.1. A person's path: sign in, find the pipeline, press «Запустить сейчас», read
+//! the run's report. With `CRM_SCREENSHOTS=1` the pages it passes are saved as the README's
+//! screenshots (`docs/console-*.png`).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::common::*;
+use crate::console::console;
+
+/// chromedriver on a free port of 127.0.0.1, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The driver and a headless browser session; `None` (with a loud note) where Chromium is
+/// not installed outside CI. Under CI a missing browser fails the test.
+async fn browser() -> Option<(Driver, Client)> {
+    if !std::path::Path::new(CHROMEDRIVER).exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{CHROMEDRIVER} is missing: .ci/run installs chromium and chromium-driver"
+        );
+        eprintln!("!!! {CHROMEDRIVER} is missing: the browser test was SKIPPED !!!");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1200,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    for _ in 0..100 {
+        let connected = ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&driver.url)
+            .await;
+        if let Ok(client) = connected {
+            // The profile lives as long as the test.
+            std::mem::forget(profile);
+            return Some((driver, client));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not answer on {}", driver.url);
+}
+
+/// Takes a screenshot of what the browser shows; saves it as a README screenshot when
+/// `CRM_SCREENSHOTS` is set.
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    if std::env::var_os("CRM_SCREENSHOTS").is_none() {
+        return;
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(format!("console-{name}.png"));
+    std::fs::write(path, png).unwrap();
+}
+
+#[tokio::test]
+async fn staff_sign_in_run_a_pipeline_now_and_read_its_report_in_a_browser() {
+    let c = console().await;
+    let Some((_driver, b)) = browser().await else {
+        return;
+    };
+    b.goto(&format!("{}/", c.base)).await.unwrap();
+    // Not signed in: the sign-in form, by its labels.
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//label[text()='Логин']"))
+        .await
+        .unwrap();
+    b.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .send_keys("ivanova")
+        .await
+        .unwrap();
+    b.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("пароль-для-теста")
+        .await
+        .unwrap();
+    b.find(Locator::XPath("//button[text()='Войти']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The pipelines list: ours only, the schedule in words.
+    let link = b
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::LinkText("uo-1-demo"))
+        .await
+        .unwrap();
+    let list = b.source().await.unwrap();
+    assert!(list.contains("каждый день в 03:00"), "{list}");
+    assert!(!list.contains("uo-2-demo"));
+    screenshot(&b, "pipelines").await;
+
+    link.click().await.unwrap();
+    let run_now = b
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//button[text()='Запустить сейчас']"))
+        .await
+        .unwrap();
+    screenshot(&b, "pipeline").await;
+    run_now.click().await.unwrap();
+
+    // The run's page: OK with the counts, once the run has ended (the page reloads itself).
+    b.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::XPath("//span[@id='status' and text()='OK']"))
+        .await
+        .unwrap();
+    let premises = b
+        .find(Locator::XPath("//tr[th='Помещения']/td[1]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(premises, "3");
+    screenshot(&b, "run").await;
+    assert_eq!(c.db.of_type(ORG, "premise").await.len(), 3);
+    b.close().await.unwrap();
+}
