@@ -320,3 +320,66 @@ fn runs_lists_the_history_and_shows_a_report() {
         Some(2)
     );
 }
+
+/// `user add` with the password from `CRM_USER_PASSWORD` (standard input is not a terminal).
+fn user(args: &[&str], password: Option<&str>, dir: &std::path::Path) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_crm-import"));
+    command
+        .arg("user")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("CRM_USER_PASSWORD")
+        .stdin(std::process::Stdio::null());
+    if let Some(password) = password {
+        command.env("CRM_USER_PASSWORD", password);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn staff_accounts_are_added_listed_and_removed_with_their_password_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "очень-секретный-пароль";
+    let added = user(
+        &["add", "--org", "uo-1", "--login", "ivanova"],
+        Some(secret),
+        dir.path(),
+    );
+    assert_eq!(added.status.code(), Some(0), "{added:?}");
+    assert!(stdout(&added).contains("ivanova"));
+
+    // Taken logins, a missing or short password: configuration mistakes, exit 2.
+    for (args, password) in [
+        (["add", "--org", "uo-2", "--login", "ivanova"], Some(secret)),
+        (["add", "--org", "uo-1", "--login", "petrov"], None),
+        (["add", "--org", "uo-1", "--login", "petrov"], Some("short")),
+    ] {
+        let out = user(&args, password, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(!out.stderr.is_empty());
+    }
+
+    let listed = user(&["list"], None, dir.path());
+    assert_eq!(listed.status.code(), Some(0));
+    let list = stdout(&listed);
+    assert!(list.contains("uo-1\tivanova"), "{list}");
+    assert!(!list.contains("petrov"), "{list}");
+    assert!(!list.contains("argon2") && !list.contains(secret), "{list}");
+    // The database keeps only the Argon2id hash.
+    let db = std::fs::read(dir.path().join("crm.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("crm.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    }
+
+    assert_eq!(
+        user(&["remove", "ivanova"], None, dir.path()).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        user(&["remove", "ivanova"], None, dir.path()).status.code(),
+        Some(2)
+    );
+    assert!(!stdout(&user(&["list"], None, dir.path())).contains("ivanova"));
+}

@@ -341,3 +341,78 @@ async fn pages_without_a_session_lead_to_sign_in() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 }
+
+impl Console {
+    /// Uploads a file in the upload form; the status, the redirect and the page.
+    async fn upload(
+        &self,
+        session: &Session,
+        csrf: &str,
+        source: &str,
+        path: &str,
+    ) -> (StatusCode, Option<String>, String) {
+        let bytes = std::fs::read(path).unwrap();
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", csrf.to_owned())
+            .text("source", source.to_owned())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name("export.xml"),
+            );
+        let r = self
+            .http
+            .post(format!("{}/upload", self.base))
+            .header(COOKIE, &session.cookie)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let location = r
+            .headers()
+            .get(LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned());
+        (status, location, r.text().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn an_uploaded_file_is_imported_as_a_run() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    let (status, page) = c.get(&s, "/upload").await;
+    assert_eq!(status, StatusCode::OK);
+    for label in ["Источник", "Файл выгрузки (XML)", "Загрузить"] {
+        assert!(page.contains(label), "{page}");
+    }
+
+    // Without the session's token nothing is read or imported.
+    let (status, _, _) = c.upload(&s, "forged", SRC, &testdata("demo.xml")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(c.db.of_type(ORG, "premise").await.is_empty());
+
+    let (status, location, page) = c.upload(&s, &s.csrf, SRC, &testdata("demo.xml")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (_, run) = c.get(&s, &location.unwrap()).await;
+    assert!(run.contains(">OK<"), "{run}");
+    assert!(run.contains("export.xml"), "{run}");
+    assert!(run.contains("<th>Помещения</th><td>3</td>"), "{run}");
+    assert_eq!(c.db.of_type(ORG, "client").await.len(), 4);
+
+    // A broken file's run says where it broke.
+    let (status, location, _) = c
+        .upload(&s, &s.csrf, SRC, &testdata("defects/invalid_phone.xml"))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, run) = c.get(&s, &location.unwrap()).await;
+    assert!(run.contains("Ошибка"), "{run}");
+    assert!(
+        run.contains("<dt>Идентификатор записи</dt><dd>C-2</dd>"),
+        "{run}"
+    );
+
+    // A missing source is said at the form.
+    let (status, _, page) = c.upload(&s, &s.csrf, " ", &testdata("demo.xml")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("Укажите источник"), "{page}");
+}

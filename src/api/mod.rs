@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::daemon::{Daemon, StartError};
 use crate::store::{Bearer, Lookup, RunFilter, Store, StoreError, Trigger};
 
+pub use push::import_stream;
 pub use records::Entity;
 
 /// Every route, as documented in `openapi.json` (a test holds the two together).

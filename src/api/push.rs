@@ -372,8 +372,6 @@ pub async fn import_xml<S: Store + 'static>(
             "name the source in the query: ?source=1c",
         ));
     };
-    let scope = begin(&api, &org, &source).await?;
-    let run_id = scope.run_id.unwrap_or_default();
     let size = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -381,25 +379,49 @@ pub async fn import_xml<S: Store + 'static>(
     let bytes = body
         .into_data_stream()
         .map_err(|e| io::Error::other(e.to_string()));
-    let input = Input {
-        name: Arc::from("request"),
+    let (run_id, report) = import_stream(
+        &api,
+        &org,
+        &source,
+        "request",
         size,
-        body: source::Body::Stream(Box::new(StreamReader::new(bytes))),
-    };
-    let mut report = RunReport::default();
-    report.files.push(FileReport {
-        file: "request".into(),
-        records: 0,
-    });
-    let options = pipeline::Options::default();
-    pipeline::import_input(&*api.store, &scope, input, options, &mut report).await;
-    run::end(&*api.store, run_id, &report).await?;
+        StreamReader::new(bytes),
+    )
+    .await?;
     let status = if report.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
     Ok((status, Json(json!({ "run_id": run_id, "report": report }))).into_response())
+}
+
+/// Imports an XML export arriving as a byte stream — a request's body, a file uploaded in
+/// the console — as a recorded run of the organization's source; the run's id and report.
+pub async fn import_stream<S: Store + 'static>(
+    api: &Api<S>,
+    org: &str,
+    source: &str,
+    name: &str,
+    size: Option<u64>,
+    bytes: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+) -> Result<(i64, RunReport), ApiError> {
+    let scope = begin(api, org, source).await?;
+    let run_id = scope.run_id.unwrap_or_default();
+    let input = Input {
+        name: Arc::from(name),
+        size,
+        body: source::Body::Stream(Box::new(bytes)),
+    };
+    let mut report = RunReport::default();
+    report.files.push(FileReport {
+        file: name.into(),
+        records: 0,
+    });
+    let options = pipeline::Options::default();
+    pipeline::import_input(&*api.store, &scope, input, options, &mut report).await;
+    run::end(&*api.store, run_id, &report).await?;
+    Ok((run_id, report))
 }
 
 fn outcome_json(applied: &Applied) -> Value {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 pub use auth::{IDLE, hash_password};
 
-use crate::api::{Api, token_hash};
+use crate::api::{Api, ApiError, import_stream, token_hash};
 use crate::daemon::StartError;
 use crate::store::{RunFilter, SessionRow, Store, StoreError, Trigger};
 use auth::{Brake, COOKIE, new_secret, password_matches};
@@ -54,6 +54,12 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/logout", post(logout::<S>))
         .route("/pipelines/{name}", get(pipeline::<S>))
         .route("/pipelines/{name}/run", post(run_now::<S>))
+        .route(
+            "/upload",
+            get(upload_page::<S>)
+                .post(upload::<S>)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .route("/runs/{id}", get(run::<S>))
         .route("/runs/{id}/progress", get(progress::<S>))
         .route("/static/console.css", get(stylesheet))
@@ -451,6 +457,124 @@ async fn run<S: Store + 'static>(
             report => report.map(Serde),
         },
     ))
+}
+
+/// The upload form: a file from the browser, imported like `POST /api/v1/imports`.
+async fn upload_page<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+) -> Result<Page, Page> {
+    let session = signed_in(&console, &jar).await?;
+    Ok(page(
+        StatusCode::OK,
+        "upload.html",
+        context! { session => session_context(session), source => "", error => None::<String> },
+    ))
+}
+
+/// Streams the uploaded file into an import (never whole in memory) and shows its run.
+/// The form's fields come before the file, so the CSRF token is checked before a byte of
+/// the file is read.
+async fn upload<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+    mut multipart: Multipart,
+) -> Result<Page, Page> {
+    let session = signed_in(&console, &jar).await?;
+    let mut fields = HashMap::new();
+    let refused = |session: &SessionRow, source: &str, error: String| {
+        page(
+            StatusCode::BAD_REQUEST,
+            "upload.html",
+            context! { session => session_context(session.clone()), source, error },
+        )
+    };
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return Err(refused(&session, "", format!("Файл не дошёл: {e}"))),
+        };
+        let Some(name) = field.name().map(str::to_owned) else {
+            continue;
+        };
+        if name != "file" {
+            let value = field.text().await.unwrap_or_default();
+            fields.insert(name, value);
+            continue;
+        }
+        check_csrf(&session, &fields)?;
+        let source = fields
+            .get("source")
+            .map(|s| s.trim())
+            .unwrap_or_default()
+            .to_owned();
+        if source.is_empty() {
+            return Err(refused(
+                &session,
+                "",
+                "Укажите источник, например 1c.".into(),
+            ));
+        }
+        let file = field.file_name().unwrap_or("upload.xml").to_owned();
+        let run_id = import_field(&console, &session, &source, &file, field).await?;
+        return Ok(Page::Redirect(Redirect::to(&format!("/runs/{run_id}"))));
+    }
+    Err(refused(
+        &session,
+        fields.get("source").map_or("", |s| s.as_str()),
+        "Выберите файл выгрузки.".into(),
+    ))
+}
+
+/// Feeds an uploaded file's chunks to an import through a small channel, so the import
+/// reads the upload as it arrives; the run's id.
+async fn import_field<S: Store + 'static>(
+    console: &Console<S>,
+    session: &SessionRow,
+    source: &str,
+    file: &str,
+    mut field: axum::extract::multipart::Field<'_>,
+) -> Result<i64, Page> {
+    use futures::SinkExt;
+    let (mut tx, rx) = futures::channel::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
+    let feed = async move {
+        loop {
+            let chunk = match field.chunk().await {
+                Ok(Some(chunk)) => Ok(chunk),
+                Ok(None) => break,
+                Err(e) => Err(std::io::Error::other(format!("the upload broke off: {e}"))),
+            };
+            let failed = chunk.is_err();
+            // The import stopped reading (it halted): the rest of the file is not needed.
+            if tx.send(chunk).await.is_err() || failed {
+                break;
+            }
+        }
+    };
+    let reader = tokio_util::io::StreamReader::new(rx);
+    let import = import_stream(
+        &console.api,
+        &session.organization,
+        source,
+        file,
+        None,
+        reader,
+    );
+    let ((), imported) = tokio::join!(feed, import);
+    imported
+        .map(|(run_id, _)| run_id)
+        .map_err(|e| api_refusal(session, e))
+}
+
+/// An import the API would refuse, as a page.
+fn api_refusal(session: &SessionRow, e: ApiError) -> Page {
+    Page::message(Notice {
+        status: e.status,
+        heading: "Импорт не запущен",
+        message: format!("{} [{}]", e.message, e.code),
+        session: Some(session.clone()),
+    })
 }
 
 /// Records so far and records/s of a run this process is carrying out.

@@ -23,6 +23,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("runs.html", include_str!("templates/runs.html")),
         ("run.html", include_str!("templates/run.html")),
         ("message.html", include_str!("templates/message.html")),
+        ("upload.html", include_str!("templates/upload.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "a console template does not compile");
@@ -196,6 +197,7 @@ mod tests {
             "runs.html",
             "run.html",
             "message.html",
+            "upload.html",
         ] {
             assert!(TEMPLATES.get_template(name).is_ok(), "{name}");
         }
