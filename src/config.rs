@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use crate::schedule::Schedule;
+use crate::secret::{Secret, SecretError, SecretKey};
 use crate::source::{Files, FtpSettings};
 use crate::stage::DEFAULT_CHUNK_SIZE;
+use crate::store::StoredPipeline;
 
 /// A pipeline ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +110,16 @@ fn span_note(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 
 /// Checks a parsed pipeline table; `base` is the folder relative local paths start from.
 pub fn parse(table: &Table, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
+    parse_with(table, base, None)
+}
+
+/// [`parse`] for a pipeline made in the console, whose FTP password was typed there (and
+/// kept sealed) instead of named by `ftp.password_env`.
+pub fn parse_with(
+    table: &Table,
+    base: &Path,
+    ftp_password: Option<Secret>,
+) -> Result<Pipeline, Vec<ConfigError>> {
     let mut errors = Vec::new();
     for key in table.keys() {
         if !KEYS.contains(&key.as_str()) {
@@ -172,7 +184,7 @@ pub fn parse(table: &Table, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
     let notify = notify(table, &mut errors);
     let ftp = match table.get("ftp") {
         None => None,
-        Some(Value::Table(ftp)) => ftp_settings(ftp, base, &mut errors),
+        Some(Value::Table(ftp)) => ftp_settings(ftp, base, ftp_password, &mut errors),
         Some(other) => {
             add(
                 &mut errors,
@@ -237,7 +249,12 @@ pub fn parse(table: &Table, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
 
 /// The `[ftp]` table. The password itself never sits in the file: `password_env` names
 /// the environment variable that holds it, read when the run connects.
-fn ftp_settings(ftp: &Table, base: &Path, errors: &mut Vec<ConfigError>) -> Option<FtpSettings> {
+fn ftp_settings(
+    ftp: &Table,
+    base: &Path,
+    password: Option<Secret>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<FtpSettings> {
     let before = errors.len();
     for key in ftp.keys() {
         let message = if key == "password" {
@@ -311,7 +328,7 @@ fn ftp_settings(ftp: &Table, base: &Path, errors: &mut Vec<ConfigError>) -> Opti
         }
     };
     let password_env = match ftp.get("password_env") {
-        None if user == "anonymous" => None,
+        None if user == "anonymous" || password.is_some() => None,
         None => {
             add(
                 errors,
@@ -359,11 +376,49 @@ fn ftp_settings(ftp: &Table, base: &Path, errors: &mut Vec<ConfigError>) -> Opti
         port,
         user,
         password_env,
+        password,
         tls,
         passive,
         timeout: std::time::Duration::from_secs(timeout),
         ca_file,
     })
+}
+
+/// A pipeline made in the console: its TOML as stored, for its organization, with its FTP
+/// password opened by `key`. Every mistake is reported as a file's would be.
+pub fn parse_stored(
+    stored: &StoredPipeline,
+    key: Option<&SecretKey>,
+) -> Result<Pipeline, ConfigErrors> {
+    let fail = |errors| ConfigErrors {
+        file: format!("pipeline {:?} (made in the console)", stored.name),
+        errors,
+    };
+    let mut table: Table = toml::from_str(&stored.definition).map_err(|e| {
+        fail(vec![ConfigError {
+            key: "(syntax)".into(),
+            message: e.message().to_owned(),
+        }])
+    })?;
+    table.insert(
+        "organization".into(),
+        Value::String(stored.organization.clone()),
+    );
+    let password = match (&stored.ftp_password, key) {
+        (None, _) => None,
+        (Some(sealed), Some(key)) => Some(key.open(sealed)),
+        (Some(_), None) => Some(Err(SecretError::NoKey)),
+    };
+    let password = match password.transpose() {
+        Ok(password) => password,
+        Err(e) => {
+            return Err(fail(vec![ConfigError {
+                key: "ftp.password".into(),
+                message: e.to_string(),
+            }]));
+        }
+    };
+    parse_with(&table, Path::new("."), password).map_err(fail)
 }
 
 /// `notify`: e-mail addresses, as a list or one string separated by commas.

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -22,6 +22,7 @@ use crate::observe::Progress;
 use crate::pipeline::{self, Options};
 use crate::run::{self, Begun, Finished};
 use crate::schedule::Schedule;
+use crate::secret::SecretKey;
 use crate::store::{Scope, Store, StoreError, Trigger};
 use crate::telemetry;
 
@@ -29,11 +30,20 @@ use crate::telemetry;
 struct Entry {
     pipeline: Arc<Pipeline>,
     schedule: Option<Schedule>,
+    /// Made in the console (kept in the database), not read from a file.
+    stored: bool,
 }
+
+/// How often a daemon reads the console's pipelines again, so that one saved through
+/// another process (another daemon on the same database) runs here too.
+const STORED_REFRESH: Duration = Duration::from_secs(60);
 
 pub struct Daemon<S> {
     store: Arc<S>,
-    dir: PathBuf,
+    /// The folder of pipeline files; `None` serves the console's pipelines only.
+    dir: Option<PathBuf>,
+    /// Opens the FTP passwords of the console's pipelines.
+    secret_key: OnceLock<SecretKey>,
     smtp: Option<Smtp>,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -65,9 +75,19 @@ pub enum StartError {
 impl<S: Store + 'static> Daemon<S> {
     /// A daemon over the pipelines of `dir`; call [`Daemon::reload`] to load them.
     pub fn new(store: Arc<S>, dir: &Path, smtp: Option<Smtp>) -> Arc<Self> {
+        Daemon::over(store, Some(dir.to_path_buf()), smtp)
+    }
+
+    /// A daemon without a folder: the console's pipelines only.
+    pub fn without_files(store: Arc<S>, smtp: Option<Smtp>) -> Arc<Self> {
+        Daemon::over(store, None, smtp)
+    }
+
+    fn over(store: Arc<S>, dir: Option<PathBuf>, smtp: Option<Smtp>) -> Arc<Self> {
         Arc::new(Daemon {
             store,
-            dir: dir.to_path_buf(),
+            dir,
+            secret_key: OnceLock::new(),
             smtp,
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -81,7 +101,10 @@ impl<S: Store + 'static> Daemon<S> {
     pub fn reload(&self) -> Result<Vec<ConfigErrors>, std::io::Error> {
         let mut loaded = BTreeMap::new();
         let mut failed = Vec::new();
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
+        let Some(dir) = &self.dir else {
+            return Ok(failed);
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
@@ -107,6 +130,7 @@ impl<S: Store + 'static> Daemon<S> {
                         Entry {
                             pipeline: Arc::new(pipeline),
                             schedule,
+                            stored: false,
                         },
                     );
                 }
@@ -117,11 +141,64 @@ impl<S: Store + 'static> Daemon<S> {
             }
         }
         tracing::info!(pipelines = loaded.len(), "pipelines loaded");
-        *self
-            .pipelines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = loaded;
+        let mut pipelines = self.lock();
+        // A file's pipeline takes the name from a console pipeline of the same name.
+        pipelines.retain(|name, e| e.stored && !loaded.contains_key(name));
+        pipelines.append(&mut loaded);
         Ok(failed)
+    }
+
+    /// The key that opens the console pipelines' FTP passwords (set once, at start).
+    pub fn set_secret_key(&self, key: SecretKey) {
+        let _ = self.secret_key.set(key);
+    }
+
+    /// The key, for the console to seal passwords with.
+    pub fn secret_key(&self) -> Option<&SecretKey> {
+        self.secret_key.get()
+    }
+
+    /// (Re)reads the console's pipelines from the database, checked as pipeline files are;
+    /// one with mistakes (or a password this key cannot open) is skipped and returned.
+    pub async fn load_stored(&self) -> Result<Vec<ConfigErrors>, StoreError> {
+        let rows = self.store.stored_pipelines().await?;
+        let mut loaded = BTreeMap::new();
+        let mut failed = Vec::new();
+        for row in rows {
+            match config::parse_stored(&row, self.secret_key.get()) {
+                Ok(pipeline) => {
+                    let schedule = pipeline
+                        .schedule
+                        .as_deref()
+                        .and_then(|s| Schedule::parse(s, Some(&pipeline.timezone)).ok());
+                    let entry = Entry {
+                        pipeline: Arc::new(pipeline),
+                        schedule,
+                        stored: true,
+                    };
+                    loaded.insert(row.name.clone(), entry);
+                }
+                Err(errors) => {
+                    tracing::error!("{errors}");
+                    failed.push(errors);
+                }
+            }
+        }
+        let mut pipelines = self.lock();
+        pipelines.retain(|_, e| !e.stored);
+        for (name, entry) in loaded {
+            if pipelines.contains_key(&name) {
+                tracing::error!(pipeline = %name, "a pipeline file has this name; the console's is skipped");
+                continue;
+            }
+            pipelines.insert(name, entry);
+        }
+        Ok(failed)
+    }
+
+    /// Whether the pipeline was made in the console (`None`: there is no such pipeline).
+    pub fn is_stored(&self, name: &str) -> Option<bool> {
+        self.lock().get(name).map(|e| e.stored)
     }
 
     /// The loaded pipelines' names.
@@ -285,6 +362,7 @@ impl<S: Store + 'static> Daemon<S> {
         tokio::pin!(shutdown);
         let mut hangup = hangups();
         let mut last = Utc::now();
+        let mut refresh = tokio::time::interval(STORED_REFRESH);
         loop {
             let wait = self
                 .next_due(last)
@@ -299,7 +377,12 @@ impl<S: Store + 'static> Daemon<S> {
                 }
                 Some(()) = next_hangup(&mut hangup) => {
                     if let Err(e) = self.reload() {
-                        tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the pipelines folder");
+                        tracing::error!(error = %e, "cannot read the pipelines folder");
+                    }
+                }
+                _ = refresh.tick() => {
+                    if let Err(e) = self.load_stored().await {
+                        tracing::error!(error = %e, "cannot read the console's pipelines");
                     }
                 }
             }

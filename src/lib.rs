@@ -32,6 +32,7 @@ pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod secret;
 pub mod source;
 pub mod stage;
 pub mod store;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crm_import::api::{self, Api};
 use crm_import::console;
 use crm_import::daemon::Daemon;
+use crm_import::secret::SecretKey;
 use crm_import::store::Store;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -16,6 +17,8 @@ use crate::common::*;
 
 const OTHER: &str = "uo-2";
 const PASSWORD: &str = "пароль-для-теста";
+/// The console's `CRM_SECRET_KEY` in these tests.
+const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 pub struct Console {
     pub base: String,
@@ -53,6 +56,7 @@ pub async fn console() -> Console {
     let mut api = Api::new(store.clone());
     let daemon = Daemon::new(store, dir.path(), None);
     assert!(daemon.reload().unwrap().is_empty());
+    daemon.set_secret_key(SecretKey::from_base64(SECRET_KEY).unwrap());
     api.daemon = Some(daemon);
     let api = Arc::new(api);
     let app = api::routes(api.clone()).merge(console::router(api));
@@ -415,4 +419,206 @@ async fn an_uploaded_file_is_imported_as_a_run() {
     let (status, _, page) = c.upload(&s, &s.csrf, " ", &testdata("demo.xml")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("Укажите источник"), "{page}");
+}
+
+/// The settings form's fields for a pipeline of the demo export, run at 03:00.
+fn settings(name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("name", name.to_owned()),
+        ("source", SRC.to_owned()),
+        ("files", testdata("demo.xml")),
+        ("notify", "ivanova@uo-1.ru".to_owned()),
+        ("minute", "0".to_owned()),
+        ("hour", "3".to_owned()),
+        ("day", "*".to_owned()),
+        ("month", "*".to_owned()),
+        ("weekday", "1,5".to_owned()),
+        ("timezone", "Europe/Moscow".to_owned()),
+        ("ftp_port", "21".to_owned()),
+        ("ftp_passive", "on".to_owned()),
+    ]
+}
+
+fn with<'a>(
+    fields: &'a [(&'static str, String)],
+    csrf: &'a str,
+    changes: &[(&'static str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for (key, value) in changes {
+        form.retain(|(k, _)| k != key);
+        form.push((key, value));
+    }
+    form.push(("csrf", csrf));
+    form
+}
+
+#[tokio::test]
+async fn a_pipeline_made_in_the_form_is_saved_listed_and_run() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    let (status, page) = c.get(&s, "/pipelines/new").await;
+    assert_eq!(status, StatusCode::OK);
+    for label in [
+        "Название",
+        "Источник",
+        "Адрес файла(ов)",
+        "Удалять файлы выгрузки после прочтения",
+        "Уведомлять на email",
+        "Минуты",
+        "Часы",
+        "День месяца",
+        "Месяц",
+        "День недели",
+        "Часовой пояс",
+        "Сервер",
+        "Порт",
+        "Пользователь",
+        "Пароль",
+        "FTPS",
+        "Пассивный режим",
+        "Сохранить",
+    ] {
+        assert!(
+            page.contains(&format!(">{label}<")) || page.contains(&format!("> {label}<")),
+            "{label}"
+        );
+    }
+    let fields = settings("Ночная выгрузка");
+    let (status, location, page) = c
+        .post(&s, "/pipelines/new", &with(&fields, &s.csrf, &[]))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let location = location.unwrap();
+    let (status, page) = c.get(&s, &location).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("по понедельникам и пятницам в 03:00"),
+        "{page}"
+    );
+    assert!(page.contains("ivanova@uo-1.ru"));
+    assert_eq!(c.db.store.stored_pipelines().await.unwrap().len(), 1);
+
+    let (_, home) = c.get(&s, "/").await;
+    assert!(home.contains("Ночная выгрузка"), "{home}");
+    let (_, run) = c.run_now(&s, &location["/pipelines/".len()..]).await;
+    assert!(run.contains(">OK<"), "{run}");
+    assert_eq!(c.db.of_type(ORG, "client").await.len(), 4);
+
+    // Edited: the schedule changes, the name stays.
+    let (status, _, page) = c
+        .post(&s, &location, &with(&fields, &s.csrf, &[("hour", "4")]))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (_, page) = c.get(&s, &location).await;
+    assert!(page.contains("в 04:00"), "{page}");
+
+    // Another organization's user finds nothing of it.
+    let theirs = c.session("petrov").await;
+    let (status, _) = c.get(&theirs, &location).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = c
+        .post(&theirs, &location, &with(&fields, &theirs.csrf, &[]))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = c
+        .post(
+            &theirs,
+            &format!("{location}/delete"),
+            &[("csrf", &theirs.csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, to, _) = c
+        .post(&s, &format!("{location}/delete"), &[("csrf", &s.csrf)])
+        .await;
+    assert_eq!((status, to.as_deref()), (StatusCode::SEE_OTHER, Some("/")));
+    assert!(c.db.store.stored_pipelines().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_bad_schedule_is_shown_at_its_field_and_nothing_is_saved() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    let fields = settings("nightly");
+    let (status, _, page) = c
+        .post(
+            &s,
+            "/pipelines/new",
+            &with(
+                &fields,
+                &s.csrf,
+                &[("hour", "25"), ("timezone", "Mars/Olympus")],
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"schedule-error\""), "{page}");
+    assert!(page.contains("id=\"timezone-error\""), "{page}");
+    // What was typed is kept.
+    assert!(page.contains("value=\"25\""), "{page}");
+    assert!(page.contains("ivanova@uo-1.ru"));
+    assert!(c.db.store.stored_pipelines().await.unwrap().is_empty());
+
+    // A file's pipeline keeps its name.
+    let (status, _, page) = c
+        .post(
+            &s,
+            "/pipelines/new",
+            &with(&fields, &s.csrf, &[("name", "uo-1-demo")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"name-error\""), "{page}");
+}
+
+#[tokio::test]
+async fn the_ftp_password_is_stored_sealed_and_never_shown() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    let secret = "ftp-пароль-42";
+    let fields = settings("ftp-nightly");
+    let ftp = [
+        ("ftp_host", "127.0.0.1"),
+        ("ftp_user", "uo1"),
+        ("files", "/exports/a.xml"),
+    ];
+    // A user without a password is a mistake at «Пароль».
+    let (status, _, page) = c
+        .post(&s, "/pipelines/new", &with(&fields, &s.csrf, &ftp))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"ftp_password-error\""), "{page}");
+
+    let mut typed = ftp.to_vec();
+    typed.push(("ftp_password", secret));
+    let (status, location, page) = c
+        .post(&s, "/pipelines/new", &with(&fields, &s.csrf, &typed))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let stored = c.db.store.stored_pipelines().await.unwrap();
+    let sealed = stored[0].ftp_password.clone().unwrap();
+    assert!(!sealed.contains(secret) && !stored[0].definition.contains(secret));
+    let key = SecretKey::from_base64(SECRET_KEY).unwrap();
+    assert_eq!(key.open(&sealed).unwrap().expose(), secret);
+
+    // Shown as set, never sent back; saved again with the field empty, it stays.
+    let (_, page) = c.get(&s, &location.clone().unwrap()).await;
+    assert!(page.contains("пароль сохранён"), "{page}");
+    assert!(!page.contains(secret));
+    let (status, _, _) = c
+        .post(
+            &s,
+            &location.clone().unwrap(),
+            &with(&fields, &s.csrf, &ftp),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let again = c.db.store.stored_pipelines().await.unwrap();
+    assert_eq!(again[0].ftp_password.as_deref(), Some(sealed.as_str()));
+    for path in ["/", location.as_deref().unwrap()] {
+        let (_, page) = c.get(&s, path).await;
+        assert!(!page.contains(secret), "{path}");
+    }
 }

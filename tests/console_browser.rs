@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::common::*;
 use crate::console::console;
+use crm_import::store::Store;
 
 /// chromedriver on a free port of 127.0.0.1, stopped when dropped.
 struct Driver {
@@ -150,7 +151,6 @@ async fn staff_sign_in_run_a_pipeline_now_and_read_its_report_in_a_browser() {
         .for_element(Locator::XPath("//button[text()='Запустить сейчас']"))
         .await
         .unwrap();
-    screenshot(&b, "pipeline").await;
     run_now.click().await.unwrap();
 
     // The run's page: OK with the counts, once the run has ended (the page reloads itself).
@@ -169,5 +169,66 @@ async fn staff_sign_in_run_a_pipeline_now_and_read_its_report_in_a_browser() {
     assert_eq!(premises, "3");
     screenshot(&b, "run").await;
     assert_eq!(c.db.of_type(ORG, "premise").await.len(), 3);
+
+    // A new pipeline in the settings form: a wrong hour is shown at the schedule, then saved.
+    b.goto(&format!("{}/", c.base)).await.unwrap();
+    b.find(Locator::LinkText("Добавить"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let fill = |label: &'static str, text: String| {
+        let b = b.clone();
+        async move {
+            let xpath = format!("//input[@id=//label[normalize-space(text())='{label}']/@for]");
+            let input = b.find(Locator::XPath(&xpath)).await.unwrap();
+            input.clear().await.unwrap();
+            input.send_keys(&text).await.unwrap();
+        }
+    };
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//button[text()='Сохранить']"))
+        .await
+        .unwrap();
+    fill("Название", "Ночная выгрузка".into()).await;
+    fill("Источник", SRC.into()).await;
+    fill("Адрес файла(ов)", testdata("demo.xml")).await;
+    fill("Часы", "27".into()).await;
+    b.find(Locator::XPath("//button[text()='Сохранить']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("schedule-error"))
+        .await
+        .unwrap();
+    assert!(c.db.store.stored_pipelines().await.unwrap().is_empty());
+    fill("Часы", "3".into()).await;
+    screenshot(&b, "form").await;
+    b.find(Locator::XPath("//button[text()='Сохранить']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//button[text()='Запустить сейчас']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::XPath("//span[@id='status' and text()='OK']"))
+        .await
+        .unwrap();
+    assert_eq!(c.db.store.stored_pipelines().await.unwrap().len(), 1);
     b.close().await.unwrap();
 }

@@ -12,6 +12,7 @@ use crate::console;
 use crate::daemon::Daemon;
 use crate::notify::Smtp;
 use crate::run::shutdown_signal;
+use crate::secret::SecretKey;
 use crate::store::AnyStore;
 use crate::telemetry;
 
@@ -24,7 +25,7 @@ pub async fn daemon(
 ) -> Result<(), Failure> {
     let store = Arc::new(open_store(db).await?);
     let daemon = Daemon::new(store.clone(), dir, smtp.clone());
-    load_pipelines(&daemon, dir)?;
+    load_pipelines(&daemon, Some(dir)).await?;
     let names = daemon.names();
     say(&format!(
         "daemon: {} pipeline(s) from {}: {}{}\n",
@@ -57,30 +58,33 @@ pub async fn serve(
     let store = Arc::new(open_store(db).await?);
     let mut api = Api::new(store.clone());
     api.body_limit = body_limit_mib as usize * 1024 * 1024;
-    if let Some(dir) = pipelines {
-        let daemon = Daemon::new(store, dir, None);
-        load_pipelines(&daemon, dir)?;
-        api.daemon = Some(daemon);
-    }
-    let daemon = api.daemon.clone();
+    let daemon = match pipelines {
+        Some(dir) => Daemon::new(store, dir, None),
+        None => Daemon::without_files(store, None),
+    };
+    load_pipelines(&daemon, pipelines).await?;
+    api.daemon = Some(daemon.clone());
     listen_http(addr, api).await?;
     shutdown_signal().await;
-    if let Some(daemon) = daemon {
-        daemon.shutdown().await;
-    }
+    daemon.shutdown().await;
     say("stopped\n");
     Ok(())
 }
 
-/// Loads the folder: a file with mistakes is reported and skipped; an unreadable folder is
-/// a configuration error.
-fn load_pipelines(daemon: &Daemon<AnyStore>, dir: &Path) -> Result<(), Failure> {
-    let failed = daemon.reload().map_err(|e| {
+/// Loads the folder and the console's pipelines, with the key to their passwords: a
+/// pipeline with mistakes is reported and skipped; an unreadable folder or a malformed
+/// `CRM_SECRET_KEY` is a configuration error.
+async fn load_pipelines(daemon: &Daemon<AnyStore>, dir: Option<&Path>) -> Result<(), Failure> {
+    if let Some(key) = SecretKey::from_env().map_err(|e| Failure::config(e.to_string()))? {
+        daemon.set_secret_key(key);
+    }
+    let mut failed = daemon.reload().map_err(|e| {
         Failure::config(format!(
             "cannot read the pipelines folder {}: {e}",
-            dir.display()
+            dir.unwrap_or(Path::new(".")).display()
         ))
     })?;
+    failed.extend(daemon.load_stored().await?);
     for errors in &failed {
         eprintln!("crm-import: {errors}");
     }

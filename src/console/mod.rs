@@ -9,6 +9,7 @@
 //! carries the session's CSRF token.
 
 mod auth;
+mod form;
 mod views;
 
 use std::collections::HashMap;
@@ -29,8 +30,10 @@ pub use auth::{IDLE, hash_password};
 
 use crate::api::{Api, ApiError, import_stream, token_hash};
 use crate::daemon::StartError;
-use crate::store::{RunFilter, SessionRow, Store, StoreError, Trigger};
+use crate::schedule::Schedule;
+use crate::store::{RunFilter, SessionRow, Store, StoreError, StoredPipeline, Trigger};
 use auth::{Brake, COOKIE, new_secret, password_matches};
+use form::{FieldErrors, PipelineForm};
 use views::{PipelineView, RunView, render};
 
 /// What the console's handlers share: the API's store and pipelines, and the brake on
@@ -52,7 +55,15 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/", get(pipelines::<S>))
         .route("/login", get(login_page).post(login::<S>))
         .route("/logout", post(logout::<S>))
-        .route("/pipelines/{name}", get(pipeline::<S>))
+        .route(
+            "/pipelines/new",
+            get(new_pipeline::<S>).post(create_pipeline::<S>),
+        )
+        .route(
+            "/pipelines/{name}",
+            get(pipeline::<S>).post(update_pipeline::<S>),
+        )
+        .route("/pipelines/{name}/delete", post(delete_pipeline::<S>))
         .route("/pipelines/{name}/run", post(run_now::<S>))
         .route(
             "/upload",
@@ -367,15 +378,18 @@ async fn pipeline<S: Store + 'static>(
     else {
         return Err(Page::not_found(session));
     };
-    let filter = RunFilter {
-        org: Some(session.organization.clone()),
-        pipeline: Some(p.name.clone()),
-        limit: 50,
-    };
-    let mut runs = Vec::new();
-    for row in console.api.store.runs(&filter).await? {
-        let report = stored_report(&*console.api.store, row.id, &session.organization).await?;
-        runs.push(RunView::new(&row, report.as_ref()));
+    let runs = runs_of(&console, &session, &p.name).await?;
+    if console.api.daemon.as_ref().and_then(|d| d.is_stored(&name)) == Some(true) {
+        let password_set = stored_password(&console, &session, &name).await?;
+        let form = PipelineForm::of(&p);
+        return Ok(form_page(
+            session,
+            form,
+            FieldErrors::new(),
+            false,
+            password_set,
+            runs,
+        ));
     }
     let view = PipelineView::new(&p, chrono::Utc::now());
     Ok(page(
@@ -383,6 +397,255 @@ async fn pipeline<S: Store + 'static>(
         "pipeline.html",
         context! { session => session_context(session), p => Serde(view), runs => Serde(runs) },
     ))
+}
+
+/// The pipeline's runs, newest first, as the history shows them.
+async fn runs_of<S: Store + 'static>(
+    console: &Console<S>,
+    session: &SessionRow,
+    pipeline: &str,
+) -> Result<Vec<RunView>, StoreError> {
+    let filter = RunFilter {
+        org: Some(session.organization.clone()),
+        pipeline: Some(pipeline.to_owned()),
+        limit: 50,
+    };
+    let mut runs = Vec::new();
+    for row in console.api.store.runs(&filter).await? {
+        let report = stored_report(&*console.api.store, row.id, &session.organization).await?;
+        runs.push(RunView::new(&row, report.as_ref()));
+    }
+    Ok(runs)
+}
+
+/// Whether the organization's console pipeline has a password stored.
+async fn stored_password<S: Store + 'static>(
+    console: &Console<S>,
+    session: &SessionRow,
+    name: &str,
+) -> Result<bool, StoreError> {
+    Ok(console.api.store.stored_pipelines().await?.iter().any(|p| {
+        p.name == name && p.organization == session.organization && p.ftp_password.is_some()
+    }))
+}
+
+/// The settings form: a new pipeline's, or a console pipeline's with its runs. Mistakes
+/// are shown at their fields, with what was typed (never a password).
+fn form_page(
+    session: SessionRow,
+    form: PipelineForm,
+    errors: FieldErrors,
+    creating: bool,
+    password_set: bool,
+    runs: Vec<RunView>,
+) -> Page {
+    let tz = if form.timezone.is_empty() {
+        "UTC"
+    } else {
+        form.timezone.as_str()
+    };
+    let schedule = [
+        &form.minute,
+        &form.hour,
+        &form.day,
+        &form.month,
+        &form.weekday,
+    ]
+    .map(|f| if f.is_empty() { "*" } else { f.as_str() })
+    .join(" ");
+    let parsed = Schedule::parse(&schedule, Some(tz)).ok();
+    let upcoming: Vec<String> = parsed
+        .as_ref()
+        .map(|s| {
+            s.upcoming(chrono::Utc::now(), 5)
+                .iter()
+                .map(|t| t.format("%d.%m.%Y %H:%M").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let action = if creating {
+        "/pipelines/new".to_owned()
+    } else {
+        format!("/pipelines/{}", encode(&form.name))
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    page(
+        status,
+        "pipeline_form.html",
+        context! {
+            session => session_context(session),
+            form => Serde(&form),
+            errors => Serde(&errors),
+            creating,
+            password_set,
+            action,
+            schedule_words => parsed.as_ref().map(Schedule::describe),
+            upcoming,
+            runs => Serde(runs),
+        },
+    )
+}
+
+/// A pipeline name in a URL path.
+fn encode(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+async fn new_pipeline<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+) -> Result<Page, Page> {
+    let session = signed_in(&console, &jar).await?;
+    let form = PipelineForm::new_pipeline();
+    Ok(form_page(
+        session,
+        form,
+        FieldErrors::new(),
+        true,
+        false,
+        Vec::new(),
+    ))
+}
+
+async fn create_pipeline<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Result<Page, Page> {
+    let session = signed_in(&console, &jar).await?;
+    check_csrf(&session, &fields)?;
+    save(&console, session, PipelineForm::from_fields(&fields), true).await
+}
+
+async fn update_pipeline<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+    Path(name): Path<String>,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Result<Page, Page> {
+    let session = signed_in(&console, &jar).await?;
+    check_csrf(&session, &fields)?;
+    if !console_pipeline_of(&console, &session, &name) {
+        return Err(Page::not_found(session));
+    }
+    let mut form = PipelineForm::from_fields(&fields);
+    form.name = name;
+    save(&console, session, form, false).await
+}
+
+/// The pipeline was made in the console and is the session's organization's.
+fn console_pipeline_of<S: Store + 'static>(
+    console: &Console<S>,
+    session: &SessionRow,
+    name: &str,
+) -> bool {
+    console.api.daemon.as_ref().is_some_and(|d| {
+        d.is_stored(name) == Some(true)
+            && d.pipeline(name)
+                .is_some_and(|p| p.organization == session.organization)
+    })
+}
+
+/// Checks and saves the form; the pipeline's page, or the form again with its mistakes.
+async fn save<S: Store + 'static>(
+    console: &Console<S>,
+    session: SessionRow,
+    form: PipelineForm,
+    creating: bool,
+) -> Result<Page, Page> {
+    let Some(daemon) = &console.api.daemon else {
+        return Err(Page::not_found(session));
+    };
+    let mut errors = FieldErrors::new();
+    let password_set = !creating && stored_password(console, &session, &form.name).await?;
+    let typed = !form.ftp_password.is_empty();
+    let sealed = match (typed, daemon.secret_key()) {
+        (false, _) => None,
+        (true, Some(key)) => key.seal(&form.ftp_password).ok(),
+        (true, None) => {
+            errors.insert(
+                "ftp_password",
+                "Пароль не сохранён: на сервере не задан ключ шифрования CRM_SECRET_KEY \
+                 (32 случайных байта в base64, например openssl rand -base64 32)."
+                    .into(),
+            );
+            None
+        }
+    };
+    if creating && daemon.is_stored(&form.name) == Some(false) {
+        errors.insert(
+            "name",
+            "Это название занято выгрузкой, заданной файлом.".into(),
+        );
+    }
+    let definition = match form.to_definition(&session.organization, typed || password_set) {
+        Ok(definition) => definition,
+        Err(found) => {
+            for (field, message) in found {
+                errors.entry(field).or_insert(message);
+            }
+            String::new()
+        }
+    };
+    if !errors.is_empty() {
+        return Err(form_page(
+            session,
+            form,
+            errors,
+            creating,
+            password_set,
+            Vec::new(),
+        ));
+    }
+    let stored = StoredPipeline {
+        organization: session.organization.clone(),
+        name: form.name.clone(),
+        definition,
+        ftp_password: sealed,
+    };
+    if !console.api.store.save_pipeline(&stored, creating).await? {
+        errors.insert("name", "Такое название уже есть.".into());
+        return Err(form_page(
+            session,
+            form,
+            errors,
+            creating,
+            password_set,
+            Vec::new(),
+        ));
+    }
+    daemon.load_stored().await?;
+    Ok(Page::Redirect(Redirect::to(&format!(
+        "/pipelines/{}",
+        encode(&form.name)
+    ))))
+}
+
+async fn delete_pipeline<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+    Path(name): Path<String>,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Result<Page, Page> {
+    let session = signed_in(&console, &jar).await?;
+    check_csrf(&session, &fields)?;
+    if !console_pipeline_of(&console, &session, &name)
+        || !console
+            .api
+            .store
+            .delete_pipeline(&session.organization, &name)
+            .await?
+    {
+        return Err(Page::not_found(session));
+    }
+    if let Some(daemon) = &console.api.daemon {
+        daemon.load_stored().await?;
+    }
+    Ok(Page::Redirect(Redirect::to("/")))
 }
 
 /// «Запустить сейчас»: starts the pipeline and shows its run, or says why it did not start.

@@ -24,6 +24,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("run.html", include_str!("templates/run.html")),
         ("message.html", include_str!("templates/message.html")),
         ("upload.html", include_str!("templates/upload.html")),
+        (
+            "pipeline_form.html",
+            include_str!("templates/pipeline_form.html"),
+        ),
     ] {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "a console template does not compile");
@@ -198,6 +202,7 @@ mod tests {
             "run.html",
             "message.html",
             "upload.html",
+            "pipeline_form.html",
         ] {
             assert!(TEMPLATES.get_template(name).is_ok(), "{name}");
         }

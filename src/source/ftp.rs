@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 use super::{Body, Input, SourceError};
+use crate::secret::Secret;
 
 /// The `[ftp]` section of a pipeline, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,9 @@ pub struct FtpSettings {
     /// The environment variable that holds the password (none: anonymous login). It is read
     /// only when connecting, so no pipeline value ever holds a secret.
     pub password_env: Option<String>,
+    /// The password typed in the console, opened from its sealed copy when the pipeline was
+    /// loaded; it takes the place of `password_env`.
+    pub password: Option<Secret>,
     /// Explicit FTPS (`AUTH TLS`) on the control and the data connections.
     pub tls: bool,
     /// Passive (EPSV, falling back to PASV) or, when false, active (PORT) data connections.
@@ -81,9 +85,10 @@ impl FtpSession {
     /// Connects, secures (when asked), logs in and switches to binary transfers.
     pub async fn connect(settings: Arc<FtpSettings>) -> Result<Self, SourceError> {
         // The secret first: a missing variable is a configuration error, whatever the network.
-        let password = match &settings.password_env {
-            None => String::new(),
-            Some(var) => {
+        let password = match (&settings.password, &settings.password_env) {
+            (Some(password), _) => password.expose().to_owned(),
+            (None, None) => String::new(),
+            (None, Some(var)) => {
                 std::env::var(var).map_err(|_| SourceError::FtpPassword { var: var.clone() })?
             }
         };
@@ -128,11 +133,11 @@ impl FtpSession {
                 return Err(SourceError::FtpLogin {
                     server,
                     user: settings.user.clone(),
-                    password_from: settings
-                        .password_env
-                        .as_ref()
-                        .map(|v| format!("the password in ${v}"))
-                        .unwrap_or_else(|| "an anonymous login".into()),
+                    password_from: match (&settings.password, &settings.password_env) {
+                        (Some(_), _) => "the password saved in the console".into(),
+                        (None, Some(v)) => format!("the password in ${v}"),
+                        (None, None) => "an anonymous login".into(),
+                    },
                 });
             }
             Ok(Err(e)) => return Err(fail(e.to_string())),

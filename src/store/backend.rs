@@ -12,7 +12,7 @@ use sqlx::Database;
 use super::sql::{Columns, Dialect, all, args, begin_write, each, execute, one, optional};
 use super::{
     Bearer, ChunkApplied, Hold, Lookup, RunFilter, RunRow, RunStart, RunStatus, Scope, SessionRow,
-    Store, StoreError, TokenRow, Trigger, UserRow, now,
+    Store, StoreError, StoredPipeline, TokenRow, Trigger, UserRow, now,
 };
 use crate::export::ExportLine;
 use crate::model::Record;
@@ -552,6 +552,90 @@ impl<B: Backend> Store for B {
             organization: row.text(3)?,
             csrf: row.text(4)?,
         }))
+    }
+
+    async fn stored_pipelines(&self) -> Result<Vec<StoredPipeline>, StoreError> {
+        let mut conn = self.reader().await?;
+        let c = B::DB::BYTEWISE;
+        let sql = format!(
+            "SELECT o.code, p.name, p.definition, p.ftp_password \
+             FROM pipelines p JOIN organizations o ON o.id = p.org_id ORDER BY p.name{c}"
+        );
+        let rows = all::<B::DB>(&mut conn, sqlx::AssertSqlSafe(sql), args![]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredPipeline {
+                    organization: row.text(0)?,
+                    name: row.text(1)?,
+                    definition: row.text(2)?,
+                    ftp_password: row.opt_text(3)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_pipeline(&self, p: &StoredPipeline, create: bool) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write::<B::DB>(&mut writer).await?;
+        let org_id = one::<B::DB>(
+            &mut tx,
+            "INSERT INTO organizations (code) VALUES ($1) \
+             ON CONFLICT (code) DO UPDATE SET code = excluded.code RETURNING id",
+            args![p.organization.as_str()],
+        )
+        .await?
+        .int(0)?;
+        let done = if create {
+            let taken = optional::<B::DB>(
+                &mut tx,
+                "SELECT id FROM pipelines WHERE name = $1",
+                args![p.name.as_str()],
+            )
+            .await?;
+            if taken.is_some() {
+                return Ok(false);
+            }
+            execute::<B::DB>(
+                &mut tx,
+                "INSERT INTO pipelines (org_id, name, definition, ftp_password, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                args![
+                    org_id,
+                    p.name.as_str(),
+                    p.definition.as_str(),
+                    &p.ftp_password,
+                    now().as_str()
+                ],
+            )
+            .await?
+        } else {
+            execute::<B::DB>(
+                &mut tx,
+                "UPDATE pipelines SET definition = $1, ftp_password = COALESCE($2, ftp_password), \
+                 updated_at = $3 WHERE org_id = $4 AND name = $5",
+                args![
+                    p.definition.as_str(),
+                    &p.ftp_password,
+                    now().as_str(),
+                    org_id,
+                    p.name.as_str()
+                ],
+            )
+            .await?
+        };
+        tx.commit().await?;
+        Ok(done == 1)
+    }
+
+    async fn delete_pipeline(&self, org: &str, name: &str) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let deleted = execute::<B::DB>(
+            &mut writer,
+            "DELETE FROM pipelines WHERE name = $1 AND org_id IN (SELECT id FROM organizations WHERE code = $2)",
+            args![name, org],
+        )
+        .await?;
+        Ok(deleted == 1)
     }
 
     async fn close_session(&self, id_hash: &str) -> Result<(), StoreError> {

@@ -344,6 +344,38 @@ pub trait Store: Send + Sync {
 
     /// Ends a session.
     fn close_session(&self, id_hash: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every pipeline made in the console, of every organization, by name.
+    fn stored_pipelines(
+        &self,
+    ) -> impl Future<Output = Result<Vec<StoredPipeline>, StoreError>> + Send;
+
+    /// Saves a console pipeline: creates it when `create`, else replaces the organization's
+    /// pipeline of that name (its sealed password kept when `pipeline.ftp_password` is
+    /// `None`). `false` when the name is taken (creating) or not the organization's (saving).
+    fn save_pipeline(
+        &self,
+        pipeline: &StoredPipeline,
+        create: bool,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes an organization's console pipeline; `false` when it has none of that name.
+    fn delete_pipeline(
+        &self,
+        org: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// A pipeline made in the console, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPipeline {
+    pub organization: String,
+    pub name: String,
+    /// The pipeline as TOML, the keys of a pipeline file (without `organization`).
+    pub definition: String,
+    /// The FTP password, sealed ([`crate::secret`]); never the password itself.
+    pub ftp_password: Option<String>,
 }
 
 /// A staff account of the console, as listed (never its password hash).
@@ -655,6 +687,22 @@ impl Store for AnyStore {
 
     async fn close_session(&self, id_hash: &str) -> Result<(), StoreError> {
         either!(self, s => s.close_session(id_hash))
+    }
+
+    async fn stored_pipelines(&self) -> Result<Vec<StoredPipeline>, StoreError> {
+        either!(self, s => s.stored_pipelines())
+    }
+
+    async fn save_pipeline(
+        &self,
+        pipeline: &StoredPipeline,
+        create: bool,
+    ) -> Result<bool, StoreError> {
+        either!(self, s => s.save_pipeline(pipeline, create))
+    }
+
+    async fn delete_pipeline(&self, org: &str, name: &str) -> Result<bool, StoreError> {
+        either!(self, s => s.delete_pipeline(org, name))
     }
 }
 
