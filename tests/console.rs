@@ -622,3 +622,69 @@ async fn the_ftp_password_is_stored_sealed_and_never_shown() {
         assert!(!page.contains(secret), "{path}");
     }
 }
+
+#[tokio::test]
+async fn check_connection_logs_in_and_says_what_each_address_finds() {
+    use crate::ftp_source::{PASSWORD as FTP_PASSWORD, Server, ServerOptions, USER};
+    let server = Server::start(ServerOptions::default()).await;
+    server.put("/exports/a.xml", "<crm-import/>");
+    server.put("/exports/b.xml", "<crm-import/>");
+    server.put("/exports/readme.txt", "-");
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    let fields = settings("ftp-check");
+    let port = server.port.to_string();
+    let ftp = [
+        ("ftp_host", "127.0.0.1"),
+        ("ftp_port", port.as_str()),
+        ("ftp_user", USER),
+        ("files", "/exports/*.xml, /exports/missing.xml"),
+        ("action", "check"),
+    ];
+    let mut typed = ftp.to_vec();
+    typed.push(("ftp_password", FTP_PASSWORD));
+    let (status, _, page) = c
+        .post(&s, "/pipelines/new", &with(&fields, &s.csrf, &typed))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    // minijinja escapes `/` in text.
+    let page = page.replace("&#x2f;", "/");
+    assert!(page.contains("Соединение установлено"), "{page}");
+    assert!(
+        page.contains("/exports/*.xml: найдено /exports/a.xml, /exports/b.xml"),
+        "{page}"
+    );
+    assert!(
+        page.contains("/exports/missing.xml: не найдено; в папке /exports:"),
+        "{page}"
+    );
+    assert!(!page.contains(FTP_PASSWORD), "the password is sent back");
+    assert!(
+        c.db.store.stored_pipelines().await.unwrap().is_empty(),
+        "a check saves nothing"
+    );
+
+    // A wrong password: the error, with its code, and still no secret.
+    let mut wrong = ftp.to_vec();
+    wrong.push(("ftp_password", "не тот"));
+    let (_, _, page) = c
+        .post(&s, "/pipelines/new", &with(&fields, &s.csrf, &wrong))
+        .await;
+    assert!(page.contains("ftp_login_failed"), "{page}");
+
+    // Saved, the check uses the stored password.
+    let mut save = typed.clone();
+    save.retain(|(k, _)| *k != "action");
+    let (status, location, page) = c
+        .post(&s, "/pipelines/new", &with(&fields, &s.csrf, &save))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (_, _, page) = c
+        .post(&s, &location.unwrap(), &with(&fields, &s.csrf, &ftp))
+        .await;
+    assert!(
+        page.replace("&#x2f;", "/")
+            .contains("найдено /exports/a.xml"),
+        "{page}"
+    );
+}

@@ -613,3 +613,74 @@ async fn a_long_run_renews_its_lease_while_chunks_are_written() {
     assert!(!stderr.contains("cannot renew"), "{stderr}");
     assert_eq!(db.of_type(ORG, "premise").await.len(), 10_000);
 }
+
+/// A pipeline made in the console is read by every daemon on the database, runs on its
+/// schedule, and once per scheduled time however many daemons wake for it.
+#[tokio::test]
+async fn a_console_pipeline_runs_on_its_schedule_once_across_daemons() {
+    let db = Db::new().await;
+    let held = held_export(clients(1, 50)).await;
+    let definition = format!(
+        "name = \"console-nightly\"\nsource = \"{SRC}\"\nfiles = [\"{}\"]\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Moscow\"\n",
+        held.url
+    );
+    let saved = db
+        .store
+        .save_pipeline(
+            &crm_import::store::StoredPipeline {
+                organization: ORG.into(),
+                name: "console-nightly".into(),
+                definition,
+                ftp_password: None,
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    assert!(saved);
+    let mut daemons = Vec::new();
+    for _ in 0..2 {
+        let store = store::open(&db.url, &store::Settings::default())
+            .await
+            .unwrap();
+        let daemon = Daemon::without_files(Arc::new(store), None);
+        assert!(daemon.load_stored().await.unwrap().is_empty());
+        assert_eq!(daemon.is_stored("console-nightly"), Some(true));
+        daemons.push(daemon);
+    }
+    let (after, upto) = (at("2026-11-28T23:59:00Z"), at("2026-11-29T00:00:01Z"));
+    let (a, b) = tokio::join!(daemons[0].tick(after, upto), daemons[1].tick(after, upto));
+    assert_eq!(a.len() + b.len(), 1, "exactly one daemon starts the run");
+    held.release.notify_one();
+    for handle in a.into_iter().chain(b) {
+        let finished = handle.await.unwrap().unwrap();
+        assert_eq!(finished.report.status, Status::Ok);
+        assert_eq!(finished.report.records, 50);
+    }
+    let runs = db
+        .store
+        .runs(&RunFilter {
+            pipeline: Some("console-nightly".into()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut seen: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r.trigger.as_str(), r.status.as_str()))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![("schedule", "ok"), ("schedule", "refused")]);
+    assert_eq!(db.of_type(ORG, "client").await.len(), 50);
+
+    // Deleted in the console, it is gone from a daemon's next reading.
+    assert!(
+        db.store
+            .delete_pipeline(ORG, "console-nightly")
+            .await
+            .unwrap()
+    );
+    daemons[0].load_stored().await.unwrap();
+    assert_eq!(daemons[0].is_stored("console-nightly"), None);
+}

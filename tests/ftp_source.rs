@@ -15,8 +15,8 @@ use unftp_sbe_fs::{Filesystem, Meta};
 
 use crate::common::*;
 
-const USER: &str = "crm";
-const PASSWORD: &str = "s3cret-ftp-pass";
+pub const USER: &str = "crm";
+pub const PASSWORD: &str = "s3cret-ftp-pass";
 
 #[derive(Debug)]
 struct OneUser;
@@ -161,15 +161,15 @@ fn passive_ports() -> std::ops::RangeInclusive<u16> {
     base..=base + 9
 }
 
-struct Server {
-    port: u16,
+pub struct Server {
+    pub port: u16,
     root: tempfile::TempDir,
     /// The certificate (PEM) when the server speaks TLS.
     cert: Option<PathBuf>,
 }
 
 #[derive(Default)]
-struct ServerOptions {
+pub struct ServerOptions {
     tls: bool,
     cut_after: Option<u64>,
     stall: bool,
@@ -178,7 +178,7 @@ struct ServerOptions {
 }
 
 impl Server {
-    async fn start(options: ServerOptions) -> Server {
+    pub async fn start(options: ServerOptions) -> Server {
         let root = tempfile::tempdir().unwrap();
         let files = root.path().to_path_buf();
         let cert = options.tls.then(|| {
@@ -231,7 +231,7 @@ impl Server {
     }
 
     /// Puts a file on the server (under its root, folders created).
-    fn put(&self, path: &str, content: &str) {
+    pub fn put(&self, path: &str, content: &str) {
         let full = self.data().join(path.trim_start_matches('/'));
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(full, content).unwrap();

@@ -9,6 +9,7 @@ use toml::{Table, Value};
 
 use crate::config::{self, ConfigError, Pipeline};
 use crate::secret::Secret;
+use crate::store::StoredPipeline;
 
 /// The form's fields, as the browser sent them (and as the page shows them again).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -203,6 +204,30 @@ impl PipelineForm {
         } else {
             Err(errors)
         }
+    }
+}
+
+impl PipelineForm {
+    /// The runnable pipeline the form describes, with `password` as its FTP password.
+    pub fn pipeline(&self, org: &str, password: Option<Secret>) -> Result<Pipeline, FieldErrors> {
+        let definition = self.to_definition(org, password.is_some())?;
+        let stored = StoredPipeline {
+            organization: org.to_owned(),
+            name: self.name.clone(),
+            definition,
+            ftp_password: None,
+        };
+        let mut table: Table = toml::from_str(&stored.definition).unwrap_or_default();
+        table.insert("organization".into(), Value::String(org.to_owned()));
+        config::parse_with(&table, Path::new("."), password).map_err(|found| {
+            found
+                .iter()
+                .map(at_field)
+                .fold(FieldErrors::new(), |mut errors, (f, m)| {
+                    errors.entry(f).or_insert(m);
+                    errors
+                })
+        })
     }
 }
 

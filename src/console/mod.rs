@@ -31,6 +31,8 @@ pub use auth::{IDLE, hash_password};
 use crate::api::{Api, ApiError, import_stream, token_hash};
 use crate::daemon::StartError;
 use crate::schedule::Schedule;
+use crate::secret::Secret;
+use crate::source::Sources;
 use crate::store::{RunFilter, SessionRow, Store, StoreError, StoredPipeline, Trigger};
 use auth::{Brake, COOKIE, new_secret, password_matches};
 use form::{FieldErrors, PipelineForm};
@@ -389,6 +391,7 @@ async fn pipeline<S: Store + 'static>(
             false,
             password_set,
             runs,
+            None,
         ));
     }
     let view = PipelineView::new(&p, chrono::Utc::now());
@@ -438,6 +441,7 @@ fn form_page(
     creating: bool,
     password_set: bool,
     runs: Vec<RunView>,
+    check: Option<Vec<String>>,
 ) -> Page {
     let tz = if form.timezone.is_empty() {
         "UTC"
@@ -486,6 +490,7 @@ fn form_page(
             schedule_words => parsed.as_ref().map(Schedule::describe),
             upcoming,
             runs => Serde(runs),
+            probe_lines => check,
         },
     )
 }
@@ -508,6 +513,7 @@ async fn new_pipeline<S: Store + 'static>(
         true,
         false,
         Vec::new(),
+        None,
     ))
 }
 
@@ -518,7 +524,11 @@ async fn create_pipeline<S: Store + 'static>(
 ) -> Result<Page, Page> {
     let session = signed_in(&console, &jar).await?;
     check_csrf(&session, &fields)?;
-    save(&console, session, PipelineForm::from_fields(&fields), true).await
+    let form = PipelineForm::from_fields(&fields);
+    if fields.get("action").map(String::as_str) == Some("check") {
+        return Ok(check_connection(&console, session, form, true).await);
+    }
+    save(&console, session, form, true).await
 }
 
 async fn update_pipeline<S: Store + 'static>(
@@ -534,6 +544,9 @@ async fn update_pipeline<S: Store + 'static>(
     }
     let mut form = PipelineForm::from_fields(&fields);
     form.name = name;
+    if fields.get("action").map(String::as_str) == Some("check") {
+        return Ok(check_connection(&console, session, form, false).await);
+    }
     save(&console, session, form, false).await
 }
 
@@ -599,6 +612,7 @@ async fn save<S: Store + 'static>(
             creating,
             password_set,
             Vec::new(),
+            None,
         ));
     }
     let stored = StoredPipeline {
@@ -616,6 +630,7 @@ async fn save<S: Store + 'static>(
             creating,
             password_set,
             Vec::new(),
+            None,
         ));
     }
     daemon.load_stored().await?;
@@ -623,6 +638,113 @@ async fn save<S: Store + 'static>(
         "/pipelines/{}",
         encode(&form.name)
     ))))
+}
+
+/// «Проверить соединение»: logs in to the form's FTP server (with the password typed, or the
+/// one stored) and lists what each address finds in its folder, or the error.
+async fn check_connection<S: Store + 'static>(
+    console: &Console<S>,
+    session: SessionRow,
+    form: PipelineForm,
+    creating: bool,
+) -> Page {
+    let stored = if creating {
+        Ok(None)
+    } else {
+        opened_password(console, &session, &form.name).await
+    };
+    let password = match (form.ftp_password.is_empty(), stored) {
+        (false, _) => Ok(Some(Secret::new(form.ftp_password.clone()))),
+        (true, stored) => stored,
+    };
+    let password_set = !creating && matches!(password, Ok(Some(_))) && form.ftp_password.is_empty();
+    let lines = match password {
+        Err(message) => vec![message],
+        Ok(password) => match form.pipeline(&session.organization, password) {
+            Err(errors) => {
+                return form_page(
+                    session,
+                    form,
+                    errors,
+                    creating,
+                    password_set,
+                    Vec::new(),
+                    None,
+                );
+            }
+            Ok(pipeline) => probe(&pipeline).await,
+        },
+    };
+    form_page(
+        session,
+        form,
+        FieldErrors::new(),
+        creating,
+        password_set,
+        Vec::new(),
+        Some(lines),
+    )
+}
+
+/// The stored FTP password of the organization's console pipeline, opened; `Err` says why
+/// it cannot be.
+async fn opened_password<S: Store + 'static>(
+    console: &Console<S>,
+    session: &SessionRow,
+    name: &str,
+) -> Result<Option<Secret>, String> {
+    let stored = console
+        .api
+        .store
+        .stored_pipelines()
+        .await
+        .map_err(|e| format!("Ошибка базы данных: {e}"))?;
+    let Some(sealed) = stored
+        .into_iter()
+        .find(|p| p.name == name && p.organization == session.organization)
+        .and_then(|p| p.ftp_password)
+    else {
+        return Ok(None);
+    };
+    let key = console
+        .api
+        .daemon
+        .as_ref()
+        .and_then(|d| d.secret_key())
+        .ok_or_else(|| crate::secret::SecretError::NoKey.to_string())?;
+    key.open(&sealed).map(Some).map_err(|e| e.to_string())
+}
+
+/// What each FTP address of the pipeline finds, in words.
+async fn probe(pipeline: &crate::config::Pipeline) -> Vec<String> {
+    if pipeline.files.ftp.is_none() {
+        return vec!["Сервер не задан: файлы берутся не с FTP, проверять нечего.".into()];
+    }
+    let mut sources = Sources::new(&pipeline.files);
+    let mut lines = vec!["Соединение установлено, вход выполнен.".to_owned()];
+    for address in &pipeline.files.addresses {
+        match sources.probe(address).await {
+            Ok(None) => lines.push(format!("{address}: не на FTP-сервере")),
+            Ok(Some(found)) if found.matching.is_empty() => lines.push(format!(
+                "{address}: не найдено; в папке {}: {}",
+                found.folder,
+                if found.listed.is_empty() {
+                    "пусто".to_owned()
+                } else {
+                    found.listed.join(", ")
+                }
+            )),
+            Ok(Some(found)) => {
+                lines.push(format!("{address}: найдено {}", found.matching.join(", ")));
+            }
+            Err(e) => {
+                lines = vec![format!("Ошибка: {e} [{}]", e.code())];
+                break;
+            }
+        }
+    }
+    sources.close().await;
+    lines
 }
 
 async fn delete_pipeline<S: Store + 'static>(

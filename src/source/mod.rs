@@ -136,6 +136,16 @@ impl SourceError {
     }
 }
 
+/// What «Проверить соединение» found for one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub folder: String,
+    /// Every file of the folder.
+    pub listed: Vec<String>,
+    /// The files the address names.
+    pub matching: Vec<String>,
+}
+
 /// A local path, plain or as a `file:` URL (`file:///data/export.xml`).
 pub fn local_path(address: &str) -> PathBuf {
     let path = address
@@ -233,6 +243,41 @@ impl Sources {
             return self.session().await?.list(folder, &pattern).await;
         }
         list_local(address, folder, &pattern)
+    }
+
+    /// For «Проверить соединение»: logs in (once per run of checks), lists the folder of an
+    /// FTP address and says which of its files the address names. `None` for an address
+    /// that is not on the FTP server.
+    pub async fn probe(&mut self, address: &str) -> Result<Option<Probe>, SourceError> {
+        if !self.on_ftp(address) {
+            return Ok(None);
+        }
+        let (folder, name) = address.rsplit_once('/').unwrap_or(("", address));
+        let folder = if folder.is_empty() { "/" } else { folder };
+        let everything = glob::Pattern::new("*").map_err(|e| SourceError::Pattern {
+            address: address.to_owned(),
+            message: e.to_string(),
+        })?;
+        let named = if name.contains(['*', '?']) {
+            glob::Pattern::new(name)
+        } else {
+            glob::Pattern::new(&glob::Pattern::escape(name))
+        }
+        .map_err(|e| SourceError::Pattern {
+            address: address.to_owned(),
+            message: e.to_string(),
+        })?;
+        let listed = self.session().await?.list(folder, &everything).await?;
+        let matching = listed
+            .iter()
+            .filter(|path| named.matches(path.rsplit('/').next().unwrap_or(path)))
+            .cloned()
+            .collect();
+        Ok(Some(Probe {
+            folder: folder.to_owned(),
+            listed,
+            matching,
+        }))
     }
 
     /// Opens one file (not a pattern).
