@@ -394,16 +394,6 @@ pub fn parse_stored(
         file: format!("pipeline {:?} (made in the console)", stored.name),
         errors,
     };
-    let mut table: Table = toml::from_str(&stored.definition).map_err(|e| {
-        fail(vec![ConfigError {
-            key: "(syntax)".into(),
-            message: e.message().to_owned(),
-        }])
-    })?;
-    table.insert(
-        "organization".into(),
-        Value::String(stored.organization.clone()),
-    );
     let password = match (&stored.ftp_password, key) {
         (None, _) => None,
         (Some(sealed), Some(key)) => Some(key.open(sealed)),
@@ -418,6 +408,28 @@ pub fn parse_stored(
             }]));
         }
     };
+    parse_stored_with(stored, password)
+}
+
+/// [`parse_stored`] with the FTP password given, already opened.
+pub fn parse_stored_with(
+    stored: &StoredPipeline,
+    password: Option<Secret>,
+) -> Result<Pipeline, ConfigErrors> {
+    let fail = |errors| ConfigErrors {
+        file: format!("pipeline {:?} (made in the console)", stored.name),
+        errors,
+    };
+    let mut table: Table = toml::from_str(&stored.definition).map_err(|e| {
+        fail(vec![ConfigError {
+            key: "(syntax)".into(),
+            message: e.message().to_owned(),
+        }])
+    })?;
+    table.insert(
+        "organization".into(),
+        Value::String(stored.organization.clone()),
+    );
     parse_with(&table, Path::new("."), password).map_err(fail)
 }
 

@@ -16,14 +16,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, ConfigErrors, Pipeline};
+use crate::config::{self, ConfigError, ConfigErrors, Pipeline};
 use crate::notify::Smtp;
 use crate::observe::Progress;
 use crate::pipeline::{self, Options};
 use crate::run::{self, Begun, Finished};
 use crate::schedule::Schedule;
-use crate::secret::SecretKey;
-use crate::store::{Scope, Store, StoreError, Trigger};
+use crate::secret::{Secret, SecretError, SecretKey};
+use crate::store::{Scope, Store, StoreError, StoredPipeline, Trigger};
 use crate::telemetry;
 
 /// A loaded pipeline and its checked schedule.
@@ -56,6 +56,19 @@ pub struct Daemon<S> {
 pub struct Started {
     pub run_id: i64,
     pub handle: JoinHandle<Result<Finished, StoreError>>,
+}
+
+/// Why a console pipeline was not saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// Mistakes, by the pipeline file's keys.
+    #[error("the pipeline has mistakes")]
+    Invalid(Vec<ConfigError>),
+    /// The organization has no console pipeline of that name.
+    #[error("there is no such pipeline")]
+    NotFound,
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 /// Why a start did not start anything.
@@ -194,6 +207,91 @@ impl<S: Store + 'static> Daemon<S> {
             pipelines.insert(name, entry);
         }
         Ok(failed)
+    }
+
+    /// Creates (`create`) or replaces an organization's console pipeline from its TOML (a
+    /// pipeline file's keys, without `organization`): checked as a pipeline file is, the
+    /// password typed for it sealed (the stored one kept when none is typed), saved, and
+    /// loaded here at once (other daemons read it within [`STORED_REFRESH`]).
+    pub async fn save_pipeline(
+        &self,
+        org: &str,
+        definition: &str,
+        password: Option<&str>,
+        create: bool,
+    ) -> Result<Arc<Pipeline>, SaveError> {
+        let invalid = |key: &str, message: String| {
+            SaveError::Invalid(vec![ConfigError {
+                key: key.into(),
+                message,
+            }])
+        };
+        let table: toml::Table =
+            toml::from_str(definition).map_err(|e| invalid("(syntax)", e.message().to_owned()))?;
+        let name = table
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let stored = self
+            .store
+            .stored_pipelines()
+            .await?
+            .into_iter()
+            .find(|p| p.name == name && p.organization == org);
+        if create && self.is_stored(&name) == Some(false) {
+            return Err(invalid(
+                "name",
+                "a pipeline file already has this name".into(),
+            ));
+        }
+        if !create && stored.is_none() {
+            return Err(SaveError::NotFound);
+        }
+        let sealed = match password {
+            None => None,
+            Some(password) => {
+                let key = self
+                    .secret_key()
+                    .ok_or_else(|| invalid("ftp.password", SecretError::NoKey.to_string()))?;
+                Some(
+                    key.seal(password)
+                        .map_err(|e| invalid("ftp.password", e.to_string()))?,
+                )
+            }
+        };
+        let pipeline = StoredPipeline {
+            organization: org.to_owned(),
+            name,
+            definition: definition.to_owned(),
+            ftp_password: sealed,
+        };
+        // Only whether there is a password matters to the check.
+        let checked = StoredPipeline {
+            ftp_password: None,
+            ..pipeline.clone()
+        };
+        let has_password = password.is_some() || stored.is_some_and(|s| s.ftp_password.is_some());
+        let placeholder = has_password.then(|| Secret::new(""));
+        config::parse_stored_with(&checked, placeholder)
+            .map_err(|e| SaveError::Invalid(e.errors))?;
+        if !self.store.save_pipeline(&pipeline, create).await? {
+            return Err(invalid(
+                "name",
+                "a pipeline of this name already exists".into(),
+            ));
+        }
+        self.load_stored().await?;
+        self.pipeline(&pipeline.name).ok_or(SaveError::NotFound)
+    }
+
+    /// Deletes an organization's console pipeline; `false` when it has none of that name.
+    pub async fn delete_pipeline(&self, org: &str, name: &str) -> Result<bool, StoreError> {
+        let deleted = self.store.delete_pipeline(org, name).await?;
+        if deleted {
+            self.load_stored().await?;
+        }
+        Ok(deleted)
     }
 
     /// Whether the pipeline was made in the console (`None`: there is no such pipeline).

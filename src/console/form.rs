@@ -231,6 +231,17 @@ impl PipelineForm {
     }
 }
 
+/// Mistakes by the pipeline file's keys, put at the form's fields.
+pub fn at_fields(found: &[ConfigError]) -> FieldErrors {
+    found
+        .iter()
+        .map(at_field)
+        .fold(FieldErrors::new(), |mut errors, (field, message)| {
+            errors.entry(field).or_insert(message);
+            errors
+        })
+}
+
 /// The field a pipeline file's key is typed into, and the message to show there.
 fn at_field(e: &ConfigError) -> (&'static str, String) {
     let field = match e.key.as_str() {
@@ -249,10 +260,17 @@ fn at_field(e: &ConfigError) -> (&'static str, String) {
         "ftp.passive" => "ftp_passive",
         _ => "form",
     };
-    let message = match field {
-        "ftp_password" => "Для этого пользователя нужен пароль.".to_owned(),
-        "delete_after_read" if !e.message.contains("true or false") => {
+    let message = match (field, e.key.as_str()) {
+        ("ftp_password", "ftp.password_env") => "Для этого пользователя нужен пароль.".to_owned(),
+        ("ftp_password", _) => format!("Пароль не сохранён: {}", e.message),
+        ("delete_after_read", _) if !e.message.contains("true or false") => {
             "Удалять файлы можно только с FTP-сервера: укажите сервер.".to_owned()
+        }
+        ("name", _) if e.message.contains("pipeline file") => {
+            "Это название занято выгрузкой, заданной файлом.".to_owned()
+        }
+        ("name", _) if e.message.contains("already exists") => {
+            "Такое название уже есть.".to_owned()
         }
         _ => e.message.clone(),
     };

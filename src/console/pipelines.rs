@@ -14,11 +14,11 @@ use super::form::{FieldErrors, PipelineForm};
 use super::runs::stored_report;
 use super::views::{PipelineView, RunView};
 use super::{Console, Notice, Page, Shared, check_csrf, page, session_context, signed_in};
-use crate::daemon::StartError;
+use crate::daemon::{SaveError, StartError};
 use crate::schedule::Schedule;
 use crate::secret::Secret;
 use crate::source::Sources;
-use crate::store::{RunFilter, SessionRow, Store, StoreError, StoredPipeline, Trigger};
+use crate::store::{RunFilter, SessionRow, Store, StoreError, Trigger};
 
 /// The organization's pipelines: name, schedule in words, next run, last run.
 pub(super) async fn pipelines<S: Store + 'static>(
@@ -279,38 +279,23 @@ pub(super) async fn save<S: Store + 'static>(
     let Some(daemon) = &console.api.daemon else {
         return Err(Page::not_found(session));
     };
-    let mut errors = FieldErrors::new();
     let password_set = !creating && stored_password(console, &session, &form.name).await?;
-    let typed = !form.ftp_password.is_empty();
-    let sealed = match (typed, daemon.secret_key()) {
-        (false, _) => None,
-        (true, Some(key)) => key.seal(&form.ftp_password).ok(),
-        (true, None) => {
-            errors.insert(
-                "ftp_password",
-                "Пароль не сохранён: на сервере не задан ключ шифрования CRM_SECRET_KEY \
-                 (32 случайных байта в base64, например openssl rand -base64 32)."
-                    .into(),
-            );
-            None
-        }
-    };
-    if creating && daemon.is_stored(&form.name) == Some(false) {
-        errors.insert(
-            "name",
-            "Это название занято выгрузкой, заданной файлом.".into(),
-        );
-    }
-    let definition = match form.to_definition(&session.organization, typed || password_set) {
-        Ok(definition) => definition,
-        Err(found) => {
-            for (field, message) in found {
-                errors.entry(field).or_insert(message);
+    let typed = (!form.ftp_password.is_empty()).then_some(form.ftp_password.as_str());
+    let saved = match form.to_definition(&session.organization, typed.is_some() || password_set) {
+        Err(errors) => Err(errors),
+        Ok(definition) => {
+            match daemon
+                .save_pipeline(&session.organization, &definition, typed, creating)
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(SaveError::Invalid(found)) => Err(super::form::at_fields(&found)),
+                Err(SaveError::NotFound) => return Err(Page::not_found(session)),
+                Err(SaveError::Store(e)) => return Err(e.into()),
             }
-            String::new()
         }
     };
-    if !errors.is_empty() {
+    if let Err(errors) = saved {
         return Err(form_page(
             session,
             form,
@@ -321,25 +306,6 @@ pub(super) async fn save<S: Store + 'static>(
             None,
         ));
     }
-    let stored = StoredPipeline {
-        organization: session.organization.clone(),
-        name: form.name.clone(),
-        definition,
-        ftp_password: sealed,
-    };
-    if !console.api.store.save_pipeline(&stored, creating).await? {
-        errors.insert("name", "Такое название уже есть.".into());
-        return Err(form_page(
-            session,
-            form,
-            errors,
-            creating,
-            password_set,
-            Vec::new(),
-            None,
-        ));
-    }
-    daemon.load_stored().await?;
     Ok(Page::Redirect(Redirect::to(&format!(
         "/pipelines/{}",
         encode(&form.name)
@@ -461,17 +427,14 @@ pub(super) async fn delete_pipeline<S: Store + 'static>(
 ) -> Result<Page, Page> {
     let session = signed_in(&console, &jar).await?;
     check_csrf(&session, &fields)?;
-    if !console_pipeline_of(&console, &session, &name)
-        || !console
-            .api
-            .store
-            .delete_pipeline(&session.organization, &name)
-            .await?
-    {
+    let deleted = match &console.api.daemon {
+        Some(daemon) if console_pipeline_of(&console, &session, &name) => {
+            daemon.delete_pipeline(&session.organization, &name).await?
+        }
+        _ => false,
+    };
+    if !deleted {
         return Err(Page::not_found(session));
-    }
-    if let Some(daemon) = &console.api.daemon {
-        daemon.load_stored().await?;
     }
     Ok(Page::Redirect(Redirect::to("/")))
 }
