@@ -577,6 +577,8 @@ async fn openapi_describes_exactly_the_served_routes() {
             let request = match method.as_str() {
                 "get" => s.http.get(url),
                 "post" => s.http.post(url),
+                "put" => s.http.put(url),
+                "delete" => s.http.delete(url),
                 other => panic!("undocumented method {other}"),
             };
             let status = request.send().await.unwrap().status();

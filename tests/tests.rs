@@ -3,6 +3,7 @@
 mod common;
 
 mod api;
+mod api_pipelines;
 mod backends;
 mod cli;
 mod console;

@@ -3,6 +3,7 @@
 //! and `/openapi.json`. Every `/api/v1` request carries `Authorization: Bearer TOKEN`; a
 //! token belongs to one organization and never reaches another's data (404, never the data).
 
+mod pipelines;
 mod push;
 pub mod records;
 
@@ -27,7 +28,7 @@ pub use push::import_stream;
 pub use records::Entity;
 
 /// Every route, as documented in `openapi.json` (a test holds the two together).
-pub const PATHS: [&str; 13] = [
+pub const PATHS: [&str; 15] = [
     "/healthz",
     "/metrics",
     "/openapi.json",
@@ -36,7 +37,9 @@ pub const PATHS: [&str; 13] = [
     "/api/v1/imports",
     "/api/v1/premises/{source}/{id}",
     "/api/v1/pipelines",
+    "/api/v1/pipelines/{name}",
     "/api/v1/pipelines/{name}/run",
+    "/api/v1/pipelines/{name}/check",
     "/api/v1/runs",
     "/api/v1/runs/{id}",
     "/api/v1/logins",
@@ -86,7 +89,9 @@ pub fn routes<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         imports,
         premise,
         pipelines,
+        pipeline,
         run_now,
+        check,
         runs,
         run,
         logins,
@@ -103,8 +108,18 @@ pub fn routes<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route(premises, post(push_premises::<S>))
         .route(imports, post(push::import_xml::<S>))
         .route(premise, get(read_premise::<S>))
-        .route(pipelines, get(list_pipelines::<S>))
+        .route(
+            pipelines,
+            get(list_pipelines::<S>).post(pipelines::create::<S>),
+        )
+        .route(
+            pipeline,
+            get(pipelines::read::<S>)
+                .put(pipelines::update::<S>)
+                .delete(pipelines::delete::<S>),
+        )
         .route(run_now, post(run_pipeline::<S>))
+        .route(check, post(pipelines::check::<S>))
         .route(runs, get(list_runs::<S>))
         .route(run, get(show_run::<S>))
         .route(logins, post(login::<S>))
@@ -320,7 +335,10 @@ async fn list_pipelines<S: Store + 'static>(
             .into_iter()
             .filter_map(|name| daemon.pipeline(&name))
             .filter(|p| p.organization == org)
-            .map(|p| json!({ "name": p.name, "schedule": p.schedule, "timezone": p.timezone }))
+            .map(|p| {
+                let editable = daemon.is_stored(&p.name) == Some(true);
+                json!({ "name": p.name, "schedule": p.schedule, "timezone": p.timezone, "editable": editable })
+            })
             .collect(),
     };
     Ok(Json(json!({ "pipelines": names })))

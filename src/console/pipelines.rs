@@ -17,7 +17,7 @@ use super::{Console, Notice, Page, Shared, check_csrf, page, session_context, si
 use crate::daemon::{SaveError, StartError};
 use crate::schedule::Schedule;
 use crate::secret::Secret;
-use crate::source::Sources;
+use crate::source::probe_all;
 use crate::store::{RunFilter, SessionRow, Store, StoreError, Trigger};
 
 /// The organization's pipelines: name, schedule in words, next run, last run.
@@ -388,34 +388,30 @@ pub(super) async fn opened_password<S: Store + 'static>(
 }
 
 /// What each FTP address of the pipeline finds, in words.
-pub(super) async fn probe(pipeline: &crate::config::Pipeline) -> Vec<String> {
+async fn probe(pipeline: &crate::config::Pipeline) -> Vec<String> {
     if pipeline.files.ftp.is_none() {
         return vec!["Сервер не задан: файлы берутся не с FTP, проверять нечего.".into()];
     }
-    let mut sources = Sources::new(&pipeline.files);
+    let found = match probe_all(&pipeline.files).await {
+        Ok(found) => found,
+        Err(e) => return vec![format!("Ошибка: {e} [{}]", e.code())],
+    };
     let mut lines = vec!["Соединение установлено, вход выполнен.".to_owned()];
-    for address in &pipeline.files.addresses {
-        match sources.probe(address).await {
-            Ok(None) => lines.push(format!("{address}: не на FTP-сервере")),
-            Ok(Some(found)) if found.matching.is_empty() => lines.push(format!(
+    for (address, probe) in found {
+        lines.push(match probe {
+            None => format!("{address}: не на FTP-сервере"),
+            Some(p) if p.matching.is_empty() => format!(
                 "{address}: не найдено; в папке {}: {}",
-                found.folder,
-                if found.listed.is_empty() {
+                p.folder,
+                if p.listed.is_empty() {
                     "пусто".to_owned()
                 } else {
-                    found.listed.join(", ")
+                    p.listed.join(", ")
                 }
-            )),
-            Ok(Some(found)) => {
-                lines.push(format!("{address}: найдено {}", found.matching.join(", ")));
-            }
-            Err(e) => {
-                lines = vec![format!("Ошибка: {e} [{}]", e.code())];
-                break;
-            }
-        }
+            ),
+            Some(p) => format!("{address}: найдено {}", p.matching.join(", ")),
+        });
     }
-    sources.close().await;
     lines
 }
 

@@ -136,6 +136,24 @@ impl SourceError {
     }
 }
 
+/// «Проверить соединение» for every address of `files`: what each finds, or the first
+/// error (one login for all).
+pub async fn probe_all(files: &Files) -> Result<Vec<(String, Option<Probe>)>, SourceError> {
+    let mut sources = Sources::new(files);
+    let mut found = Vec::new();
+    for address in &files.addresses {
+        match sources.probe(address).await {
+            Ok(probe) => found.push((address.clone(), probe)),
+            Err(e) => {
+                sources.close().await;
+                return Err(e);
+            }
+        }
+    }
+    sources.close().await;
+    Ok(found)
+}
+
 /// What «Проверить соединение» found for one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {

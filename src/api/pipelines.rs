@@ -1,0 +1,280 @@
+//! The organization's pipelines through the API (SPEC §11, "API parity"): read, create,
+//! update and delete the console's pipelines, and check a pipeline's FTP connection — the
+//! daemon's code the console uses, in JSON. A file's pipeline can be read and checked, not
+//! changed.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use toml::Table;
+
+use super::{Api, ApiError, organization, push};
+use crate::config::{ConfigError, Pipeline};
+use crate::daemon::{Daemon, SaveError};
+use crate::source::probe_all;
+use crate::store::Store;
+
+/// A pipeline as the API reads and writes it: a pipeline file's keys in JSON.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PipelineBody {
+    pub name: String,
+    pub source: String,
+    pub files: Vec<String>,
+    #[serde(default)]
+    pub delete_after_read: bool,
+    #[serde(default)]
+    pub notify: Vec<String>,
+    #[serde(default)]
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub ftp: Option<FtpBody>,
+}
+
+/// The FTP connection of a pipeline. The password is only ever written, never read back.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FtpBody {
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default = "passive_by_default")]
+    pub passive: bool,
+}
+
+fn passive_by_default() -> bool {
+    true
+}
+
+impl PipelineBody {
+    /// The pipeline file's TOML (without `organization`) and the password typed.
+    fn definition(&self) -> (String, Option<&str>) {
+        use toml::Value as T;
+        let strings = |list: &[String]| T::Array(list.iter().cloned().map(T::String).collect());
+        let mut table = Table::new();
+        table.insert("name".into(), T::String(self.name.clone()));
+        table.insert("source".into(), T::String(self.source.clone()));
+        table.insert("files".into(), strings(&self.files));
+        table.insert(
+            "delete_after_read".into(),
+            T::Boolean(self.delete_after_read),
+        );
+        if !self.notify.is_empty() {
+            table.insert("notify".into(), strings(&self.notify));
+        }
+        if let Some(schedule) = &self.schedule {
+            table.insert("schedule".into(), T::String(schedule.clone()));
+        }
+        if let Some(tz) = &self.timezone {
+            table.insert("timezone".into(), T::String(tz.clone()));
+        }
+        let mut password = None;
+        if let Some(ftp) = &self.ftp {
+            let mut t = Table::new();
+            t.insert("host".into(), T::String(ftp.host.clone()));
+            if let Some(port) = ftp.port {
+                t.insert("port".into(), T::Integer(i64::from(port)));
+            }
+            if let Some(user) = &ftp.user {
+                t.insert("user".into(), T::String(user.clone()));
+            }
+            t.insert("tls".into(), T::Boolean(ftp.tls));
+            t.insert("passive".into(), T::Boolean(ftp.passive));
+            table.insert("ftp".into(), T::Table(t));
+            password = ftp.password.as_deref().filter(|p| !p.is_empty());
+        }
+        (toml::to_string(&table).unwrap_or_default(), password)
+    }
+}
+
+/// A loaded pipeline in the API's shape, with whether it may be changed here and whether a
+/// password is set (never the password).
+fn pipeline_json(p: &Pipeline, editable: bool) -> Value {
+    let ftp = p.files.ftp.as_deref().map(|f| {
+        json!({
+            "host": f.host, "port": f.port, "user": f.user, "tls": f.tls, "passive": f.passive,
+            "password_set": f.password.is_some() || f.password_env.is_some(),
+        })
+    });
+    json!({
+        "name": p.name,
+        "source": p.source,
+        "files": p.files.addresses,
+        "delete_after_read": p.files.delete_after_read,
+        "notify": p.notify,
+        "schedule": p.schedule,
+        "timezone": p.timezone,
+        "ftp": ftp,
+        "editable": editable,
+    })
+}
+
+type Shared<S> = State<Arc<Api<S>>>;
+
+/// The daemon that holds the pipelines, and the organization's pipeline of that name.
+fn organization_pipeline<'a, S: Store + 'static>(
+    api: &'a Api<S>,
+    org: &str,
+    name: &str,
+) -> Result<(&'a Arc<Daemon<S>>, Arc<Pipeline>), ApiError> {
+    let daemon = api.daemon.as_ref().ok_or_else(no_pipelines)?;
+    match daemon.pipeline(name) {
+        Some(p) if p.organization == org => Ok((daemon, p)),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such pipeline here",
+        )),
+    }
+}
+
+fn no_pipelines() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no pipelines here (the server runs without pipelines)",
+    )
+}
+
+pub async fn read<S: Store + 'static>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let org = organization(&api, &headers).await?;
+    let (daemon, p) = organization_pipeline(&api, &org, &name)?;
+    let editable = daemon.is_stored(&name) == Some(true);
+    Ok(Json(json!({ "pipeline": pipeline_json(&p, editable) })))
+}
+
+pub async fn create<S: Store + 'static>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let org = organization(&api, &headers).await?;
+    let body: PipelineBody = push::read_json(&api, &headers, body).await?;
+    let daemon = api.daemon.as_ref().ok_or_else(no_pipelines)?;
+    let saved = save(daemon, &org, &body, true).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "pipeline": saved }))).into_response())
+}
+
+pub async fn update<S: Store + 'static>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let org = organization(&api, &headers).await?;
+    let (daemon, _) = organization_pipeline(&api, &org, &name)?;
+    if daemon.is_stored(&name) != Some(true) {
+        return Err(from_file());
+    }
+    let mut body: PipelineBody = push::read_json(&api, &headers, body).await?;
+    body.name = name;
+    Ok(Json(
+        json!({ "pipeline": save(daemon, &org, &body, false).await? }),
+    ))
+}
+
+pub async fn delete<S: Store + 'static>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let org = organization(&api, &headers).await?;
+    let (daemon, _) = organization_pipeline(&api, &org, &name)?;
+    if daemon.is_stored(&name) != Some(true) {
+        return Err(from_file());
+    }
+    daemon.delete_pipeline(&org, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Logs in to the pipeline's FTP server and says what each address finds.
+pub async fn check<S: Store + 'static>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let org = organization(&api, &headers).await?;
+    let (_, p) = organization_pipeline(&api, &org, &name)?;
+    if p.files.ftp.is_none() {
+        return Ok(Json(
+            json!({ "ok": true, "addresses": [], "note": "the pipeline reads no FTP server" }),
+        ));
+    }
+    Ok(Json(match probe_all(&p.files).await {
+        Ok(found) => {
+            let addresses: Vec<Value> = found
+                .into_iter()
+                .map(|(address, probe)| match probe {
+                    None => json!({ "address": address, "on_ftp": false }),
+                    Some(probe) => json!({
+                        "address": address, "on_ftp": true, "folder": probe.folder,
+                        "found": probe.matching, "listed": probe.listed,
+                    }),
+                })
+                .collect();
+            json!({ "ok": true, "addresses": addresses })
+        }
+        Err(e) => json!({ "ok": false, "error": { "code": e.code(), "message": e.to_string() } }),
+    }))
+}
+
+fn from_file() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "defined_by_file",
+        "this pipeline is defined by a pipeline file on the server: change the file",
+    )
+}
+
+async fn save<S: Store + 'static>(
+    daemon: &Daemon<S>,
+    org: &str,
+    body: &PipelineBody,
+    create: bool,
+) -> Result<Value, ApiError> {
+    let (definition, password) = body.definition();
+    match daemon
+        .save_pipeline(org, &definition, password, create)
+        .await
+    {
+        Ok(p) => Ok(pipeline_json(&p, true)),
+        Err(SaveError::Invalid(errors)) => Err(invalid(&errors)),
+        Err(SaveError::NotFound) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such pipeline here",
+        )),
+        Err(SaveError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// 422 with every mistake by the pipeline file's key.
+fn invalid(errors: &[ConfigError]) -> ApiError {
+    let fields: serde_json::Map<String, Value> = errors
+        .iter()
+        .map(|e| (e.key.clone(), Value::String(e.message.clone())))
+        .collect();
+    let mut error = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_pipeline",
+        format!("the pipeline has {} mistake(s)", errors.len()),
+    );
+    error.detail = Some(json!({ "fields": fields }));
+    error
+}
