@@ -232,3 +232,151 @@ async fn staff_sign_in_run_a_pipeline_now_and_read_its_report_in_a_browser() {
     assert_eq!(c.db.store.stored_pipelines().await.unwrap().len(), 1);
     b.close().await.unwrap();
 }
+
+/// Signs in through the form.
+async fn sign_in(b: &Client, base: &str, login: &str) {
+    b.goto(&format!("{base}/login")).await.unwrap();
+    b.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .send_keys(login)
+        .await
+        .unwrap();
+    b.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("пароль-для-теста")
+        .await
+        .unwrap();
+    b.find(Locator::XPath("//button[text()='Войти']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::LinkText("Добавить"))
+        .await
+        .unwrap();
+}
+
+async fn click(b: &Client, xpath: &str) {
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(xpath))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// The FTP connection checked from the form (the password typed never comes back), a
+/// failing file's run with its error and line, a form whose CSRF token was removed, and
+/// another organization's pages — in the browser.
+#[tokio::test]
+async fn the_connection_check_errors_csrf_and_other_organizations_in_a_browser() {
+    use crate::ftp_source::{PASSWORD as FTP_PASSWORD, Server, ServerOptions, USER};
+    let server = Server::start(ServerOptions::default()).await;
+    server.put("/exports/a.xml", "<crm-import/>");
+    let c = console().await;
+    let Some((_driver, b)) = browser().await else {
+        return;
+    };
+    sign_in(&b, &c.base, "ivanova").await;
+
+    // «Проверить соединение» with the typed password: what the address finds.
+    b.goto(&format!("{}/pipelines/new", c.base)).await.unwrap();
+    let port = server.port.to_string();
+    for (id, text) in [
+        ("name", "ftp-nightly"),
+        ("source", SRC),
+        ("files", "/exports/*.xml"),
+        ("ftp_host", "127.0.0.1"),
+        ("ftp_port", port.as_str()),
+        ("ftp_user", USER),
+        ("ftp_password", FTP_PASSWORD),
+    ] {
+        let input = b.find(Locator::Id(id)).await.unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+    click(&b, "//button[text()='Проверить соединение']").await;
+    let result = b
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(".check-result"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(result.contains("найдено /exports/a.xml"), "{result}");
+    assert!(!b.source().await.unwrap().contains(FTP_PASSWORD));
+
+    // A failing file's run shows its error with the file and the line.
+    b.goto(&format!("{}/pipelines/uo-1-broken", c.base))
+        .await
+        .unwrap();
+    click(&b, "//button[text()='Запустить сейчас']").await;
+    let error = b
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("section.error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(error.contains("invalid_phone.xml"), "{error}");
+    assert!(
+        error.contains("Строка\n20") || error.contains("Строка 20"),
+        "{error}"
+    );
+
+    // A form whose CSRF token is gone is refused, and nothing runs.
+    b.goto(&format!("{}/pipelines/uo-1-demo", c.base))
+        .await
+        .unwrap();
+    b.execute(
+        "document.querySelectorAll('input[name=csrf]').forEach(e => e.remove());",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(&b, "//button[text()='Запустить сейчас']").await;
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//h1[text()='Запрос отклонён']"))
+        .await
+        .unwrap();
+    let demo_runs =
+        c.db.store
+            .runs(&crm_import::store::RunFilter {
+                pipeline: Some("uo-1-demo".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    assert!(demo_runs.is_empty(), "{demo_runs:?}");
+
+    // Another organization's user: not its pipelines, not its runs.
+    b.delete_all_cookies().await.unwrap();
+    sign_in(&b, &c.base, "petrov").await;
+    let list = b.source().await.unwrap();
+    assert!(
+        !list.contains("uo-1-demo") && !list.contains("ftp-nightly"),
+        "{list}"
+    );
+    for path in ["/pipelines/uo-1-demo", "/runs/1"] {
+        b.goto(&format!("{}{path}", c.base)).await.unwrap();
+        b.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::XPath("//h1[text()='Не найдено']"))
+            .await
+            .unwrap();
+    }
+    b.close().await.unwrap();
+}
