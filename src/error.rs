@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 /// Stable snake_case codes. They appear in reports, e-mails and the API: never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     // The file as a whole.

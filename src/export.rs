@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// One line of the export. Missing values are `null`, numbers are JSON numbers, arrays are
 /// sorted by source and id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExportLine {
     Premise {
@@ -43,14 +43,14 @@ pub enum ExportLine {
 }
 
 /// An external id or an account link: `{"source":"1c","id":"A-1"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LinkRef {
     pub source: String,
     pub id: String,
 }
 
 /// A premise link with the client's role there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PremiseRef {
     pub source: String,
     pub id: String,

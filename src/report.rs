@@ -15,14 +15,14 @@ use crate::store::RunStatus;
 /// file with a warning on every record costs no memory.
 pub const MAX_WARNING_GROUPS: usize = 100;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EntityCounts {
     pub created: u64,
     pub updated: u64,
     pub unchanged: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ClientCounts {
     pub created: u64,
     pub updated: u64,
@@ -31,7 +31,7 @@ pub struct ClientCounts {
     pub external_id_added: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub premise: EntityCounts,
     pub account: EntityCounts,
@@ -89,7 +89,7 @@ impl Counts {
 }
 
 /// One group of warnings: the first one met, and how many of its kind there were.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WarningGroup {
     pub code: Code,
     pub message: String,
@@ -101,7 +101,7 @@ pub struct WarningGroup {
 }
 
 /// The error that stopped a run, with its position where it has one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReportError {
     pub code: String,
     /// The run could not start for want of configuration (a secret the pipeline names but
@@ -173,7 +173,7 @@ impl ReportError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
@@ -207,7 +207,7 @@ impl Status {
 }
 
 /// The report of one run (SPEC §6).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunReport {
     pub status: Status,
     /// Records applied (committed), over all files.
@@ -223,7 +223,7 @@ pub struct RunReport {
     warning_index: HashMap<(Code, String), usize>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FileReport {
     pub file: String,
     pub records: u64,

@@ -6,6 +6,7 @@
 mod pipelines;
 mod push;
 pub mod records;
+pub mod shapes;
 
 use std::sync::Arc;
 
@@ -22,7 +23,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::daemon::{Daemon, StartError};
-use crate::store::{Bearer, Lookup, RunFilter, Store, StoreError, Trigger};
+use crate::store::{Bearer, Lookup, RunFilter, RunStatus, Store, StoreError, Trigger};
+use shapes::{
+    ClientsAnswer, ErrorBody, ErrorDetail, LoginAnswer, LoginBody, PipelineSummary,
+    PipelinesAnswer, PremiseAnswer, RunAnswer, RunStarted, RunsAnswer, WhoAmI,
+};
 
 pub use push::import_stream;
 pub use records::Entity;
@@ -165,11 +170,18 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let (Some(Value::Object(extra)), Some(object)) = (self.detail, error.as_object_mut()) {
-            object.extend(extra);
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let detail = match self.detail {
+            Some(Value::Object(extra)) => extra,
+            _ => serde_json::Map::new(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                detail,
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -241,10 +253,16 @@ async fn render_metrics<S: Store>(State(api): Shared<S>) -> Response {
 async fn who_am_i<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WhoAmI>, ApiError> {
     Ok(Json(match bearer(&api, &headers).await? {
-        Bearer::Organization { code, .. } => json!({ "organization": code }),
-        Bearer::App => json!({ "organization": null, "app": true }),
+        Bearer::Organization { code, .. } => WhoAmI {
+            organization: Some(code),
+            app: None,
+        },
+        Bearer::App => WhoAmI {
+            organization: None,
+            app: Some(true),
+        },
     }))
 }
 
@@ -277,7 +295,7 @@ async fn read_clients<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
     Query(q): Query<ClientQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClientsAnswer>, ApiError> {
     let org = organization(&api, &headers).await?;
     let lookup = match (q.phone, q.source, q.external_id) {
         (Some(phone), None, None) => match crate::phone::normalize(&phone) {
@@ -300,14 +318,14 @@ async fn read_clients<S: Store>(
         }
     };
     let clients = api.store.lookup(&org, &lookup).await?.unwrap_or_default();
-    Ok(Json(json!({ "clients": clients })))
+    Ok(Json(ClientsAnswer { clients }))
 }
 
 async fn read_premise<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
     Path((source, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PremiseAnswer>, ApiError> {
     let org = organization(&api, &headers).await?;
     let lines = api
         .store
@@ -316,9 +334,10 @@ async fn read_premise<S: Store>(
         .unwrap_or_default();
     let mut lines = lines.into_iter();
     match lines.next() {
-        Some(premise) => Ok(Json(
-            json!({ "premise": premise, "accounts": lines.collect::<Vec<_>>() }),
-        )),
+        Some(premise) => Ok(Json(PremiseAnswer {
+            premise,
+            accounts: lines.collect(),
+        })),
         None => Err(ApiError::not_found("such premise")),
     }
 }
@@ -326,22 +345,24 @@ async fn read_premise<S: Store>(
 async fn list_pipelines<S: Store + 'static>(
     State(api): Shared<S>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PipelinesAnswer>, ApiError> {
     let org = organization(&api, &headers).await?;
-    let names: Vec<Value> = match &api.daemon {
+    let pipelines = match &api.daemon {
         None => Vec::new(),
         Some(daemon) => daemon
             .names()
             .into_iter()
             .filter_map(|name| daemon.pipeline(&name))
             .filter(|p| p.organization == org)
-            .map(|p| {
-                let editable = daemon.is_stored(&p.name) == Some(true);
-                json!({ "name": p.name, "schedule": p.schedule, "timezone": p.timezone, "editable": editable })
+            .map(|p| PipelineSummary {
+                editable: daemon.is_stored(&p.name) == Some(true),
+                name: p.name.clone(),
+                schedule: p.schedule.clone(),
+                timezone: p.timezone.clone(),
             })
             .collect(),
     };
-    Ok(Json(json!({ "pipelines": names })))
+    Ok(Json(PipelinesAnswer { pipelines }))
 }
 
 async fn run_pipeline<S: Store + 'static>(
@@ -362,7 +383,10 @@ async fn run_pipeline<S: Store + 'static>(
     match daemon.start(&name, Trigger::Api).await {
         Ok(started) => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({ "run_id": started.run_id, "status": "running" })),
+            Json(RunStarted {
+                run_id: started.run_id,
+                status: RunStatus::Running,
+            }),
         )
             .into_response()),
         Err(StartError::AlreadyRunning(refused)) => {
@@ -395,7 +419,7 @@ async fn list_runs<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
     Query(q): Query<RunsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunsAnswer>, ApiError> {
     let org = organization(&api, &headers).await?;
     let runs = api
         .store
@@ -405,14 +429,14 @@ async fn list_runs<S: Store>(
             limit: q.limit.unwrap_or(50).min(1000),
         })
         .await?;
-    Ok(Json(json!({ "runs": runs })))
+    Ok(Json(RunsAnswer { runs }))
 }
 
 async fn show_run<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunAnswer>, ApiError> {
     let org = organization(&api, &headers).await?;
     match api.store.run(id, Some(&org)).await? {
         Some((row, report)) => {
@@ -420,22 +444,17 @@ async fn show_run<S: Store>(
                 .as_deref()
                 .and_then(|r| serde_json::from_str(r).ok())
                 .unwrap_or(Value::Null);
-            Ok(Json(json!({ "run": row, "report": report })))
+            Ok(Json(RunAnswer { run: row, report }))
         }
         None => Err(ApiError::not_found("such run")),
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct LoginBody {
-    phone: String,
 }
 
 async fn login<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LoginAnswer>, ApiError> {
     if bearer(&api, &headers).await? != Bearer::App {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -452,5 +471,5 @@ async fn login<S: Store>(
         ));
     };
     let marked = api.store.mark_logged_in(&phone).await?;
-    Ok(Json(json!({ "phone": phone, "marked": marked })))
+    Ok(Json(LoginAnswer { phone, marked }))
 }

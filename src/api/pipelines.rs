@@ -10,53 +10,17 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use toml::Table;
 
+use super::shapes::{
+    AddressFound, CheckAnswer, CheckError, FtpOut, PipelineAnswer, PipelineBody, PipelineOut,
+};
 use super::{Api, ApiError, organization, push};
 use crate::config::{ConfigError, Pipeline};
 use crate::daemon::{Daemon, SaveError};
 use crate::source::probe_all;
 use crate::store::Store;
-
-/// A pipeline as the API reads and writes it: a pipeline file's keys in JSON.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct PipelineBody {
-    pub name: String,
-    pub source: String,
-    pub files: Vec<String>,
-    #[serde(default)]
-    pub delete_after_read: bool,
-    #[serde(default)]
-    pub notify: Vec<String>,
-    #[serde(default)]
-    pub schedule: Option<String>,
-    #[serde(default)]
-    pub timezone: Option<String>,
-    #[serde(default)]
-    pub ftp: Option<FtpBody>,
-}
-
-/// The FTP connection of a pipeline. The password is only ever written, never read back.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct FtpBody {
-    pub host: String,
-    #[serde(default)]
-    pub port: Option<u16>,
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default, skip_serializing)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub tls: bool,
-    #[serde(default = "passive_by_default")]
-    pub passive: bool,
-}
-
-fn passive_by_default() -> bool {
-    true
-}
 
 impl PipelineBody {
     /// The pipeline file's TOML (without `organization`) and the password typed.
@@ -101,24 +65,25 @@ impl PipelineBody {
 
 /// A loaded pipeline in the API's shape, with whether it may be changed here and whether a
 /// password is set (never the password).
-fn pipeline_json(p: &Pipeline, editable: bool) -> Value {
-    let ftp = p.files.ftp.as_deref().map(|f| {
-        json!({
-            "host": f.host, "port": f.port, "user": f.user, "tls": f.tls, "passive": f.passive,
-            "password_set": f.password.is_some() || f.password_env.is_some(),
-        })
-    });
-    json!({
-        "name": p.name,
-        "source": p.source,
-        "files": p.files.addresses,
-        "delete_after_read": p.files.delete_after_read,
-        "notify": p.notify,
-        "schedule": p.schedule,
-        "timezone": p.timezone,
-        "ftp": ftp,
-        "editable": editable,
-    })
+fn pipeline_out(p: &Pipeline, editable: bool) -> PipelineOut {
+    PipelineOut {
+        name: p.name.clone(),
+        source: p.source.clone(),
+        files: p.files.addresses.clone(),
+        delete_after_read: p.files.delete_after_read,
+        notify: p.notify.clone(),
+        schedule: p.schedule.clone(),
+        timezone: p.timezone.clone(),
+        ftp: p.files.ftp.as_deref().map(|f| FtpOut {
+            host: f.host.clone(),
+            port: f.port,
+            user: f.user.clone(),
+            tls: f.tls,
+            passive: f.passive,
+            password_set: f.password.is_some() || f.password_env.is_some(),
+        }),
+        editable,
+    }
 }
 
 type Shared<S> = State<Arc<Api<S>>>;
@@ -152,11 +117,13 @@ pub async fn read<S: Store + 'static>(
     State(api): Shared<S>,
     headers: HeaderMap,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PipelineAnswer>, ApiError> {
     let org = organization(&api, &headers).await?;
     let (daemon, p) = organization_pipeline(&api, &org, &name)?;
     let editable = daemon.is_stored(&name) == Some(true);
-    Ok(Json(json!({ "pipeline": pipeline_json(&p, editable) })))
+    Ok(Json(PipelineAnswer {
+        pipeline: pipeline_out(&p, editable),
+    }))
 }
 
 pub async fn create<S: Store + 'static>(
@@ -167,8 +134,8 @@ pub async fn create<S: Store + 'static>(
     let org = organization(&api, &headers).await?;
     let body: PipelineBody = push::read_json(&api, &headers, body).await?;
     let daemon = api.daemon.as_ref().ok_or_else(no_pipelines)?;
-    let saved = save(daemon, &org, &body, true).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "pipeline": saved }))).into_response())
+    let pipeline = save(daemon, &org, &body, true).await?;
+    Ok((StatusCode::CREATED, Json(PipelineAnswer { pipeline })).into_response())
 }
 
 pub async fn update<S: Store + 'static>(
@@ -176,7 +143,7 @@ pub async fn update<S: Store + 'static>(
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PipelineAnswer>, ApiError> {
     let org = organization(&api, &headers).await?;
     let (daemon, _) = organization_pipeline(&api, &org, &name)?;
     if daemon.is_stored(&name) != Some(true) {
@@ -184,9 +151,8 @@ pub async fn update<S: Store + 'static>(
     }
     let mut body: PipelineBody = push::read_json(&api, &headers, body).await?;
     body.name = name;
-    Ok(Json(
-        json!({ "pipeline": save(daemon, &org, &body, false).await? }),
-    ))
+    let pipeline = save(daemon, &org, &body, false).await?;
+    Ok(Json(PipelineAnswer { pipeline }))
 }
 
 pub async fn delete<S: Store + 'static>(
@@ -208,29 +174,40 @@ pub async fn check<S: Store + 'static>(
     State(api): Shared<S>,
     headers: HeaderMap,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CheckAnswer>, ApiError> {
     let org = organization(&api, &headers).await?;
     let (_, p) = organization_pipeline(&api, &org, &name)?;
-    if p.files.ftp.is_none() {
-        return Ok(Json(
-            json!({ "ok": true, "addresses": [], "note": "the pipeline reads no FTP server" }),
-        ));
-    }
-    Ok(Json(match probe_all(&p.files).await {
-        Ok(found) => {
-            let addresses: Vec<Value> = found
+    let found = if p.files.ftp.is_none() {
+        Ok(Vec::new())
+    } else {
+        probe_all(&p.files).await
+    };
+    Ok(Json(match found {
+        Ok(found) => CheckAnswer {
+            ok: true,
+            addresses: found
                 .into_iter()
-                .map(|(address, probe)| match probe {
-                    None => json!({ "address": address, "on_ftp": false }),
-                    Some(probe) => json!({
-                        "address": address, "on_ftp": true, "folder": probe.folder,
-                        "found": probe.matching, "listed": probe.listed,
-                    }),
+                .map(|(address, probe)| AddressFound {
+                    address,
+                    on_ftp: probe.is_some(),
+                    folder: probe.as_ref().map(|p| p.folder.clone()),
+                    found: probe
+                        .as_ref()
+                        .map(|p| p.matching.clone())
+                        .unwrap_or_default(),
+                    listed: probe.map(|p| p.listed).unwrap_or_default(),
                 })
-                .collect();
-            json!({ "ok": true, "addresses": addresses })
-        }
-        Err(e) => json!({ "ok": false, "error": { "code": e.code(), "message": e.to_string() } }),
+                .collect(),
+            error: None,
+        },
+        Err(e) => CheckAnswer {
+            ok: false,
+            addresses: Vec::new(),
+            error: Some(CheckError {
+                code: e.code().into(),
+                message: e.to_string(),
+            }),
+        },
     }))
 }
 
@@ -247,13 +224,13 @@ async fn save<S: Store + 'static>(
     org: &str,
     body: &PipelineBody,
     create: bool,
-) -> Result<Value, ApiError> {
+) -> Result<PipelineOut, ApiError> {
     let (definition, password) = body.definition();
     match daemon
         .save_pipeline(org, &definition, password, create)
         .await
     {
-        Ok(p) => Ok(pipeline_json(&p, true)),
+        Ok(p) => Ok(pipeline_out(&p, true)),
         Err(SaveError::Invalid(errors)) => Err(invalid(&errors)),
         Err(SaveError::NotFound) => Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -20,12 +20,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::records::{self, Entity};
+use super::shapes::{ImportAnswer, PushError, PushOutcome, PushResult};
 use super::{Api, ApiError, organization};
 use crate::apply::{Applied, Applier, Flow};
 use crate::model::{Parsed, RecordOutcome};
 use crate::observe::Silent;
 use crate::pipeline;
-use crate::report::{FileReport, ReportError, RunReport};
+use crate::report::{FileReport, RunReport};
 use crate::run::{self, Begun};
 use crate::source::{self, Input};
 use crate::stage::{Batch, DEFAULT_CHUNK_SIZE, QUEUE};
@@ -172,7 +173,7 @@ async fn push_json<S: Store>(
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
                 })?;
             let flow = applier.batch(Batch::Records(validated), &file).await;
-            outcomes.extend(applier.take_outcomes().iter().map(outcome_json));
+            outcomes.extend(applier.take_outcomes().iter().map(outcome));
             if flow == Flow::Halt {
                 break;
             }
@@ -184,8 +185,10 @@ async fn push_json<S: Store>(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    let mut answer = summary(run_id, &report, total);
-    answer["outcomes"] = Value::Array(outcomes);
+    let answer = PushResult {
+        outcomes: Some(outcomes),
+        ..summary(run_id, &report, total)
+    };
     Ok((status, Json(answer)).into_response())
 }
 
@@ -250,7 +253,7 @@ async fn push_ndjson<S: Store + 'static>(
                 let flow = applier.batch(batch, &file).await;
                 let mut lines = Vec::new();
                 for applied in applier.take_outcomes() {
-                    let _ = serde_json::to_writer(&mut lines, &outcome_json(&applied));
+                    let _ = serde_json::to_writer(&mut lines, &outcome(&applied));
                     lines.push(b'\n');
                 }
                 if !client_gone && out_tx.send(Ok(Bytes::from(lines))).await.is_err() {
@@ -266,9 +269,13 @@ async fn push_ndjson<S: Store + 'static>(
         if let Err(e) = run::end(&*store, run_id, &report).await {
             tracing::error!(run_id, error = %e, "cannot record the push");
         }
-        let mut last = summary(run_id, &report, total);
-        last["done"] = Value::Bool(true);
-        let _ = out_tx.send(Ok(Bytes::from(format!("{last}\n")))).await;
+        let last = PushResult {
+            done: Some(true),
+            ..summary(run_id, &report, total)
+        };
+        let mut line = serde_json::to_vec(&last).unwrap_or_default();
+        line.push(b'\n');
+        let _ = out_tx.send(Ok(Bytes::from(line))).await;
     });
     let stream = futures::stream::unfold(out_rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -393,7 +400,7 @@ pub async fn import_xml<S: Store + 'static>(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    Ok((status, Json(json!({ "run_id": run_id, "report": report }))).into_response())
+    Ok((status, Json(ImportAnswer { run_id, report })).into_response())
 }
 
 /// Imports an XML export arriving as a byte stream — a request's body, a file uploaded in
@@ -424,42 +431,34 @@ pub async fn import_stream<S: Store + 'static>(
     Ok((run_id, report))
 }
 
-fn outcome_json(applied: &Applied) -> Value {
-    match &applied.outcome {
-        RecordOutcome::Client(outcome) => {
-            json!({ "index": applied.index, "id": applied.id, "outcome": outcome.as_str() })
-        }
-        RecordOutcome::Premise { premise, accounts } => json!({
-            "index": applied.index,
-            "id": applied.id,
-            "outcome": premise.as_str(),
-            "accounts": accounts.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
-        }),
+fn outcome(applied: &Applied) -> PushOutcome {
+    let (outcome, accounts) = match &applied.outcome {
+        RecordOutcome::Client(outcome) => (outcome.as_str(), None),
+        RecordOutcome::Premise { premise, accounts } => (
+            premise.as_str(),
+            Some(accounts.iter().map(|a| a.as_str().to_owned()).collect()),
+        ),
+    };
+    PushOutcome {
+        index: applied.index,
+        id: applied.id.clone(),
+        outcome: outcome.to_owned(),
+        accounts,
     }
 }
 
 /// How a push ended: counts, warnings, the error with the failing record, what was left.
-fn summary(run_id: i64, report: &RunReport, total: u64) -> Value {
-    json!({
-        "run_id": run_id,
-        "status": report.status.as_str(),
-        "records": report.records,
-        "counts": report.counts,
-        "warnings": report.warnings,
-        "warnings_total": report.warnings_total,
-        "error": report.error.as_ref().map(error_json),
-        "not_processed": total.saturating_sub(report.records),
-    })
-}
-
-fn error_json(e: &ReportError) -> Value {
-    json!({
-        "code": e.code,
-        "message": e.message,
-        "index": e.record_index,
-        "id": e.record_id,
-        "field": e.field,
-        "line": e.line,
-        "column": e.column,
-    })
+fn summary(run_id: i64, report: &RunReport, total: u64) -> PushResult {
+    PushResult {
+        run_id,
+        status: report.status,
+        records: report.records,
+        counts: report.counts,
+        warnings: report.warnings.clone(),
+        warnings_total: report.warnings_total,
+        error: report.error.as_ref().map(PushError::from),
+        not_processed: total.saturating_sub(report.records),
+        outcomes: None,
+        done: None,
+    }
 }
