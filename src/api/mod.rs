@@ -3,6 +3,7 @@
 //! and `/openapi.json`. Every `/api/v1` request carries `Authorization: Bearer TOKEN`; a
 //! token belongs to one organization and never reaches another's data (404, never the data).
 
+mod doc;
 mod pipelines;
 mod push;
 pub mod records;
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::daemon::{Daemon, StartError};
 use crate::store::{Bearer, Lookup, RunFilter, RunStatus, Store, StoreError, Trigger};
+use shapes::{ClientRecord, ClientsPush, PremiseRecord, PremisesPush, PushOutcome, PushResult};
 use shapes::{
     ClientsAnswer, ErrorBody, ErrorDetail, LoginAnswer, LoginBody, PipelineSummary,
     PipelinesAnswer, PremiseAnswer, RunAnswer, RunStarted, RunsAnswer, WhoAmI,
@@ -51,8 +53,10 @@ pub const PATHS: [&str; 15] = [
     "/api/v1/whoami",
 ];
 
-/// The OpenAPI description served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The OpenAPI description served at `/openapi.json`, generated from the handlers.
+pub fn openapi() -> &'static str {
+    &doc::OPENAPI
+}
 
 /// Bodies read whole (the JSON form of a push, a login) are refused above this size; NDJSON
 /// and XML bodies stream and have no limit.
@@ -103,12 +107,9 @@ pub fn routes<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         whoami,
     ] = PATHS;
     Router::new()
-        .route(health, get(|| async { "ok\n" }))
+        .route(health, get(healthz))
         .route(metrics, get(render_metrics::<S>))
-        .route(
-            openapi,
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
-        )
+        .route(openapi, get(openapi_json))
         .route(clients, post(push_clients::<S>).get(read_clients::<S>))
         .route(premises, post(push_premises::<S>))
         .route(imports, post(push::import_xml::<S>))
@@ -239,6 +240,20 @@ async fn organization<S: Store>(api: &Api<S>, headers: &HeaderMap) -> Result<Str
     }
 }
 
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the server is up", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "this description", content_type = "application/json")))]
+async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi()).into_response()
+}
+
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain"),
+    (status = 404, description = "metrics are off", body = ErrorBody),
+))]
 async fn render_metrics<S: Store>(State(api): Shared<S>) -> Response {
     match &api.metrics {
         Some(handle) => (
@@ -250,6 +265,9 @@ async fn render_metrics<S: Store>(State(api): Shared<S>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/whoami", responses(
+    (status = 200, description = "whom the token speaks for", body = WhoAmI), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody),
+), security(("bearer" = [])))]
 async fn who_am_i<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
@@ -266,6 +284,18 @@ async fn who_am_i<S: Store>(
     }))
 }
 
+/// Clients as JSON (one answer) or NDJSON (streamed both ways: an outcome line per record,
+/// then a last line with `done`), with the files' validation, matching table and halt rule.
+#[utoipa::path(post, path = "/api/v1/clients",
+    params(("source" = Option<String>, Query, description = "the source, for NDJSON pushes")),
+    request_body(content((ClientsPush = "application/json"), (ClientRecord = "application/x-ndjson"))),
+    responses(
+        (status = 200, description = "every record applied", content((PushResult = "application/json"), (PushOutcome = "application/x-ndjson"))),
+        (status = 400, description = "not the JSON expected", body = ErrorBody), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody),
+        (status = 413, description = "a JSON body over the limit", body = ErrorBody),
+        (status = 415, description = "another content type", body = ErrorBody),
+        (status = 422, description = "halted at the first failing record", body = PushResult),
+    ), security(("bearer" = [])))]
 async fn push_clients<S: Store + 'static>(
     state: Shared<S>,
     headers: HeaderMap,
@@ -275,6 +305,17 @@ async fn push_clients<S: Store + 'static>(
     push::push(state, Entity::Clients, headers, query, body).await
 }
 
+/// Premises with their accounts, as JSON or NDJSON, like clients.
+#[utoipa::path(post, path = "/api/v1/premises",
+    params(("source" = Option<String>, Query, description = "the source, for NDJSON pushes")),
+    request_body(content((PremisesPush = "application/json"), (PremiseRecord = "application/x-ndjson"))),
+    responses(
+        (status = 200, description = "every record applied", content((PushResult = "application/json"), (PushOutcome = "application/x-ndjson"))),
+        (status = 400, description = "not the JSON expected", body = ErrorBody), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody),
+        (status = 413, description = "a JSON body over the limit", body = ErrorBody),
+        (status = 415, description = "another content type", body = ErrorBody),
+        (status = 422, description = "halted at the first failing record", body = PushResult),
+    ), security(("bearer" = [])))]
 async fn push_premises<S: Store + 'static>(
     state: Shared<S>,
     headers: HeaderMap,
@@ -291,6 +332,17 @@ struct ClientQuery {
     external_id: Option<String>,
 }
 
+/// Clients by phone or by external id, in the export's shape.
+#[utoipa::path(get, path = "/api/v1/clients",
+    params(
+        ("phone" = Option<String>, Query, description = "any spelling of a phone"),
+        ("source" = Option<String>, Query, description = "with external_id"),
+        ("external_id" = Option<String>, Query, description = "with source"),
+    ),
+    responses(
+        (status = 200, description = "the cards found", body = ClientsAnswer),
+        (status = 400, description = "ask by phone or by source and external id", body = ErrorBody), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody),
+    ), security(("bearer" = [])))]
 async fn read_clients<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
@@ -321,6 +373,11 @@ async fn read_clients<S: Store>(
     Ok(Json(ClientsAnswer { clients }))
 }
 
+/// A premise with its accounts, in the export's shape.
+#[utoipa::path(get, path = "/api/v1/premises/{source}/{id}",
+    params(("source" = String, Path), ("id" = String, Path)),
+    responses((status = 200, description = "the premise", body = PremiseAnswer), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody), (status = 404, description = "not this organization's", body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn read_premise<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
@@ -342,6 +399,10 @@ async fn read_premise<S: Store>(
     }
 }
 
+/// The organization's pipelines.
+#[utoipa::path(get, path = "/api/v1/pipelines",
+    responses((status = 200, description = "its pipelines", body = PipelinesAnswer), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn list_pipelines<S: Store + 'static>(
     State(api): Shared<S>,
     headers: HeaderMap,
@@ -365,6 +426,14 @@ async fn list_pipelines<S: Store + 'static>(
     Ok(Json(PipelinesAnswer { pipelines }))
 }
 
+/// «Запустить сейчас».
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/run",
+    params(("name" = String, Path)),
+    responses(
+        (status = 202, description = "started", body = RunStarted), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody), (status = 404, description = "not this organization's", body = ErrorBody),
+        (status = 409, description = "the pipeline is running", body = ErrorBody),
+        (status = 503, description = "the server is stopping", body = ErrorBody),
+    ), security(("bearer" = [])))]
 async fn run_pipeline<S: Store + 'static>(
     State(api): Shared<S>,
     headers: HeaderMap,
@@ -415,6 +484,14 @@ struct RunsQuery {
     limit: Option<u32>,
 }
 
+/// Run history, newest first.
+#[utoipa::path(get, path = "/api/v1/runs",
+    params(
+        ("pipeline" = Option<String>, Query, description = "only this pipeline"),
+        ("limit" = Option<u32>, Query, description = "at most this many (default 50)"),
+    ),
+    responses((status = 200, description = "the runs", body = RunsAnswer), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn list_runs<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
@@ -432,6 +509,11 @@ async fn list_runs<S: Store>(
     Ok(Json(RunsAnswer { runs }))
 }
 
+/// One run with its report.
+#[utoipa::path(get, path = "/api/v1/runs/{id}",
+    params(("id" = i64, Path)),
+    responses((status = 200, description = "the run", body = RunAnswer), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody), (status = 404, description = "not this organization's", body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn show_run<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
@@ -450,6 +532,16 @@ async fn show_run<S: Store>(
     }
 }
 
+/// The residents' app reports a login: cards with that phone are marked (app token only).
+#[utoipa::path(post, path = "/api/v1/logins",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "cards marked", body = LoginAnswer),
+        (status = 400, description = "not the JSON expected", body = ErrorBody), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody),
+        (status = 413, description = "a body over the limit", body = ErrorBody),
+        (status = 415, description = "another content type", body = ErrorBody),
+        (status = 422, description = "not a phone number", body = ErrorBody),
+    ), security(("bearer" = [])))]
 async fn login<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,

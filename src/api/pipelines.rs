@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use toml::Table;
 
 use super::shapes::{
-    AddressFound, CheckAnswer, CheckError, FtpOut, PipelineAnswer, PipelineBody, PipelineOut,
+    AddressFound, CheckAnswer, CheckError, ErrorBody, FtpOut, PipelineAnswer, PipelineBody,
+    PipelineOut,
 };
 use super::{Api, ApiError, organization, push};
 use crate::config::{ConfigError, Pipeline};
@@ -113,6 +114,10 @@ fn no_pipelines() -> ApiError {
     )
 }
 
+/// One pipeline (never its password).
+#[utoipa::path(get, path = "/api/v1/pipelines/{name}", params(("name" = String, Path)),
+    responses((status = 200, description = "the pipeline", body = PipelineAnswer), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody), (status = 404, description = "not this organization's", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn read<S: Store + 'static>(
     State(api): Shared<S>,
     headers: HeaderMap,
@@ -126,6 +131,14 @@ pub async fn read<S: Store + 'static>(
     }))
 }
 
+/// Creates a pipeline of the organization, checked as a pipeline file is.
+#[utoipa::path(post, path = "/api/v1/pipelines", request_body = PipelineBody,
+    responses(
+        (status = 201, description = "created", body = PipelineAnswer),
+        (status = 400, description = "not the JSON expected", body = ErrorBody), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody),
+        (status = 415, description = "another content type", body = ErrorBody),
+        (status = 422, description = "mistakes, by key (`error.fields`)", body = ErrorBody),
+    ), security(("bearer" = [])))]
 pub async fn create<S: Store + 'static>(
     State(api): Shared<S>,
     headers: HeaderMap,
@@ -138,6 +151,16 @@ pub async fn create<S: Store + 'static>(
     Ok((StatusCode::CREATED, Json(PipelineAnswer { pipeline })).into_response())
 }
 
+/// Replaces a pipeline made in the console or through the API (the password kept when none
+/// is given).
+#[utoipa::path(put, path = "/api/v1/pipelines/{name}", params(("name" = String, Path)), request_body = PipelineBody,
+    responses(
+        (status = 200, description = "saved", body = PipelineAnswer),
+        (status = 400, description = "not the JSON expected", body = ErrorBody), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody), (status = 404, description = "not this organization's", body = ErrorBody),
+        (status = 409, description = "defined by a pipeline file", body = ErrorBody),
+        (status = 415, description = "another content type", body = ErrorBody),
+        (status = 422, description = "mistakes, by key (`error.fields`)", body = ErrorBody),
+    ), security(("bearer" = [])))]
 pub async fn update<S: Store + 'static>(
     State(api): Shared<S>,
     headers: HeaderMap,
@@ -155,6 +178,12 @@ pub async fn update<S: Store + 'static>(
     Ok(Json(PipelineAnswer { pipeline }))
 }
 
+/// Deletes a pipeline made in the console or through the API.
+#[utoipa::path(delete, path = "/api/v1/pipelines/{name}", params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "deleted"), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody), (status = 404, description = "not this organization's", body = ErrorBody),
+        (status = 409, description = "defined by a pipeline file", body = ErrorBody),
+    ), security(("bearer" = [])))]
 pub async fn delete<S: Store + 'static>(
     State(api): Shared<S>,
     headers: HeaderMap,
@@ -170,6 +199,9 @@ pub async fn delete<S: Store + 'static>(
 }
 
 /// Logs in to the pipeline's FTP server and says what each address finds.
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/check", params(("name" = String, Path)),
+    responses((status = 200, description = "what each address finds, or the error", body = CheckAnswer), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody), (status = 404, description = "not this organization's", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn check<S: Store + 'static>(
     State(api): Shared<S>,
     headers: HeaderMap,

@@ -361,6 +361,16 @@ fn read_lines(
 
 /// `POST /api/v1/imports?source=…`: an XML export in the body, streamed through the file
 /// pipeline and recorded as an `api` run.
+/// An XML export (the canonical format) in the body, streamed through the file pipeline.
+#[utoipa::path(post, path = "/api/v1/imports",
+    params(("source" = String, Query, description = "the source of the export")),
+    request_body(content = String, content_type = "application/xml"),
+    responses(
+        (status = 200, description = "imported", body = ImportAnswer),
+        (status = 400, description = "no source named", body = super::shapes::ErrorBody), (status = 401, description = "no token, or an unknown or revoked one", body = super::shapes::ErrorBody), (status = 403, description = "a token used where it may not be", body = super::shapes::ErrorBody),
+        (status = 415, description = "another content type", body = super::shapes::ErrorBody),
+        (status = 422, description = "halted: the report with the error", body = ImportAnswer),
+    ), security(("bearer" = [])))]
 pub async fn import_xml<S: Store + 'static>(
     State(api): State<Arc<Api<S>>>,
     headers: HeaderMap,
