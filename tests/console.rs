@@ -688,3 +688,94 @@ async fn check_connection_logs_in_and_says_what_each_address_finds() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn a_session_idle_for_longer_than_allowed_is_ended() {
+    let c = console().await;
+    let user =
+        c.db.store
+            .password_hash("ivanova")
+            .await
+            .unwrap()
+            .unwrap()
+            .0;
+    c.db.store
+        .open_session("idle-hash", user, "csrf")
+        .await
+        .unwrap();
+    assert!(
+        c.db.store
+            .session("idle-hash", console::IDLE)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Idle for more than nothing: ended, and gone for good.
+    assert!(
+        c.db.store
+            .session("idle-hash", std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        c.db.store
+            .session("idle-hash", console::IDLE)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn run_now_while_the_pipeline_runs_is_refused_with_a_message() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    // Another process holds the pipeline.
+    let scope = c.db.store.scope(ORG, SRC).await.unwrap();
+    let held =
+        c.db.store
+            .start_run(
+                scope.org_id,
+                Some("uo-1-demo"),
+                crm_import::store::Trigger::Schedule,
+            )
+            .await
+            .unwrap();
+    let crm_import::store::RunStart::Started(holder) = held else {
+        panic!("{held:?}");
+    };
+    let (status, _, page) = c
+        .post(&s, "/pipelines/uo-1-demo/run", &[("csrf", &s.csrf)])
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(page.contains("Запуск отклонён"), "{page}");
+    assert!(page.contains(&format!("run {holder}")), "{page}");
+    // The holder's run shows as running, with its progress as JSON for the page's script.
+    let (_, progress) = c.get(&s, &format!("/runs/{holder}/progress")).await;
+    let progress: serde_json::Value = serde_json::from_str(&progress).unwrap();
+    assert_eq!(progress["running"], true, "{progress}");
+    let (_, page) = c.get(&s, &format!("/runs/{holder}")).await;
+    assert!(page.contains("Выполняется"), "{page}");
+    assert!(page.contains("/static/console.js"), "{page}");
+}
+
+#[tokio::test]
+async fn a_password_is_refused_without_the_secret_key() {
+    let db = Db::new().await;
+    let daemon = Daemon::without_files(Arc::new(db.store.clone()), None);
+    let definition = format!(
+        "name = \"ftp\"\nsource = \"{SRC}\"\nfiles = [\"/a.xml\"]\n[ftp]\nhost = \"127.0.0.1\"\nuser = \"uo\"\n"
+    );
+    let refused = daemon
+        .save_pipeline(ORG, &definition, Some("secret"), true)
+        .await
+        .unwrap_err();
+    let crm_import::daemon::SaveError::Invalid(errors) = refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(errors[0].key, "ftp.password");
+    assert!(errors[0].message.contains("CRM_SECRET_KEY"), "{errors:?}");
+    assert!(db.store.stored_pipelines().await.unwrap().is_empty());
+}
