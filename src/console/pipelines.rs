@@ -53,7 +53,7 @@ pub(super) async fn pipelines<S: Store + 'static>(
     ))
 }
 
-pub(super) async fn latest_run<S: Store>(
+async fn latest_run<S: Store>(
     store: &S,
     org: &str,
     pipeline: &str,
@@ -109,7 +109,7 @@ pub(super) async fn pipeline<S: Store + 'static>(
 }
 
 /// The pipeline's runs, newest first, as the history shows them.
-pub(super) async fn runs_of<S: Store + 'static>(
+async fn runs_of<S: Store + 'static>(
     console: &Console<S>,
     session: &SessionRow,
     pipeline: &str,
@@ -128,7 +128,7 @@ pub(super) async fn runs_of<S: Store + 'static>(
 }
 
 /// Whether the organization's console pipeline has a password stored.
-pub(super) async fn stored_password<S: Store + 'static>(
+async fn stored_password<S: Store + 'static>(
     console: &Console<S>,
     session: &SessionRow,
     name: &str,
@@ -140,7 +140,7 @@ pub(super) async fn stored_password<S: Store + 'static>(
 
 /// The settings form: a new pipeline's, or a console pipeline's with its runs. Mistakes
 /// are shown at their fields, with what was typed (never a password).
-pub(super) fn form_page(
+fn form_page(
     session: SessionRow,
     form: PipelineForm,
     errors: FieldErrors,
@@ -202,7 +202,7 @@ pub(super) fn form_page(
 }
 
 /// A pipeline name in a URL path.
-pub(super) fn encode(name: &str) -> String {
+fn encode(name: &str) -> String {
     percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
@@ -257,7 +257,7 @@ pub(super) async fn update_pipeline<S: Store + 'static>(
 }
 
 /// The pipeline was made in the console and is the session's organization's.
-pub(super) fn console_pipeline_of<S: Store + 'static>(
+fn console_pipeline_of<S: Store + 'static>(
     console: &Console<S>,
     session: &SessionRow,
     name: &str,
@@ -270,7 +270,7 @@ pub(super) fn console_pipeline_of<S: Store + 'static>(
 }
 
 /// Checks and saves the form; the pipeline's page, or the form again with its mistakes.
-pub(super) async fn save<S: Store + 'static>(
+async fn save<S: Store + 'static>(
     console: &Console<S>,
     session: SessionRow,
     form: PipelineForm,
@@ -314,7 +314,7 @@ pub(super) async fn save<S: Store + 'static>(
 
 /// «Проверить соединение»: logs in to the form's FTP server (with the password typed, or the
 /// one stored) and lists what each address finds in its folder, or the error.
-pub(super) async fn check_connection<S: Store + 'static>(
+async fn check_connection<S: Store + 'static>(
     console: &Console<S>,
     session: SessionRow,
     form: PipelineForm,
@@ -360,7 +360,7 @@ pub(super) async fn check_connection<S: Store + 'static>(
 
 /// The stored FTP password of the organization's console pipeline, opened; `Err` says why
 /// it cannot be.
-pub(super) async fn opened_password<S: Store + 'static>(
+async fn opened_password<S: Store + 'static>(
     console: &Console<S>,
     session: &SessionRow,
     name: &str,

@@ -74,7 +74,7 @@ async fn organization_run<S: Store + 'static>(
 }
 
 /// Records so far and records/s of a run this process is carrying out.
-pub(super) fn live<S: Store + 'static>(console: &Console<S>, run_id: i64) -> Option<(u64, u64)> {
+fn live<S: Store + 'static>(console: &Console<S>, run_id: i64) -> Option<(u64, u64)> {
     let progress = console.api.daemon.as_ref()?.progress(run_id)?;
     let secs = progress.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
@@ -171,7 +171,7 @@ pub(super) async fn upload<S: Store + 'static>(
 
 /// Feeds an uploaded file's chunks to an import through a small channel, so the import
 /// reads the upload as it arrives; the run's id.
-pub(super) async fn import_field<S: Store + 'static>(
+async fn import_field<S: Store + 'static>(
     console: &Console<S>,
     session: &SessionRow,
     source: &str,
@@ -210,7 +210,7 @@ pub(super) async fn import_field<S: Store + 'static>(
 }
 
 /// An import the API would refuse, as a page.
-pub(super) fn api_refusal(session: &SessionRow, e: ApiError) -> Page {
+fn api_refusal(session: &SessionRow, e: ApiError) -> Page {
     Page::message(Notice {
         status: e.status,
         heading: "Импорт не запущен",
