@@ -595,3 +595,20 @@ async fn openapi_describes_exactly_the_served_routes() {
         }
     }
 }
+
+/// A pushed id obeys the field limit as a file's does.
+#[tokio::test]
+async fn a_pushed_id_longer_than_a_field_may_be_is_refused() {
+    let s = server().await;
+    let long = "C".repeat(5000);
+    let (status, answer) = s
+        .clients(
+            &s.uo1,
+            json!([{"id": long, "name": "Иванов", "phone": "+79161234567"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["code"], "field_too_long", "{answer}");
+    assert!(answer["error"]["id"].as_str().unwrap().len() < 100);
+    assert!(s.db.of_type(ORG, "client").await.is_empty());
+}

@@ -76,3 +76,41 @@ async fn every_defect_fixture_fails_with_its_own_code() {
         assert_eq!(error_code(&report).as_deref(), Some(code), "{file}");
     }
 }
+
+/// An id obeys the field limit: a 10,000-character premise or client id halts the import
+/// with `field_too_long` at its record (named by the id cut short), and is never stored.
+#[tokio::test]
+async fn an_id_longer_than_a_field_may_be_is_refused() {
+    let long = "P".repeat(10_000);
+    let db = Db::new().await;
+    let premises = format!(
+        "<premise id=\"P-1\"><address>Казань, ул. Ленина, д. 1</address><number>1</number></premise>\
+         <premise id=\"{long}\"><address>Казань, ул. Ленина, д. 1</address><number>2</number></premise>"
+    );
+    let report = db.import(&doc(&premises, "")).await;
+    let error = report.error.as_ref().unwrap();
+    assert_eq!(error.code, "field_too_long", "{error:?}");
+    assert!(
+        error.message.contains("attribute id of <premise>"),
+        "{}",
+        error.message
+    );
+    assert!(error.line.is_some(), "{error:?}");
+    let shown = error.record_id.as_deref().unwrap();
+    assert!(shown.len() < 100 && shown.ends_with('…'), "{shown}");
+    let stored: Vec<String> = db
+        .of_type(ORG, "premise")
+        .await
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stored, vec!["P-1"]);
+
+    let client = format!(
+        "<client id=\"{}\"><name>Иванов</name></client>",
+        "C".repeat(5000)
+    );
+    let report = db.import(&doc("", &client)).await;
+    assert_eq!(error_code(&report).as_deref(), Some("field_too_long"));
+    assert!(db.of_type(ORG, "client").await.is_empty());
+}

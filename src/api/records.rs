@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Code, Position, Problem};
 use crate::model::{Parsed, RawAccount, RawClient, RawPremise, RawPremiseLink, RawRecord};
+use crate::parse::MAX_FIELD_CHARS;
 
 /// Which kind of record a push carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,16 @@ pub fn parse(entity: Entity, value: &Value, file: &Arc<str>, index: u64, line: u
         );
     };
     let id = match text(object, "id") {
+        Ok(Some(id)) if id.trim().chars().count() > MAX_FIELD_CHARS => {
+            let shown: String = id.trim().chars().take(64).collect();
+            position.record_id = Some(format!("{shown}…"));
+            return failed(
+                position,
+                Code::FieldTooLong,
+                format!("the id of record {index} is longer than {MAX_FIELD_CHARS} characters"),
+                Some("id"),
+            );
+        }
         Ok(Some(id)) if !id.trim().is_empty() => id.trim().to_owned(),
         Ok(_) => {
             return failed(

@@ -30,6 +30,9 @@ pub const MAX_FIELD_CHARS: usize = 4096;
 /// `MAX_FIELD_CHARS` characters can be in UTF-8, plus one, so memory stays bounded.
 const MAX_FIELD_BYTES: usize = MAX_FIELD_CHARS * 4 + 1;
 
+/// The characters of an over-long id kept to name its record in messages.
+const ID_SHOWN: usize = 64;
+
 /// The only format version this build reads.
 pub const FORMAT_VERSION: &str = "1";
 
@@ -93,6 +96,8 @@ struct Attrs {
     version: Option<String>,
     unknown: Vec<String>,
     bad_entity: Option<String>,
+    /// An attribute longer than a field may be (its value is kept cut short).
+    too_long: Option<&'static str>,
 }
 
 #[derive(Debug)]
@@ -795,6 +800,15 @@ impl Record {
         if let Some(entity) = &attrs.bad_entity {
             self.fail(Code::UnknownEntity, unknown_entity_message(entity), element);
         }
+        if let Some(name) = attrs.too_long {
+            self.fail(
+                Code::FieldTooLong,
+                format!(
+                    "attribute {name} of <{element}> is longer than {MAX_FIELD_CHARS} characters"
+                ),
+                name,
+            );
+        }
     }
 
     fn finish(self, body: RawRecord) -> Parsed {
@@ -875,6 +889,7 @@ fn start_tag(
     attrs.version = None;
     attrs.unknown.clear();
     attrs.bad_entity = None;
+    attrs.too_long = None;
     // Most tags are fields without attributes; the iterator would still be set up and run
     // once for each of them.
     if e.attributes_raw().bytes().all(is_whitespace) {
@@ -883,11 +898,11 @@ fn start_tag(
     for attr in e.attributes() {
         let attr = attr.map_err(quick_xml::Error::InvalidAttr)?;
         let key = attr.key.as_ref();
-        let slot = match key {
-            "id" => &mut attrs.id,
-            "ref" => &mut attrs.reference,
-            "role" => &mut attrs.role,
-            "version" => &mut attrs.version,
+        let (name, slot) = match key {
+            "id" => ("id", &mut attrs.id),
+            "ref" => ("ref", &mut attrs.reference),
+            "role" => ("role", &mut attrs.role),
+            "version" => ("version", &mut attrs.version),
             k if k == "xmlns" || k.starts_with("xmlns:") || k.starts_with("xsi:") => continue,
             other => {
                 attrs.unknown.push(other.to_owned());
@@ -895,7 +910,18 @@ fn start_tag(
             }
         };
         match attr.normalized_value(quick_xml::XmlVersion::Implicit1_0) {
-            Ok(value) => *slot = Some(value.trim().to_owned()),
+            Ok(value) => {
+                let value = value.trim();
+                if value.len() > MAX_FIELD_CHARS && value.chars().count() > MAX_FIELD_CHARS {
+                    // Kept short: the value names the record in every message about it.
+                    let mut cut: String = value.chars().take(ID_SHOWN).collect();
+                    cut.push('…');
+                    *slot = Some(cut);
+                    attrs.too_long = Some(name);
+                } else {
+                    *slot = Some(value.to_owned());
+                }
+            }
             Err(quick_xml::Error::Escape(EscapeError::UnrecognizedEntity(_, name))) => {
                 attrs.bad_entity.get_or_insert(name);
             }
