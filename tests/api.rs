@@ -612,3 +612,53 @@ async fn a_pushed_id_longer_than_a_field_may_be_is_refused() {
     assert!(answer["error"]["id"].as_str().unwrap().len() < 100);
     assert!(s.db.of_type(ORG, "client").await.is_empty());
 }
+
+/// Every error answer is the documented JSON: an unreadable id or query, an unknown route,
+/// a method a route does not serve.
+#[tokio::test]
+async fn every_error_answer_is_the_documented_json() {
+    let s = server().await;
+    let cases = [
+        (
+            reqwest::Method::GET,
+            "/api/v1/runs/abc",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/runs?limit=abc",
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/nothing-here",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/runs",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let r = s
+            .http
+            .request(method.clone(), format!("{}{path}", s.base))
+            .bearer_auth(&s.uo1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{method} {path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{method} {path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+}

@@ -14,10 +14,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum_extra::extract::WithRejection;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -130,7 +132,39 @@ pub fn routes<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route(run, get(show_run::<S>))
         .route(logins, post(login::<S>))
         .route(whoami, get(who_am_i::<S>))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(no_route)
         .with_state(api)
+}
+
+/// A path no route serves: the documented JSON error under `/api/`, a plain page elsewhere.
+async fn no_route(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no {} here: see /openapi.json", uri.path()),
+        )
+        .into_response();
+    }
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "Страница не найдена. Not found.\n",
+    )
+        .into_response()
+}
+
+/// A route asked with a method it does not serve.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not served at {}: see /openapi.json",
+            uri.path()
+        ),
+    )
 }
 
 /// An error answer: `{"error":{"code","message", …}}` with its status.
@@ -159,6 +193,20 @@ impl ApiError {
             "not_found",
             format!("no {what} here"),
         )
+    }
+}
+
+/// A query string the handler cannot read.
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text())
+    }
+}
+
+/// A path segment the handler cannot read (`/api/v1/runs/abc`): there is no such thing.
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", e.body_text())
     }
 }
 
@@ -495,7 +543,7 @@ struct RunsQuery {
 async fn list_runs<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
-    Query(q): Query<RunsQuery>,
+    WithRejection(Query(q), _): WithRejection<Query<RunsQuery>, ApiError>,
 ) -> Result<Json<RunsAnswer>, ApiError> {
     let org = organization(&api, &headers).await?;
     let runs = api
@@ -517,7 +565,7 @@ async fn list_runs<S: Store>(
 async fn show_run<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    WithRejection(Path(id), _): WithRejection<Path<i64>, ApiError>,
 ) -> Result<Json<RunAnswer>, ApiError> {
     let org = organization(&api, &headers).await?;
     match api.store.run(id, Some(&org)).await? {
