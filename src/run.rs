@@ -69,10 +69,16 @@ pub async fn begin<S: Store>(
             run_id,
             holder,
             since,
+            lease_until,
         } => {
+            let until = chrono::DateTime::from_timestamp(lease_until, 0)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| lease_until.to_string());
             let mut report = RunReport::default();
             report.refuse(format!(
-                "pipeline {:?} is already running (run {holder}, started {since}); this start was refused",
+                "pipeline {:?} is already running (run {holder}, started {since}); this start was refused. \
+                 The run keeps its lease until {until} by renewing it; if its process has died, \
+                 the first start after that takes the pipeline over",
                 pipeline.unwrap_or_default()
             ));
             end(store, run_id, &report).await?;

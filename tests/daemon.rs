@@ -190,6 +190,9 @@ async fn an_overlapping_start_is_refused_and_recorded_even_from_another_store() 
     assert_eq!(elsewhere.report.status, Status::Refused);
     let message = &elsewhere.report.error.as_ref().unwrap().message;
     assert!(message.contains("already running"), "{message}");
+    // It says when the holder's lease ends, and what happens if the holder died.
+    assert!(message.contains("keeps its lease until 20"), "{message}");
+    assert!(message.contains("if its process has died"), "{message}");
 
     held.release.notify_one();
     let first = first.await.unwrap().unwrap();

@@ -204,7 +204,7 @@ impl<B: Backend> Store for B {
             if taken == 0 {
                 let holder = one::<B::DB>(
                     &mut tx,
-                    "SELECT l.run_id, r.started_at FROM run_leases l JOIN runs r ON r.id = l.run_id \
+                    "SELECT l.run_id, r.started_at, l.expires_at FROM run_leases l JOIN runs r ON r.id = l.run_id \
                      WHERE l.org_id = $1 AND l.pipeline = $2",
                     args![org_id, pipeline],
                 )
@@ -213,6 +213,7 @@ impl<B: Backend> Store for B {
                     run_id: id,
                     holder: holder.int(0)?,
                     since: holder.text(1)?,
+                    lease_until: holder.int(2)?,
                 };
                 tx.commit().await?;
                 return Ok(refused);

@@ -435,6 +435,9 @@ pub enum RunStart {
         run_id: i64,
         holder: i64,
         since: String,
+        /// When the holder's lease runs out unless it renews it (Unix seconds): a holder that
+        /// died stops renewing, and the first start after this takes the pipeline over.
+        lease_until: i64,
     },
 }
 
