@@ -383,3 +383,45 @@ fn staff_accounts_are_added_listed_and_removed_with_their_password_never_shown()
     );
     assert!(!stdout(&user(&["list"], None, dir.path())).contains("ivanova"));
 }
+
+/// Six starts of one pipeline at once on a fresh database file (three times over): exactly
+/// one runs, the others are refused with "already running" — none fails creating the file.
+#[test]
+fn simultaneous_starts_on_a_fresh_database_run_once_and_refuse_the_rest() {
+    for trial in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = dir.path().join("p.toml");
+        std::fs::write(
+            &pipeline,
+            format!(
+                "name = \"race\"\norganization = \"uo-1\"\nsource = \"1c\"\nfiles = \"{}\"\n",
+                testdata("demo.xml")
+            ),
+        )
+        .unwrap();
+        let url = format!("sqlite:{}", dir.path().join("fresh.db").display());
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_crm-import"))
+                    .arg("run")
+                    .arg(&pipeline)
+                    .args(["--db", &url])
+                    .current_dir(dir.path())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs: Vec<Output> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let mut codes: Vec<i32> = outputs.iter().map(|o| o.status.code().unwrap()).collect();
+        codes.sort_unstable();
+        assert_eq!(codes, [0, 1, 1, 1, 1, 1], "trial {trial}: {outputs:?}");
+        for refused in outputs.iter().filter(|o| o.status.code() == Some(1)) {
+            assert!(stdout(refused).contains("already running"), "{refused:?}");
+        }
+    }
+}

@@ -75,14 +75,7 @@ impl SqliteStore {
             .pragma("journal_size_limit", "67108864")
             // An export is one long statement by design: not a warning.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-        // Readers: the API and exports, beside an import. A page cache fills only as a
-        // connection reads.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options.clone())
-            .await
-            .map_err(StoreError::Open)?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let pool = migrated(&options).await?;
         // A checkpoint reads WAL frames, not pages through the cache.
         let checkpointer = options
             .clone()
@@ -233,6 +226,47 @@ impl Drop for Group {
             });
         }
     }
+}
+
+/// How many times a start that lost the race to create a fresh file tries again.
+const RACE_RETRIES: u64 = 20;
+
+/// The readers' pool (the API and exports, beside an import; a page cache fills only as a
+/// connection reads) over a migrated database.
+///
+/// Processes started together on a fresh file race to create it: one switches it to WAL
+/// and runs the migrations, and a loser sees "database is locked" where SQLite does not wait
+/// (changing the journal mode), or "table … already exists" when its migration ran after the
+/// winner's committed. Each is a moment's contention, not a fault: the loser tries again,
+/// and then finds the migrations applied.
+async fn migrated(options: &SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
+    let mut attempt = 0;
+    loop {
+        let result = async {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect_with(options.clone())
+                .await
+                .map_err(StoreError::Open)?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Ok::<_, StoreError>(pool)
+        }
+        .await;
+        match result {
+            Err(e) if attempt < RACE_RETRIES && lost_the_race(&e) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The error of a start that lost the race to create or migrate the file.
+fn lost_the_race(e: &StoreError) -> bool {
+    let text = e.to_string();
+    matches!(e, StoreError::Open(_) | StoreError::Migrate(_))
+        && (text.contains("database is locked") || text.contains("already exists"))
 }
 
 /// An eighth of the writer's page cache, at least 1 MiB.
