@@ -687,3 +687,60 @@ async fn a_console_pipeline_runs_on_its_schedule_once_across_daemons() {
     daemons[0].load_stored().await.unwrap();
     assert_eq!(daemons[0].is_stored("console-nightly"), None);
 }
+
+/// Six `crm-import run`s of one pipeline at once on a fresh SQLite file (three times over):
+/// exactly one runs — its source holds the file until the others have ended — and the other
+/// five are refused with "already running"; none fails creating or migrating the file.
+#[tokio::test]
+async fn simultaneous_starts_on_a_fresh_database_run_once_and_refuse_the_rest() {
+    for trial in 0..3 {
+        let held = held_export(clients(1, 20)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = dir.path().join("race.toml");
+        std::fs::write(&pipeline, pipeline_text("race", &held.url, "")).unwrap();
+        let url = format!("sqlite:{}", dir.path().join("fresh.db").display());
+        let mut children: Vec<std::process::Child> = (0..6)
+            .map(|_| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_crm-import"))
+                    .arg("run")
+                    .arg(&pipeline)
+                    .args(["--db", &url])
+                    .env_remove("DATABASE_URL")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // The refused ones end at once; the one that runs waits for the rest of its file.
+        for _ in 0..600 {
+            let mut ended = 0;
+            for child in &mut children {
+                if child.try_wait().unwrap().is_some() {
+                    ended += 1;
+                }
+            }
+            if ended >= 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        held.release.notify_one();
+        // Waited for off the runtime's thread, which serves the held file meanwhile.
+        let outputs: Vec<std::process::Output> = tokio::task::spawn_blocking(move || {
+            children
+                .into_iter()
+                .map(|c| c.wait_with_output().unwrap())
+                .collect()
+        })
+        .await
+        .unwrap();
+        let mut codes: Vec<i32> = outputs.iter().map(|o| o.status.code().unwrap()).collect();
+        codes.sort_unstable();
+        assert_eq!(codes, [0, 1, 1, 1, 1, 1], "trial {trial}: {outputs:?}");
+        for refused in outputs.iter().filter(|o| o.status.code() == Some(1)) {
+            let said = String::from_utf8_lossy(&refused.stdout);
+            assert!(said.contains("already running"), "trial {trial}: {said}");
+        }
+    }
+}
