@@ -136,6 +136,15 @@ async fn a_body_cut_short_keeps_the_records_before_the_cut() {
         matches!(error.code.as_str(), "source_unreadable" | "truncated"),
         "{error:?}"
     );
+    // It says how much arrived before the connection closed.
+    let arrived = clients(1, 300).len() * 2 / 3;
+    assert!(
+        error
+            .message
+            .contains(&format!("the connection closed after {arrived} bytes")),
+        "{}",
+        error.message
+    );
     let kept = db.of_type(ORG, "client").await.len();
     assert!(kept > 100 && kept < 300, "{kept} clients kept");
     assert_eq!(kept as u64, report.records);
