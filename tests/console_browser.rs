@@ -113,24 +113,7 @@ async fn staff_sign_in_run_a_pipeline_now_and_read_its_report_in_a_browser() {
         .for_element(Locator::XPath("//label[text()='Логин']"))
         .await
         .unwrap();
-    b.find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys("ivanova")
-        .await
-        .unwrap();
-    b.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("пароль-для-теста")
-        .await
-        .unwrap();
-    b.find(Locator::XPath("//button[text()='Войти']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill_sign_in(&b, "ivanova").await;
 
     // The pipelines list: ours only, the schedule in words.
     let link = b
@@ -233,27 +216,23 @@ async fn staff_sign_in_run_a_pipeline_now_and_read_its_report_in_a_browser() {
     b.close().await.unwrap();
 }
 
+/// Fills in the sign-in form shown and presses «Войти».
+async fn fill_sign_in(b: &Client, login: &str) {
+    for (id, text) in [("login", login), ("password", "пароль-для-теста")] {
+        b.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+    click(b, "//button[text()='Войти']").await;
+}
+
 /// Signs in through the form.
 async fn sign_in(b: &Client, base: &str, login: &str) {
     b.goto(&format!("{base}/login")).await.unwrap();
-    b.find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys(login)
-        .await
-        .unwrap();
-    b.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("пароль-для-теста")
-        .await
-        .unwrap();
-    b.find(Locator::XPath("//button[text()='Войти']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill_sign_in(b, login).await;
     b.wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::LinkText("Добавить"))
