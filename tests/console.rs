@@ -82,6 +82,16 @@ pub async fn console() -> Console {
     }
 }
 
+/// A form's answer: its status, where it redirects to (if it does) and its page.
+async fn answer(r: reqwest::Response) -> (StatusCode, Option<String>, String) {
+    let status = r.status();
+    let location = r
+        .headers()
+        .get(LOCATION)
+        .map(|l| l.to_str().unwrap().to_owned());
+    (status, location, r.text().await.unwrap())
+}
+
 /// A signed-in browser, as far as HTTP goes: its session cookie and its CSRF token.
 pub struct Session {
     cookie: String,
@@ -144,12 +154,7 @@ impl Console {
             .send()
             .await
             .unwrap();
-        let status = r.status();
-        let location = r
-            .headers()
-            .get(LOCATION)
-            .map(|l| l.to_str().unwrap().to_owned());
-        (status, location, r.text().await.unwrap())
+        answer(r).await
     }
 
     /// Presses «Запустить сейчас» and waits for the run's page to show its end.
@@ -371,12 +376,7 @@ impl Console {
             .send()
             .await
             .unwrap();
-        let status = r.status();
-        let location = r
-            .headers()
-            .get(LOCATION)
-            .map(|l| l.to_str().unwrap().to_owned());
-        (status, location, r.text().await.unwrap())
+        answer(r).await
     }
 }
 

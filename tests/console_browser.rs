@@ -240,6 +240,18 @@ async fn sign_in(b: &Client, base: &str, login: &str) {
         .unwrap();
 }
 
+/// The text of the element `css` selects, once it appears (within `secs` seconds).
+async fn text_of(b: &Client, css: &str, secs: u64) -> String {
+    b.wait()
+        .at_most(Duration::from_secs(secs))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn click(b: &Client, xpath: &str) {
     b.wait()
         .at_most(Duration::from_secs(10))
@@ -282,15 +294,7 @@ async fn the_connection_check_errors_csrf_and_other_organizations_in_a_browser()
         input.send_keys(text).await.unwrap();
     }
     click(&b, "//button[text()='Проверить соединение']").await;
-    let result = b
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(".check-result"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let result = text_of(&b, ".check-result", 20).await;
     assert!(result.contains("найдено /exports/a.xml"), "{result}");
     assert!(!b.source().await.unwrap().contains(FTP_PASSWORD));
 
@@ -299,15 +303,7 @@ async fn the_connection_check_errors_csrf_and_other_organizations_in_a_browser()
         .await
         .unwrap();
     click(&b, "//button[text()='Запустить сейчас']").await;
-    let error = b
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css("section.error"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let error = text_of(&b, "section.error", 30).await;
     assert!(error.contains("invalid_phone.xml"), "{error}");
     assert!(
         error.contains("Строка\n20") || error.contains("Строка 20"),

@@ -185,6 +185,17 @@ async fn signed_in<S: Store>(console: &Console<S>, jar: &CookieJar) -> Result<Se
     }
 }
 
+/// The signed-in session of a form that changes something, its CSRF token checked.
+async fn signed_form<S: Store>(
+    console: &Console<S>,
+    jar: &CookieJar,
+    form: &HashMap<String, String>,
+) -> Result<SessionRow, Page> {
+    let session = signed_in(console, jar).await?;
+    check_csrf(&session, form)?;
+    Ok(session)
+}
+
 /// The form's CSRF token is the session's, or the request is refused (403).
 fn check_csrf(session: &SessionRow, form: &HashMap<String, String>) -> Result<(), Page> {
     let sent = form.get("csrf").map(String::as_bytes).unwrap_or_default();

@@ -13,7 +13,7 @@ use minijinja::value::Serde;
 use super::form::{FieldErrors, PipelineForm};
 use super::runs::stored_report;
 use super::views::{PipelineView, RunView};
-use super::{Console, Notice, Page, Shared, check_csrf, page, session_context, signed_in};
+use super::{Console, Notice, Page, Shared, page, session_context, signed_form, signed_in};
 use crate::daemon::{SaveError, StartError};
 use crate::schedule::Schedule;
 use crate::secret::Secret;
@@ -228,8 +228,7 @@ pub(super) async fn create_pipeline<S: Store + 'static>(
     jar: CookieJar,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Result<Page, Page> {
-    let session = signed_in(&console, &jar).await?;
-    check_csrf(&session, &fields)?;
+    let session = signed_form(&console, &jar, &fields).await?;
     let form = PipelineForm::from_fields(&fields);
     if fields.get("action").map(String::as_str) == Some("check") {
         return Ok(check_connection(&console, session, form, true).await);
@@ -243,8 +242,7 @@ pub(super) async fn update_pipeline<S: Store + 'static>(
     Path(name): Path<String>,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Result<Page, Page> {
-    let session = signed_in(&console, &jar).await?;
-    check_csrf(&session, &fields)?;
+    let session = signed_form(&console, &jar, &fields).await?;
     if !console_pipeline_of(&console, &session, &name) {
         return Err(Page::not_found(session));
     }
@@ -421,8 +419,7 @@ pub(super) async fn delete_pipeline<S: Store + 'static>(
     Path(name): Path<String>,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Result<Page, Page> {
-    let session = signed_in(&console, &jar).await?;
-    check_csrf(&session, &fields)?;
+    let session = signed_form(&console, &jar, &fields).await?;
     let deleted = match &console.api.daemon {
         Some(daemon) if console_pipeline_of(&console, &session, &name) => {
             daemon.delete_pipeline(&session.organization, &name).await?
@@ -442,8 +439,7 @@ pub(super) async fn run_now<S: Store + 'static>(
     Path(name): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Page, Page> {
-    let session = signed_in(&console, &jar).await?;
-    check_csrf(&session, &form)?;
+    let session = signed_form(&console, &jar, &form).await?;
     let daemon = console.api.daemon.as_ref().filter(|d| {
         d.pipeline(&name)
             .is_some_and(|p| p.organization == session.organization)

@@ -12,7 +12,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::auth::{COOKIE, new_secret, password_matches};
-use super::{Page, Shared, check_csrf, page, signed_in};
+use super::{Page, Shared, page, signed_form};
 use crate::api::token_hash;
 use crate::store::Store;
 
@@ -93,8 +93,7 @@ pub(super) async fn logout<S: Store>(
     jar: CookieJar,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<(CookieJar, Page), Page> {
-    let session = signed_in(&console, &jar).await?;
-    check_csrf(&session, &form)?;
+    signed_form(&console, &jar, &form).await?;
     if let Some(cookie) = jar.get(COOKIE) {
         console
             .api
