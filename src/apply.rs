@@ -142,9 +142,7 @@ impl<'a, S: Store> Applier<'a, S> {
         match batch {
             Batch::Records(items) => self.chunk(items, file).await,
             Batch::End(warnings) => {
-                for w in &warnings {
-                    self.report.warn(w);
-                }
+                self.report.warn_all(&warnings);
                 Flow::Continue
             }
             Batch::Fatal(problem) => {
@@ -174,9 +172,7 @@ impl<'a, S: Store> Applier<'a, S> {
         };
         self.count(&applied.outcomes);
         for (item, outcome) in items.iter().zip(&applied.outcomes) {
-            for w in &item.warnings {
-                self.report.warn(w);
-            }
+            self.report.warn_all(&item.warnings);
             if self.collect {
                 self.outcomes.push(Applied {
                     index: item.position.record_index.unwrap_or_default(),
@@ -188,18 +184,14 @@ impl<'a, S: Store> Applier<'a, S> {
         self.observer.records_applied(applied.outcomes.len() as u64);
         if let Some(refusal) = applied.refused {
             let item = &items[refusal.index];
-            for w in &item.warnings {
-                self.report.warn(w);
-            }
+            self.report.warn_all(&item.warnings);
             let mut problem = Problem::new(refusal.code, refusal.message, item.position.clone());
             problem.field = refusal.field;
             self.report.fail(ReportError::from(&problem));
             return Flow::Halt;
         }
         if let Some(item) = items.get(valid.len()) {
-            for w in &item.warnings {
-                self.report.warn(w);
-            }
+            self.report.warn_all(&item.warnings);
             if let Err(problem) = &item.body {
                 self.report.fail(ReportError::from(&**problem));
             }

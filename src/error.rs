@@ -146,6 +146,50 @@ impl Problem {
     }
 }
 
+/// Distinct warnings one record keeps; past this its warnings are only counted.
+const MAX_DISTINCT_WARNINGS: usize = 32;
+
+/// The warnings of one record (or of what lies between two records): each distinct code and
+/// key kept once, with how often it occurred, so a record with a million unknown elements
+/// costs one entry, not a million.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Warnings {
+    distinct: Vec<(Problem, u64)>,
+    /// Occurrences past [`MAX_DISTINCT_WARNINGS`] distinct ones: counted, not kept.
+    more: u64,
+}
+
+impl Warnings {
+    pub fn push(&mut self, warning: Problem) {
+        let same = |(p, _): &&mut (Problem, u64)| p.code == warning.code && p.key == warning.key;
+        if let Some((_, count)) = self.distinct.iter_mut().find(same) {
+            *count += 1;
+        } else if self.distinct.len() < MAX_DISTINCT_WARNINGS {
+            self.distinct.push((warning, 1));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Each distinct warning with how many times it occurred, first met first.
+    pub fn iter(&self) -> impl Iterator<Item = (&Problem, u64)> {
+        self.distinct.iter().map(|(p, n)| (p, *n))
+    }
+
+    /// Occurrences not kept as distinct warnings.
+    pub fn more(&self) -> u64 {
+        self.more
+    }
+
+    pub fn total(&self) -> u64 {
+        self.more + self.distinct.iter().map(|(_, n)| n).sum::<u64>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.distinct.is_empty() && self.more == 0
+    }
+}
+
 impl fmt::Display for Problem {
     /// `orders.xml:240:5: record 17 (C-17), field phone: invalid_phone: …`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

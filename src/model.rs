@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::error::{Position, Problem};
+use crate::error::{Position, Problem, Warnings};
 
 /// A `<premise>` as found in the file: text only, not yet checked.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,7 +67,7 @@ impl RawRecord {
 pub struct Parsed {
     pub position: Position,
     pub body: Result<RawRecord, Box<Problem>>,
-    pub warnings: Vec<Problem>,
+    pub warnings: Warnings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -181,7 +181,7 @@ pub enum Record {
 pub struct Validated {
     pub position: Position,
     pub body: Result<Record, Box<Problem>>,
-    pub warnings: Vec<Problem>,
+    pub warnings: Warnings,
 }
 
 /// What applying one entity did. `Unchanged` wrote nothing.

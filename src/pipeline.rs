@@ -19,7 +19,7 @@ use tokio_util::io::SyncIoBridge;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{Applier, Flow};
-use crate::error::{Code, Position, Problem};
+use crate::error::{Code, Position, Problem, Warnings};
 use crate::model::{Parsed, Validated};
 use crate::observe::{Counted, Observer, Silent};
 use crate::parse::RecordReader;
@@ -187,13 +187,10 @@ pub async fn import_input<S: Store>(
     flow
 }
 
-/// Parses and validates without writing, calling `each` for every problem (errors and
-/// warnings) in document order. Returns the number of records read.
-pub async fn check_input(
-    input: Input,
-    options: Options,
-    mut each: impl FnMut(&Problem, bool),
-) -> u64 {
+/// Parses and validates without writing, calling `each` for every problem in document
+/// order: an error, or a warning with how often it occurred in its record. Returns the number
+/// of records read.
+pub async fn check_input(input: Input, options: Options, mut each: impl FnMut(Found<'_>)) -> u64 {
     let mut validated = spawn_stages(input, options);
     let mut records = 0;
     while let Some(batch) = validated.recv().await {
@@ -201,23 +198,35 @@ pub async fn check_input(
             Batch::Records(items) => {
                 for item in items {
                     records += 1;
-                    for w in &item.warnings {
-                        each(w, false);
-                    }
+                    warned(&item.warnings, &mut each);
                     if let Err(problem) = &item.body {
-                        each(problem, true);
+                        each(Found::Error(problem));
                     }
                 }
             }
-            Batch::End(warnings) => {
-                for w in &warnings {
-                    each(w, false);
-                }
-            }
-            Batch::Fatal(problem) => each(&problem, true),
+            Batch::End(warnings) => warned(&warnings, &mut each),
+            Batch::Fatal(problem) => each(Found::Error(&problem)),
         }
     }
     records
+}
+
+/// A problem `check` found.
+pub enum Found<'a> {
+    Error(&'a Problem),
+    /// A warning and how many times it occurred in one record.
+    Warning(&'a Problem, u64),
+    /// Warnings of a record past the distinct ones it keeps: only their number.
+    MoreWarnings(u64),
+}
+
+fn warned(warnings: &Warnings, each: &mut impl FnMut(Found<'_>)) {
+    for (w, count) in warnings.iter() {
+        each(Found::Warning(w, count));
+    }
+    if warnings.more() > 0 {
+        each(Found::MoreWarnings(warnings.more()));
+    }
 }
 
 /// Starts the parse and validate stages for one input; their output arrives in order.

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::error::{Code, Problem};
+use crate::error::{Code, Problem, Warnings};
 use crate::model::{Outcome, RecordOutcome};
 use crate::store::RunStatus;
 
@@ -245,11 +245,20 @@ impl Default for RunReport {
 }
 
 impl RunReport {
-    pub fn warn(&mut self, w: &Problem) {
-        self.warnings_total += 1;
+    /// Counts one record's warnings into their groups.
+    pub fn warn_all(&mut self, warnings: &Warnings) {
+        for (w, count) in warnings.iter() {
+            self.warn(w, count);
+        }
+        self.warnings_total += warnings.more();
+    }
+
+    /// Counts `count` occurrences of one warning into its group.
+    pub fn warn(&mut self, w: &Problem, count: u64) {
+        self.warnings_total += count;
         let key = (w.code, w.key.clone());
         if let Some(&i) = self.warning_index.get(&key) {
-            self.warnings[i].count += 1;
+            self.warnings[i].count += count;
         } else if self.warnings.len() < MAX_WARNING_GROUPS {
             self.warning_index.insert(key, self.warnings.len());
             self.warnings.push(WarningGroup {
@@ -259,7 +268,7 @@ impl RunReport {
                 line: w.position.line,
                 column: w.position.column,
                 record_id: w.position.record_id.clone(),
-                count: 1,
+                count,
             });
         }
     }

@@ -2,7 +2,7 @@
 //! the priority their threads run at. It sits below every stage, so no stage imports the
 //! `pipeline` that wires them.
 
-use crate::error::Problem;
+use crate::error::{Problem, Warnings};
 
 /// Batches waiting on each edge between stages.
 pub const QUEUE: usize = 2;
@@ -22,7 +22,7 @@ pub const DEFAULT_CHUNK_SIZE: usize = 2500;
 #[derive(Debug)]
 pub enum Batch<T> {
     Records(Vec<T>),
-    End(Vec<Problem>),
+    End(Warnings),
     Fatal(Problem),
 }
 

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use rayon::prelude::*;
 
-use crate::error::{Code, Position, Problem};
+use crate::error::{Code, Position, Problem, Warnings};
 use crate::model::{
     Account, Client, Email, Kind, Parsed, Premise, RawAccount, RawClient, RawPremise, RawRecord,
     Record, Role, Validated,
@@ -67,7 +67,7 @@ pub fn validate(parsed: Parsed) -> Validated {
 
 struct Check<'a> {
     position: &'a Position,
-    warnings: &'a mut Vec<Problem>,
+    warnings: &'a mut Warnings,
 }
 
 impl Check<'_> {
@@ -358,7 +358,7 @@ mod tests {
                         phone: Some(phone),
                         ..RawClient::default()
                     })),
-                    warnings: Vec::new(),
+                    warnings: Warnings::default(),
                 }
             })
             .collect();

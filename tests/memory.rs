@@ -231,3 +231,46 @@ async fn an_ndjson_push_of_a_million_clients_keeps_the_server_memory_bounded() {
         "server peak {peak:.1} MiB for {CLIENTS} pushed clients"
     );
 }
+
+/// A million unknown elements (forty names, inside a hundred premises and between them) are
+/// counted, not kept one by one: `import` and `check` stay under 64 MiB and still report
+/// every one of them.
+#[test]
+fn a_million_warnings_keep_memory_bounded() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("noisy.xml");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    write!(out, "<crm-import version=\"1\"><premises>").unwrap();
+    for p in 0..100 {
+        write!(out, "<premise id=\"P-{p}\"><address>ул. Ленина, {p}</address><number>{p}</number><kind>flat</kind>").unwrap();
+        for i in 0..9_000 {
+            write!(out, "<u{}/>", i % 40).unwrap();
+        }
+        write!(out, "</premise>").unwrap();
+        for i in 0..1_000 {
+            write!(out, "<between{}/>", i % 40).unwrap();
+        }
+    }
+    write!(out, "</premises></crm-import>").unwrap();
+    out.into_inner().unwrap().sync_all().unwrap();
+    let file = path.to_string_lossy().into_owned();
+
+    let summary = crm_import(
+        &["import", &file, "--org", "uo-1", "--source", "1c"],
+        dir.path(),
+    );
+    assert!(summary.contains("import OK: 100 records"), "{summary}");
+    assert!(summary.contains("warnings: 1000000"), "{summary}");
+    let peak = peak_of_import(&summary);
+    assert!(peak <= 64.0, "import peak {peak} MiB");
+
+    let check = crm_import(&["check", &file], dir.path());
+    assert!(
+        check.contains("checked 100 records in 1 file(s): 0 error(s), 1000000 warning(s)"),
+        "{}",
+        check.lines().last().unwrap_or_default()
+    );
+    let peak = peak_of_check(&file, dir.path());
+    assert!(peak <= 64.0, "check peak {peak} MiB");
+}

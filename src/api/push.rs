@@ -23,6 +23,7 @@ use super::records::{self, Entity};
 use super::shapes::{ImportAnswer, PushError, PushOutcome, PushResult};
 use super::{Api, ApiError, organization};
 use crate::apply::{Applied, Applier, Flow};
+use crate::error::Warnings;
 use crate::model::{Parsed, RecordOutcome};
 use crate::observe::Silent;
 use crate::pipeline;
@@ -341,7 +342,7 @@ fn read_lines(
             let _ = out.blocking_send(Batch::Records(chunk));
         }
         let end = match fatal {
-            None => Batch::End(Vec::new()),
+            None => Batch::End(Warnings::default()),
             Some(message) => Batch::Fatal(crate::error::Problem::new(
                 crate::error::Code::SourceUnreadable,
                 message,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::error::{Code, Position, Problem};
+use crate::error::{Code, Position, Problem, Warnings};
 use crate::model::{Parsed, RawAccount, RawClient, RawPremise, RawPremiseLink, RawRecord};
 use crate::parse::MAX_FIELD_CHARS;
 
@@ -67,7 +67,7 @@ pub fn parse(entity: Entity, value: &Value, file: &Arc<str>, index: u64, line: u
         Err(problem) => return failed(position, Code::JsonSyntax, problem, Some("id")),
     };
     position.record_id = Some(id.clone());
-    let mut warnings = Vec::new();
+    let mut warnings = Warnings::default();
     let body = match entity {
         Entity::Clients => client(object, id, &position, &mut warnings).map(RawRecord::Client),
         Entity::Premises => premise(object, id, &position, &mut warnings).map(RawRecord::Premise),
@@ -102,7 +102,7 @@ fn failed(position: Position, code: Code, message: String, field: Option<&str>) 
     Parsed {
         position,
         body: Err(Box::new(problem)),
-        warnings: Vec::new(),
+        warnings: Warnings::default(),
     }
 }
 
@@ -112,7 +112,7 @@ fn client(
     o: Fields,
     id: String,
     at: &Position,
-    warnings: &mut Vec<Problem>,
+    warnings: &mut Warnings,
 ) -> Result<RawClient, Box<Problem>> {
     unknown(
         o,
@@ -161,7 +161,7 @@ fn premise(
     o: Fields,
     id: String,
     at: &Position,
-    warnings: &mut Vec<Problem>,
+    warnings: &mut Warnings,
 ) -> Result<RawPremise, Box<Problem>> {
     unknown(
         o,
@@ -211,7 +211,7 @@ fn premise(
     })
 }
 
-fn unknown(o: Fields, known: &[&str], at: &Position, warnings: &mut Vec<Problem>) {
+fn unknown(o: Fields, known: &[&str], at: &Position, warnings: &mut Warnings) {
     for key in o.keys().filter(|k| !known.contains(&k.as_str())) {
         let mut w = Problem::new(
             Code::UnknownElement,

@@ -11,7 +11,7 @@ use super::output::{Exit, Failure, say, throughput};
 use crate::config;
 use crate::notify::{self, Smtp};
 use crate::observe::ProgressBars;
-use crate::pipeline::{self, Options};
+use crate::pipeline::{self, Found, Options};
 use crate::report::{ReportError, RunReport};
 use crate::run::{Finished, Job, run_import, stop_on_signals};
 use crate::source::{Files, Sources};
@@ -124,15 +124,29 @@ pub async fn check(files: &[String]) -> Result<(), Failure> {
                     continue;
                 }
             };
-            records += pipeline::check_input(input, Options::default(), |problem, is_error| {
+            records += pipeline::check_input(input, Options::default(), |found| {
                 let mut out = stdout.lock();
-                if is_error {
-                    errors += 1;
-                    let _ = writeln!(out, "error: {problem}");
-                } else {
-                    warnings += 1;
-                    let _ = writeln!(out, "warning: {problem}");
-                }
+                let _ = match found {
+                    Found::Error(problem) => {
+                        errors += 1;
+                        writeln!(out, "error: {problem}")
+                    }
+                    Found::Warning(problem, 1) => {
+                        warnings += 1;
+                        writeln!(out, "warning: {problem}")
+                    }
+                    Found::Warning(problem, times) => {
+                        warnings += times;
+                        writeln!(out, "warning: {problem} ({times} times in this record)")
+                    }
+                    Found::MoreWarnings(n) => {
+                        warnings += n;
+                        writeln!(
+                            out,
+                            "warning: {n} more warning(s) of other kinds in this record"
+                        )
+                    }
+                };
             })
             .await;
         }

@@ -21,7 +21,7 @@ use encoding::UnsupportedEncoding;
 pub use encoding::{Detected, Utf8Reader};
 use lines::{Ahead, Blocks, Inline, LineCol, LineCounter};
 
-use crate::error::{Code, Position, Problem};
+use crate::error::{Code, Position, Problem, Warnings};
 use crate::model::{Parsed, RawAccount, RawClient, RawPremise, RawPremiseLink, RawRecord};
 
 /// SPEC §4: any text field holds at most this many characters.
@@ -144,7 +144,7 @@ pub struct RecordReader<B: Blocks> {
     index: u64,
     place: Place,
     /// Warnings met between records (an unknown section); they travel with the next record.
-    pending: Vec<Problem>,
+    pending: Warnings,
     /// The attributes of the last start tag read; reused from tag to tag.
     attrs: Attrs,
 }
@@ -185,13 +185,13 @@ impl<B: Blocks> RecordReader<B> {
             file,
             index: 0,
             place: Place::BeforeRoot,
-            pending: Vec::new(),
+            pending: Warnings::default(),
             attrs: Attrs::default(),
         }
     }
 
     /// Warnings found after the last record (an unknown element at the end of the file).
-    pub fn take_trailing_warnings(&mut self) -> Vec<Problem> {
+    pub fn take_trailing_warnings(&mut self) -> Warnings {
         std::mem::take(&mut self.pending)
     }
 
@@ -760,11 +760,11 @@ fn position_of(file: &Arc<str>, at: LineCol) -> Position {
 struct Record {
     position: Position,
     problem: Option<Problem>,
-    warnings: Vec<Problem>,
+    warnings: Warnings,
 }
 
 impl Record {
-    fn new(position: Position, warnings: Vec<Problem>) -> Self {
+    fn new(position: Position, warnings: Warnings) -> Self {
         Record {
             position,
             problem: None,

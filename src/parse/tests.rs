@@ -123,7 +123,7 @@ fn unknown_elements_and_attributes_are_warnings() {
     let codes: Vec<(Code, &str)> = records[0]
         .warnings
         .iter()
-        .map(|w| (w.code, w.key.as_str()))
+        .map(|(w, _)| (w.code, w.key.as_str()))
         .collect();
     assert_eq!(
         codes,
@@ -144,7 +144,7 @@ fn a_field_tag_is_read_for_attributes_only_when_it_has_some() {
     let keys: Vec<(Code, &str)> = records[0]
         .warnings
         .iter()
-        .map(|w| (w.code, w.key.as_str()))
+        .map(|(w, _)| (w.code, w.key.as_str()))
         .collect();
     assert_eq!(keys, vec![(Code::UnknownAttribute, "lang")]);
     match &records[0].body {
@@ -242,4 +242,21 @@ fn links_of_a_client() {
         (problem.code, problem.field.as_deref()),
         (Code::MissingField, Some("premise.ref"))
     );
+}
+
+#[test]
+fn repeated_warnings_in_a_record_are_kept_once_with_their_count() {
+    let mut xml = String::from("<crm-import version=\"1\"><clients><client id=\"C-1\">");
+    for i in 0..10_000 {
+        xml.push_str(&format!("<x{}/>", i % 100));
+    }
+    xml.push_str("</client></clients></crm-import>");
+    let (records, end) = read_all(xml.as_bytes());
+    end.unwrap();
+    let warnings = &records[0].warnings;
+    assert_eq!(warnings.total(), 10_000);
+    let kept: Vec<(&str, u64)> = warnings.iter().map(|(w, n)| (w.key.as_str(), n)).collect();
+    assert_eq!(kept.len(), 32);
+    assert_eq!(kept[0], ("x0", 100));
+    assert_eq!(warnings.more(), 6_800);
 }
