@@ -70,15 +70,17 @@ pub async fn begin<S: Store>(
             holder,
             since,
             lease_until,
+            process,
         } => {
             let until = chrono::DateTime::from_timestamp(lease_until, 0)
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                 .unwrap_or_else(|| lease_until.to_string());
+            let by = process.map(|p| format!(", {p}")).unwrap_or_default();
             let mut report = RunReport::default();
             report.refuse(format!(
-                "pipeline {:?} is already running (run {holder}, started {since}); this start was refused. \
-                 The run keeps its lease until {until} by renewing it; if its process has died, \
-                 the first start after that takes the pipeline over",
+                "pipeline {:?} is already running (run {holder}, started {since}{by}); this start was refused. \
+                 A crashed run on this host is taken over at the next start; one on another host keeps \
+                 its lease until {until} unless it renews it",
                 pipeline.unwrap_or_default()
             ));
             end(store, run_id, &report).await?;

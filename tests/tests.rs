@@ -8,6 +8,7 @@ mod backends;
 mod cli;
 mod console;
 mod console_browser;
+mod crash;
 mod daemon;
 mod encodings;
 mod ftp_source;

@@ -156,7 +156,7 @@ async fn push_json<S: Store>(
         records: 0,
     });
     let mut outcomes = Vec::new();
-    {
+    let apply = async {
         let mut applier =
             Applier::new(&*api.store, &scope, &mut report, Arc::new(Silent)).collecting();
         let mut index = 0u64;
@@ -179,7 +179,9 @@ async fn push_json<S: Store>(
                 break;
             }
         }
-    }
+        Ok::<(), ApiError>(())
+    };
+    run::holding_lease(&*api.store, run_id, apply).await?;
     run::end(&*api.store, run_id, &report).await?;
     let status = if report.is_ok() {
         StatusCode::OK
@@ -247,7 +249,7 @@ async fn push_ndjson<S: Store + 'static>(
             records: 0,
         });
         let mut client_gone = false;
-        {
+        let apply = async {
             let mut applier =
                 Applier::new(&*store, &scope, &mut report, Arc::new(Silent)).collecting();
             while let Some(batch) = validated.recv().await {
@@ -264,7 +266,8 @@ async fn push_ndjson<S: Store + 'static>(
                     break;
                 }
             }
-        }
+        };
+        run::holding_lease(&*store, run_id, apply).await;
         drop(validated);
         let total = total_rx.await.unwrap_or(report.records);
         if let Err(e) = run::end(&*store, run_id, &report).await {
@@ -437,7 +440,8 @@ pub async fn import_stream<S: Store + 'static>(
         records: 0,
     });
     let options = pipeline::Options::default();
-    pipeline::import_input(&*api.store, &scope, input, options, &mut report).await;
+    let import = pipeline::import_input(&*api.store, &scope, input, options, &mut report);
+    run::holding_lease(&*api.store, run_id, import).await;
     run::end(&*api.store, run_id, &report).await?;
     Ok((run_id, report))
 }

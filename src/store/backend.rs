@@ -11,8 +11,8 @@ use sqlx::Database;
 
 use super::sql::{Columns, Dialect, all, args, begin_write, each, execute, one, optional};
 use super::{
-    Bearer, ChunkApplied, Hold, Lookup, RunFilter, RunRow, RunStart, RunStatus, Scope, SessionRow,
-    Store, StoreError, StoredPipeline, TokenRow, Trigger, UserRow, now,
+    Bearer, ChunkApplied, Hold, Holder, Lookup, RunFilter, RunRow, RunStart, RunStatus, Scope,
+    SessionRow, Store, StoreError, StoredPipeline, TokenRow, Trigger, UserRow, now,
 };
 use crate::export::ExportLine;
 use crate::model::Record;
@@ -176,36 +176,40 @@ impl<B: Backend> Store for B {
     ) -> Result<RunStart, StoreError> {
         let mut writer = self.writer().await?;
         let started = now();
+        let clock = unix_now();
         let mut tx = begin_write::<B::DB>(&mut writer).await?;
+        let lease = self.lease_secs();
+        close_dead_runs::<B::DB>(&mut tx, org_id, (clock, clock - lease), &started).await?;
+        let holder = Holder::this().to_column();
         let id = one::<B::DB>(
             &mut tx,
-            "INSERT INTO runs (org_id, pipeline, trigger, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
-            args![org_id, pipeline, trigger.as_str(), started.as_str()],
+            "INSERT INTO runs (org_id, pipeline, trigger, started_at, holder, heartbeat) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            args![
+                org_id,
+                pipeline,
+                trigger.as_str(),
+                started.as_str(),
+                holder.as_str(),
+                clock
+            ],
         )
         .await?
         .int(0)?;
         if let Some(pipeline) = pipeline {
-            let clock = unix_now();
-            execute::<B::DB>(
-                &mut tx,
-                "UPDATE runs SET status = 'interrupted', finished_at = $1 WHERE status = 'running' AND id IN \
-                 (SELECT run_id FROM run_leases WHERE org_id = $2 AND pipeline = $3 AND expires_at < $4)",
-                args![started.as_str(), org_id, pipeline, clock],
-            )
-            .await?;
             let taken = execute::<B::DB>(
                 &mut tx,
                 "INSERT INTO run_leases (org_id, pipeline, run_id, expires_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (org_id, pipeline) DO UPDATE SET run_id = excluded.run_id, expires_at = excluded.expires_at \
                  WHERE run_leases.expires_at < $5",
-                args![org_id, pipeline, id, clock + self.lease_secs(), clock],
+                args![org_id, pipeline, id, clock + lease, clock],
             )
             .await?;
             if taken == 0 {
                 let holder = one::<B::DB>(
                     &mut tx,
-                    "SELECT l.run_id, r.started_at, l.expires_at FROM run_leases l JOIN runs r ON r.id = l.run_id \
-                     WHERE l.org_id = $1 AND l.pipeline = $2",
+                    "SELECT l.run_id, r.started_at, l.expires_at, r.holder FROM run_leases l \
+                     JOIN runs r ON r.id = l.run_id WHERE l.org_id = $1 AND l.pipeline = $2",
                     args![org_id, pipeline],
                 )
                 .await?;
@@ -214,6 +218,7 @@ impl<B: Backend> Store for B {
                     holder: holder.int(0)?,
                     since: holder.text(1)?,
                     lease_until: holder.int(2)?,
+                    process: holder.opt_text(3)?.as_deref().and_then(Holder::from_column),
                 };
                 tx.commit().await?;
                 return Ok(refused);
@@ -225,12 +230,21 @@ impl<B: Backend> Store for B {
 
     async fn renew_run(&self, run_id: i64) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
+        let clock = unix_now();
+        let mut tx = begin_write::<B::DB>(&mut writer).await?;
         execute::<B::DB>(
-            &mut writer,
-            "UPDATE run_leases SET expires_at = $1 WHERE run_id = $2",
-            args![unix_now() + self.lease_secs(), run_id],
+            &mut tx,
+            "UPDATE runs SET heartbeat = $1 WHERE id = $2",
+            args![clock, run_id],
         )
         .await?;
+        execute::<B::DB>(
+            &mut tx,
+            "UPDATE run_leases SET expires_at = $1 WHERE run_id = $2",
+            args![clock + self.lease_secs(), run_id],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -653,6 +667,79 @@ impl<B: Backend> Store for B {
 
 const USER_COLUMNS: &str = "SELECT u.id, o.code, u.login, u.created_at \
      FROM users u JOIN organizations o ON o.id = u.org_id";
+
+/// Counts a chunk's applied records on its run's row in the chunk's own transaction, so that
+/// the history says what the database holds whatever becomes of the process.
+pub(super) async fn count_applied<DB: Dialect>(
+    tx: &mut DB::Connection,
+    scope: &Scope,
+    applied: &ChunkApplied,
+) -> Result<(), StoreError> {
+    if let Some(run_id) = scope.run_id
+        && !applied.outcomes.is_empty()
+    {
+        let records = i64::try_from(applied.outcomes.len()).unwrap_or(i64::MAX);
+        execute::<DB>(
+            tx,
+            "UPDATE runs SET records = records + $1 WHERE id = $2",
+            args![records, run_id],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Closes the organization's runs that can no longer end on their own, as `interrupted`, and
+/// frees their leases: runs whose process on this host is gone, and runs that have not
+/// renewed since `silent_since` or whose lease ran out before `clock` (a crashed process on
+/// another host). Their committed records are already counted on their rows.
+async fn close_dead_runs<DB: Dialect>(
+    tx: &mut DB::Connection,
+    org_id: i64,
+    (clock, silent_since): (i64, i64),
+    now: &str,
+) -> Result<(), StoreError> {
+    let mut dead = Vec::new();
+    each::<DB>(
+        tx,
+        "SELECT r.id, r.holder, r.heartbeat, l.expires_at FROM runs r \
+         LEFT JOIN run_leases l ON l.run_id = r.id WHERE r.org_id = $1 AND r.status = 'running'",
+        args![org_id],
+        |row| {
+            let gone = row
+                .opt_text(1)?
+                .as_deref()
+                .and_then(Holder::from_column)
+                .is_some_and(|h| h.is_gone());
+            let silent = row.opt_int(2)?.is_none_or(|beat| beat < silent_since);
+            let expired = row.opt_int(3)?.is_some_and(|until| until < clock);
+            if gone || silent || expired {
+                dead.push(row.int(0)?);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    for run_id in dead {
+        tracing::warn!(
+            run_id,
+            "the run's process is gone: the run is closed as interrupted"
+        );
+        execute::<DB>(
+            tx,
+            "UPDATE runs SET status = 'interrupted', finished_at = $1 WHERE id = $2",
+            args![now, run_id],
+        )
+        .await?;
+        execute::<DB>(
+            tx,
+            "DELETE FROM run_leases WHERE run_id = $1",
+            args![run_id],
+        )
+        .await?;
+    }
+    Ok(())
+}
 
 fn user_row(row: &impl Columns) -> Result<UserRow, StoreError> {
     Ok(UserRow {

@@ -3,6 +3,7 @@
 
 mod backend;
 mod exact;
+mod holder;
 mod plan;
 mod postgres;
 mod sql;
@@ -12,6 +13,7 @@ use std::future::Future;
 use std::io::Write;
 
 pub use backend::Backend;
+pub use holder::Holder;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -236,7 +238,8 @@ pub trait Store: Send + Sync {
 
     /// Records the start of a run. A pipeline's run also takes the pipeline's lease (for
     /// [`Settings::lease_secs`]); while another run holds an unexpired lease, the start is recorded
-    /// and refused. A holder whose lease expired crashed: its run becomes `interrupted`.
+    /// and refused. First the organization's runs that cannot end any more (their process on
+    /// this host is gone, or they stopped renewing) become `interrupted` and free their leases.
     fn start_run(
         &self,
         org_id: i64,
@@ -438,6 +441,8 @@ pub enum RunStart {
         /// When the holder's lease runs out unless it renews it (Unix seconds): a holder that
         /// died stops renewing, and the first start after this takes the pipeline over.
         lease_until: i64,
+        /// The process running the holder (unknown for runs recorded before it was kept).
+        process: Option<Holder>,
     },
 }
 

@@ -13,7 +13,7 @@ mod bulk;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
 use sqlx::{ConnectOptions, PgPool, Postgres};
 
-use super::backend::{Backend, Conn};
+use super::backend::{Backend, Conn, count_applied};
 use super::plan;
 use super::sql::Dialect;
 use super::{ChunkApplied, Hold, Scope, Settings, StoreError};
@@ -80,6 +80,7 @@ impl Backend for PgStore {
             .execute(&mut *tx)
             .await?;
         let applied = plan::apply_chunk(&mut *tx, scope, records).await?;
+        count_applied::<Postgres>(&mut tx, scope, &applied).await?;
         tx.commit().await?;
         Ok(applied)
     }

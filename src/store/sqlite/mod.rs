@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Sqlite, SqliteConnection, SqlitePool};
 
-use super::backend::{Backend, Conn};
+use super::backend::{Backend, Conn, count_applied};
 use super::plan;
 use super::sql::Dialect;
 use super::{ChunkApplied, Hold, Scope, Settings, StoreError};
@@ -148,6 +148,7 @@ impl SqliteStore {
         };
         let mut chunk = bulk::Chunk::new(tx);
         let applied = plan::apply_chunk(&mut chunk, scope, records).await?;
+        count_applied::<Sqlite>(tx, scope, &applied).await?;
         group.records += applied.outcomes.len();
         Ok(applied)
     }
@@ -236,8 +237,8 @@ const RACE_RETRIES: u64 = 20;
 ///
 /// Processes started together on a fresh file race to create it: one switches it to WAL
 /// and runs the migrations, and a loser sees "database is locked" where SQLite does not wait
-/// (changing the journal mode), or "table … already exists" when its migration ran after the
-/// winner's committed. Each is a moment's contention, not a fault: the loser tries again,
+/// (changing the journal mode), or "table … already exists" ("duplicate column name" for an
+/// added column) when its migration ran after the winner's committed. Each is a moment's contention, not a fault: the loser tries again,
 /// and then finds the migrations applied.
 async fn migrated(options: &SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
     let mut attempt = 0;
@@ -266,7 +267,13 @@ async fn migrated(options: &SqliteConnectOptions) -> Result<SqlitePool, StoreErr
 fn lost_the_race(e: &StoreError) -> bool {
     let text = e.to_string();
     matches!(e, StoreError::Open(_) | StoreError::Migrate(_))
-        && (text.contains("database is locked") || text.contains("already exists"))
+        && [
+            "database is locked",
+            "already exists",
+            "duplicate column name",
+        ]
+        .iter()
+        .any(|race| text.contains(race))
 }
 
 /// An eighth of the writer's page cache, at least 1 MiB.

@@ -1,0 +1,5 @@
+-- Which process runs a run (host/pid/start) and when it last renewed: a start closes the
+-- organization's runs whose process is gone, or that stopped renewing, as `interrupted`.
+ALTER TABLE runs ADD COLUMN holder TEXT;
+ALTER TABLE runs ADD COLUMN heartbeat BIGINT;
+CREATE INDEX runs_running ON runs (org_id) WHERE status = 'running';
