@@ -3,7 +3,7 @@
 //! stoppable between chunks.
 
 use crate::pipeline::{self, Options};
-use crate::report::RunReport;
+use crate::report::{ReportError, RunReport};
 use crate::source::Files;
 use crate::store::{RunStart, Scope, Store, StoreError, Trigger};
 use tokio_util::sync::CancellationToken;
@@ -25,8 +25,8 @@ pub struct Finished {
     pub report: RunReport,
 }
 
-/// Runs a job and records it. Errors are only the database's own; everything about the
-/// data, the sources or an overlap is in the report.
+/// Runs a job and records it. Errors are only the database's own before the run began;
+/// everything about the data, the sources, an overlap or recording the end is in the report.
 pub async fn run_import<S: Store>(
     store: &S,
     job: &Job<'_>,
@@ -37,8 +37,18 @@ pub async fn run_import<S: Store>(
         Begun::Started(scope) => {
             let run_id = scope.run_id.unwrap_or_default();
             let import = pipeline::import_files(store, &scope, job.files, options);
-            let report = holding_lease(store, run_id, import).await;
-            end(store, run_id, &report).await?;
+            let mut report = holding_lease(store, run_id, import).await;
+            if let Err(e) = end(store, run_id, &report).await {
+                // The counts stay those of the run: its row has them, chunk by chunk, and the
+                // next start closes it.
+                if report.error.is_none() {
+                    report.fail(ReportError::general(
+                        e.code(),
+                        format!("the end of run {run_id} could not be recorded: {e}"),
+                        None,
+                    ));
+                }
+            }
             Ok(Finished { run_id, report })
         }
     }

@@ -10,6 +10,7 @@ mod console;
 mod console_browser;
 mod crash;
 mod daemon;
+mod disk_full;
 mod encodings;
 mod ftp_source;
 mod halt;

@@ -19,7 +19,7 @@ use output::{Exit, Failure};
 use crate::generate;
 use crate::run::Job;
 use crate::source::Files;
-use crate::store::{self, RunFilter, Trigger};
+use crate::store::{self, RunFilter, StoreError, Trigger};
 
 /// Runs the command; its exit code.
 pub async fn run(cli: Cli) -> ExitCode {
@@ -136,5 +136,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
 async fn open_store(db: &Db) -> Result<store::AnyStore, Failure> {
     store::open(&db.url, &db.settings())
         .await
-        .map_err(|e| Failure::config(format!("{e} [{}]", e.code())))
+        .map_err(|e| match e {
+            StoreError::DiskFull(_) => Failure::from(e),
+            _ => Failure::config(format!("{e} [{}]", e.code())),
+        })
 }

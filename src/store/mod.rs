@@ -51,11 +51,17 @@ pub enum StoreError {
     #[error("opening the database failed: {0}")]
     Open(#[source] sqlx::Error),
     #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
-    Sql(#[from] sqlx::Error),
+    Sql(#[source] sqlx::Error),
     #[error("database error: {0}")]
-    Direct(#[from] rusqlite::Error),
+    Direct(#[source] rusqlite::Error),
+    /// Out of space: a failure of the machine, not of the data or the settings.
+    #[error(
+        "the disk holding the database is full ({0}); free space on it (or move the database) \
+         and run again: what was committed before stays, and the rerun applies the rest"
+    )]
+    DiskFull(String),
     #[error("writing the export failed: {0}")]
     Write(#[from] std::io::Error),
     #[error("stored data is inconsistent: {0}")]
@@ -63,9 +69,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Opening the database failed: out of space, or as [`StoreError::Open`].
+    pub fn open(e: sqlx::Error) -> StoreError {
+        if disk_full(&e) {
+            StoreError::DiskFull(e.to_string())
+        } else {
+            StoreError::Open(e)
+        }
+    }
+
     /// A stable code for reports, like the data problems have.
     pub fn code(&self) -> &'static str {
         match self {
+            StoreError::DiskFull(_) => "disk_full",
             StoreError::UnsupportedUrl(_) => "unsupported_database_url",
             StoreError::Open(_) => "database_unavailable",
             StoreError::Migrate(_) => "database_migration",
@@ -73,6 +89,47 @@ impl StoreError {
             StoreError::Write(_) => "write_failed",
             StoreError::Corrupt(_) => "database_inconsistent",
         }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        if disk_full(&e) {
+            StoreError::DiskFull(e.to_string())
+        } else {
+            StoreError::Sql(e)
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> StoreError {
+        use sqlx::migrate::MigrateError::{Execute, ExecuteMigration};
+        match &e {
+            Execute(inner) | ExecuteMigration(inner, _) if disk_full(inner) => {
+                StoreError::DiskFull(e.to_string())
+            }
+            _ => StoreError::Migrate(e),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            StoreError::DiskFull(e.to_string())
+        } else {
+            StoreError::Direct(e)
+        }
+    }
+}
+
+/// SQLite's SQLITE_FULL (13), PostgreSQL's `disk_full` (53100), or the system's ENOSPC.
+fn disk_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("13" | "53100")),
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
     }
 }
 

@@ -31,14 +31,14 @@ impl PgStore {
     pub async fn open(url: &str, settings: &Settings) -> Result<Self, StoreError> {
         // An export is one long statement by design: not a warning.
         let options = PgConnectOptions::from_str(url)
-            .map_err(StoreError::Open)?
+            .map_err(StoreError::open)?
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
-            .map_err(StoreError::Open)?;
+            .map_err(StoreError::open)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(PgStore {
             lease_secs: i64::from(settings.lease_secs),

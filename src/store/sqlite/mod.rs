@@ -55,7 +55,7 @@ impl SqliteStore {
     /// trades are in `docs/architecture.md`, "SQLite settings".
     pub async fn open(url: &str, settings: &Settings) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(StoreError::Open)?
+            .map_err(StoreError::open)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -82,7 +82,7 @@ impl SqliteStore {
             .pragma("cache_size", "-1024")
             .connect()
             .await
-            .map_err(StoreError::Open)?;
+            .map_err(StoreError::open)?;
         // The planner and the exact path check every reference before they write, so
         // SQLite's own foreign-key probes would only re-check them, at a tenth of a fresh
         // import's time; the tests check that no row refers to a missing one after every
@@ -95,7 +95,7 @@ impl SqliteStore {
             )
             .connect()
             .await
-            .map_err(StoreError::Open)?;
+            .map_err(StoreError::open)?;
         Ok(SqliteStore {
             lease_secs: i64::from(settings.lease_secs),
             hold_clients: i64::from(settings.cache_mib) * HOLD_CLIENTS_PER_CACHE_MIB,
@@ -206,11 +206,21 @@ impl Group {
 
     async fn rollback(mut self) {
         if let Some(mut conn) = self.conn.take()
-            && let Err(e) = sqlx::query("ROLLBACK").execute(&mut **conn).await
+            && let Err(e) = roll_back(&mut conn).await
         {
             tracing::warn!("rolling back a chunk's transaction: {e}");
         }
     }
+}
+
+/// Rolls back the writer's transaction, if it still has one: SQLite ends it by itself on
+/// some errors (a full disk).
+async fn roll_back(writer: &mut Writer) -> Result<(), StoreError> {
+    if writer.direct().await?.is_autocommit() {
+        return Ok(());
+    }
+    sqlx::query("ROLLBACK").execute(&mut **writer).await?;
+    Ok(())
 }
 
 impl Drop for Group {
@@ -221,7 +231,7 @@ impl Drop for Group {
         // The writer stays locked until the rollback ran, so nobody begins inside it.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = sqlx::query("ROLLBACK").execute(&mut **conn).await {
+                if let Err(e) = roll_back(&mut conn).await {
                     tracing::warn!("rolling back an abandoned transaction: {e}");
                 }
             });
@@ -248,7 +258,7 @@ async fn migrated(options: &SqliteConnectOptions) -> Result<SqlitePool, StoreErr
                 .max_connections(2)
                 .connect_with(options.clone())
                 .await
-                .map_err(StoreError::Open)?;
+                .map_err(StoreError::open)?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             Ok::<_, StoreError>(pool)
         }
