@@ -614,11 +614,18 @@ async fn a_pushed_id_longer_than_a_field_may_be_is_refused() {
 }
 
 /// Every error answer is the documented JSON: an unreadable id or query, an unknown route,
-/// a method a route does not serve.
+/// a method a route does not serve, an address too long.
 #[tokio::test]
 async fn every_error_answer_is_the_documented_json() {
     let s = server().await;
+    let long = format!("/api/v1/runs?pipeline={}", "x".repeat(20_000));
     let cases = [
+        (
+            reqwest::Method::GET,
+            long.as_str(),
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+        ),
         (
             reqwest::Method::GET,
             "/api/v1/runs/abc",

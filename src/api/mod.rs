@@ -134,7 +134,32 @@ pub fn routes<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route(whoami, get(who_am_i::<S>))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route)
+        .layer(axum::middleware::from_fn(refuse_long_uris))
         .with_state(api)
+}
+
+/// The longest request target answered: no path or query of this API comes near it.
+/// hyper itself answers 414 without a body past 64 KiB, before any route can; below that
+/// the answer is the documented JSON.
+const MAX_URI_BYTES: usize = 8 * 1024;
+
+async fn refuse_long_uris(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let length = request.uri().to_string().len();
+    if length > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "the request's address is {length} bytes long, over the {MAX_URI_BYTES} served: \
+                 send data in the body (POST), not in the query"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// A path no route serves: the documented JSON error under `/api/`, a plain page elsewhere.
