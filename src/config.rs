@@ -88,14 +88,22 @@ pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| fail("(file)", format!("cannot read the file: {e}")))?;
-    let table: Table = toml::from_str(&text).map_err(|e| {
-        fail(
-            "(syntax)",
-            e.message().to_owned() + &span_note(&text, e.span()),
-        )
+    parse_text(&file, &text, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Checks a pipeline file's text; `file` names it in the errors.
+pub fn parse_text(file: &str, text: &str, base: &Path) -> Result<Pipeline, ConfigErrors> {
+    let table: Table = toml::from_str(text).map_err(|e| ConfigErrors {
+        file: file.to_owned(),
+        errors: vec![ConfigError {
+            key: "(syntax)".into(),
+            message: e.message().to_owned() + &span_note(text, e.span()),
+        }],
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    parse(&table, base).map_err(|errors| ConfigErrors { file, errors })
+    parse(&table, base).map_err(|errors| ConfigErrors {
+        file: file.to_owned(),
+        errors,
+    })
 }
 
 fn span_note(text: &str, span: Option<std::ops::Range<usize>>) -> String {
