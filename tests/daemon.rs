@@ -756,3 +756,65 @@ async fn simultaneous_starts_on_a_fresh_database_run_once_and_refuse_the_rest() 
         }
     }
 }
+
+/// On PostgreSQL a run's own session is its sign of life: a holder on another host whose
+/// process died is taken over as soon as the server ends its session, though its lease has
+/// most of a minute left; while the session lives, the holder is respected.
+#[tokio::test]
+async fn postgres_takes_over_a_dead_holder_on_another_host_at_once() {
+    let Some(server) = crate::common::postgres() else {
+        eprintln!("SKIPPED: run sessions are PostgreSQL's (CRM_TEST_POSTGRES, set by .ci/run)");
+        return;
+    };
+    let db = Db::on(Some(server)).await;
+    let scope = db.store.scope(ORG, SRC).await.unwrap();
+    // The holder: a store of its own, as another process would have.
+    let elsewhere = store::open(&db.url, &store::Settings::default())
+        .await
+        .unwrap();
+    let store::RunStart::Started(holder) = elsewhere
+        .start_run(scope.org_id, Some("p"), Trigger::Schedule)
+        .await
+        .unwrap()
+    else {
+        panic!("the first start runs")
+    };
+    db.execute(&format!(
+        "UPDATE runs SET holder = 'another-host/1/1' WHERE id = {holder}"
+    ))
+    .await;
+    let refused = db
+        .store
+        .start_run(scope.org_id, Some("p"), Trigger::Schedule)
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, store::RunStart::Refused { holder: h, .. } if h == holder),
+        "a live holder on another host is respected: {refused:?}"
+    );
+    // Its process dies: every connection it had closes.
+    drop(elsewhere);
+    let mut taken = None;
+    for _ in 0..50 {
+        match db
+            .store
+            .start_run(scope.org_id, Some("p"), Trigger::Schedule)
+            .await
+            .unwrap()
+        {
+            store::RunStart::Started(id) => {
+                taken = Some(id);
+                break;
+            }
+            store::RunStart::Refused { .. } => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(
+        taken.is_some(),
+        "taken over within 5 s, not after the lease"
+    );
+    let (row, _) = db.store.run(holder, None).await.unwrap().unwrap();
+    assert_eq!(row.status, "interrupted");
+}

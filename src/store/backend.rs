@@ -52,6 +52,18 @@ pub trait Backend: Send + Sync {
         &self,
         held: &mut Self::Held,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Keeps a sign of life for a started run that the database withdraws itself when the
+    /// process dies, kept in the run's `session` (PostgreSQL: a session of the run's own).
+    /// None by default: SQLite is on one host, where the process's pid tells.
+    fn attend(&self, _run_id: i64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// The run ended: its sign of life goes.
+    fn dismiss(&self, _run_id: i64) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 impl<B: Backend> Store for B {
@@ -225,6 +237,9 @@ impl<B: Backend> Store for B {
             }
         }
         tx.commit().await?;
+        if let Err(e) = self.attend(id).await {
+            tracing::warn!(run_id = id, error = %e, "the run's session could not be opened: its lease alone shows it alive");
+        }
         Ok(RunStart::Started(id))
     }
 
@@ -259,6 +274,7 @@ impl<B: Backend> Store for B {
         records: u64,
         report_json: &str,
     ) -> Result<(), StoreError> {
+        self.dismiss(run_id).await;
         let mut writer = self.writer().await?;
         let mut tx = begin_write::<B::DB>(&mut writer).await?;
         execute::<B::DB>(
@@ -690,9 +706,9 @@ pub(super) async fn count_applied<DB: Dialect>(
 }
 
 /// Closes the organization's runs that can no longer end on their own, as `interrupted`, and
-/// frees their leases: runs whose process on this host is gone, and runs that have not
-/// renewed since `silent_since` or whose lease ran out before `clock` (a crashed process on
-/// another host). Their committed records are already counted on their rows.
+/// frees their leases: runs whose process on this host is gone or whose own session ended
+/// (PostgreSQL, any host), and runs that have not renewed since `silent_since` or whose lease
+/// ran out before `clock` (a crashed process on another host). Their committed records are already counted on their rows.
 async fn close_dead_runs<DB: Dialect>(
     tx: &mut DB::Connection,
     org_id: i64,
@@ -700,25 +716,25 @@ async fn close_dead_runs<DB: Dialect>(
     now: &str,
 ) -> Result<(), StoreError> {
     let mut dead = Vec::new();
-    each::<DB>(
-        tx,
-        "SELECT r.id, r.holder, r.heartbeat, l.expires_at FROM runs r \
+    let sql = format!(
+        "SELECT r.id, r.holder, r.heartbeat, l.expires_at, {} FROM runs r \
          LEFT JOIN run_leases l ON l.run_id = r.id WHERE r.org_id = $1 AND r.status = 'running'",
-        args![org_id],
-        |row| {
-            let gone = row
-                .opt_text(1)?
-                .as_deref()
-                .and_then(Holder::from_column)
-                .is_some_and(|h| h.is_gone());
-            let silent = row.opt_int(2)?.is_none_or(|beat| beat < silent_since);
-            let expired = row.opt_int(3)?.is_some_and(|until| until < clock);
-            if gone || silent || expired {
-                dead.push(row.int(0)?);
-            }
-            Ok(())
-        },
-    )
+        DB::SESSION_GONE
+    );
+    each::<DB>(tx, sqlx::AssertSqlSafe(sql), args![org_id], |row| {
+        let gone = row
+            .opt_text(1)?
+            .as_deref()
+            .and_then(Holder::from_column)
+            .is_some_and(|h| h.is_gone());
+        let silent = row.opt_int(2)?.is_none_or(|beat| beat < silent_since);
+        let expired = row.opt_int(3)?.is_some_and(|until| until < clock);
+        let session_gone = row.flag(4)?;
+        if gone || silent || expired || session_gone {
+            dead.push(row.int(0)?);
+        }
+        Ok(())
+    })
     .await?;
     for run_id in dead {
         tracing::warn!(

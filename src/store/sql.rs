@@ -30,6 +30,10 @@ pub trait Dialect:
     const CLIENT_LINE: &'static str;
     /// The export's order of clients: by their first external id, byte-wise.
     const CLIENT_ORDER: &'static str;
+    /// True for a row `r` of `runs` whose session (see [`Backend::attend`]) has ended.
+    ///
+    /// [`Backend::attend`]: super::Backend::attend
+    const SESSION_GONE: &'static str;
     /// All clients of an organization (`$1`) as export lines, in export order.
     fn export_clients() -> String;
     /// The rows a statement changed (each driver keeps the count in a type of its own).

@@ -5,6 +5,7 @@
 //! two processes never interleave the matching table of one organization; pipeline leases
 //! are rows, as on SQLite.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 mod bulk;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
-use sqlx::{ConnectOptions, PgPool, Postgres};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
 
 use super::backend::{Backend, Conn, count_applied};
 use super::plan;
@@ -28,6 +29,10 @@ pub struct PgStore {
     /// When the planner's statistics were last looked at; `None` before this store's
     /// first chunk.
     statistics_checked: Arc<Mutex<Option<Instant>>>,
+    options: Arc<PgConnectOptions>,
+    /// Each running run's own session, outside the pool: the server ends it when this
+    /// process dies, which tells any other host at once that the run is dead.
+    sessions: Arc<Mutex<HashMap<i64, PgConnection>>>,
 }
 
 /// The tables an import writes, whose look-ups' plans depend on their statistics.
@@ -54,7 +59,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(StoreError::open)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -62,6 +67,8 @@ impl PgStore {
             lease_secs: i64::from(settings.lease_secs),
             pool,
             statistics_checked: Arc::default(),
+            options: Arc::new(options),
+            sessions: Arc::default(),
         })
     }
 
@@ -118,6 +125,33 @@ impl Backend for PgStore {
         self.lease_secs
     }
 
+    async fn attend(&self, run_id: i64) -> Result<(), StoreError> {
+        let mut session = self.options.connect().await.map_err(StoreError::open)?;
+        sqlx::query(
+            "UPDATE runs SET session = (SELECT pid || '/' || extract(epoch FROM backend_start) \
+             FROM pg_stat_activity WHERE pid = pg_backend_pid()) WHERE id = $1",
+        )
+        .bind(run_id)
+        .execute(&mut session)
+        .await?;
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run_id, session);
+        Ok(())
+    }
+
+    async fn dismiss(&self, run_id: i64) {
+        let session = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&run_id);
+        if let Some(session) = session {
+            let _ = session.close().await;
+        }
+    }
+
     fn new_hold(&self) -> EachChunkCommits {
         EachChunkCommits
     }
@@ -159,6 +193,8 @@ impl Hold for EachChunkCommits {
 
 impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
+    const SESSION_GONE: &'static str = "r.session IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
+         WHERE a.pid || '/' || extract(epoch FROM a.backend_start) = r.session)";
     const BYTEWISE: &'static str = " COLLATE \"C\"";
     const CARD_EXTERNAL_IDS: &'static str = "SELECT COALESCE(json_agg(json_build_object('source', s.code, 'id', x.ext_id)
                                    ORDER BY s.code COLLATE \"C\", x.ext_id COLLATE \"C\"), '[]')::text

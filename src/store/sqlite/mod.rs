@@ -366,6 +366,8 @@ impl Hold for Held {
 
 impl Dialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    // No sessions: the process's host and pid, and the lease, tell.
+    const SESSION_GONE: &'static str = "false";
     // SQLite compares text byte-wise already.
     const BYTEWISE: &'static str = "";
     const CARD_EXTERNAL_IDS: &'static str = "SELECT json_group_array(json_object('source', s.code, 'id', x.ext_id) ORDER BY s.code, x.ext_id)
