@@ -2,6 +2,7 @@
 //! in a file is reported at once with its key, and resolved into a runnable [`Pipeline`].
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::{Table, Value};
 
@@ -52,13 +53,14 @@ fn render(file: &str, errors: &[ConfigError]) -> String {
     s
 }
 
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "name",
     "organization",
     "source",
     "files",
     "ftp",
     "delete_after_read",
+    "settle_secs",
     "chunk_size",
     "schedule",
     "timezone",
@@ -75,6 +77,11 @@ const FTP_KEYS: [&str; 8] = [
     "timeout_secs",
     "ca_file",
 ];
+
+/// How long a pipeline waits between two looks at a file's size: 1C writes a big export over
+/// minutes, and one whose size still changes is left for the next run. A few seconds is far
+/// longer than any pause between two writes of an exporting program.
+const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
 
 /// Reads and checks a pipeline file.
 pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
@@ -152,6 +159,18 @@ pub fn parse_with(
                 format!("must be a whole number from 1 to 1000000, not {other}"),
             );
             DEFAULT_CHUNK_SIZE
+        }
+    };
+    let settle = match table.get("settle_secs") {
+        None => DEFAULT_SETTLE,
+        Some(Value::Integer(n)) if (0..=3600).contains(n) => Duration::from_secs(*n as u64),
+        Some(other) => {
+            add(
+                &mut errors,
+                "settle_secs",
+                format!("must be a whole number of seconds from 0 to 3600, not {other}"),
+            );
+            DEFAULT_SETTLE
         }
     };
     let timezone = match table.get("timezone") {
@@ -245,6 +264,7 @@ pub fn parse_with(
                 addresses,
                 ftp: ftp.map(std::sync::Arc::new),
                 delete_after_read,
+                settle,
             },
             chunk_size,
             schedule,

@@ -51,6 +51,7 @@ pub enum Code {
     InvalidEmail,
     ClientWithoutPhone,
     RoleMissing,
+    FileStillBeingWritten,
 }
 
 impl Code {
@@ -90,6 +91,7 @@ impl Code {
             Code::InvalidEmail => "invalid_email",
             Code::ClientWithoutPhone => "client_without_phone",
             Code::RoleMissing => "role_missing",
+            Code::FileStillBeingWritten => "file_still_being_written",
         }
     }
 }

@@ -61,7 +61,7 @@ pub async fn import_files<S: Store>(
     let mut report = RunReport::default();
     let mut sources = Sources::new(files);
     'run: for address in &files.addresses {
-        let names = match sources.expand(address).await {
+        let mut names = match sources.expand(address).await {
             Ok(names) => names,
             Err(e) => {
                 let shown = sources.shown(address);
@@ -69,6 +69,21 @@ pub async fn import_files<S: Store>(
                 break;
             }
         };
+        let mut unsettled = None;
+        if !files.settle.is_zero() {
+            match still_written(&mut sources, &names, files.settle).await {
+                Ok(Some((at, warning))) => {
+                    names.truncate(at);
+                    unsettled = Some(warning);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let shown = sources.shown(address);
+                    report.fail(source_failed(&e, &shown));
+                    break;
+                }
+            }
+        }
         for name in names {
             if options.stop.is_cancelled() {
                 report.interrupt();
@@ -108,9 +123,51 @@ pub async fn import_files<S: Store>(
                 break 'run;
             }
         }
+        if let Some(warning) = unsettled {
+            // It and every file after it wait for the next run, in their order.
+            report.warn(&warning, 1);
+            break;
+        }
     }
     sources.close().await;
     report
+}
+
+/// Looks at the sizes of `names` twice, `settle` apart: the first file whose size changed
+/// (or that appeared or went meanwhile) is still being written, and with it the warning.
+async fn still_written(
+    sources: &mut Sources,
+    names: &[String],
+    settle: std::time::Duration,
+) -> Result<Option<(usize, Problem)>, SourceError> {
+    let mut first = Vec::with_capacity(names.len());
+    for name in names {
+        first.push(sources.size(name).await?);
+    }
+    tokio::time::sleep(settle).await;
+    for (i, name) in names.iter().enumerate() {
+        let again = sources.size(name).await?;
+        if again != first[i] {
+            let shown = sources.shown(name);
+            let sizes = |s: Option<u64>| s.map_or("unknown".to_owned(), |b| format!("{b} bytes"));
+            let message = format!(
+                "{shown} is still being written ({}, then {} s later {}): it and the files \
+                 after it are left for the next run",
+                sizes(first[i]),
+                settle.as_secs(),
+                sizes(again)
+            );
+            let position = Position {
+                file: Arc::from(shown.as_str()),
+                ..Position::default()
+            };
+            return Ok(Some((
+                i,
+                Problem::new(Code::FileStillBeingWritten, message, position),
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Imports one export into the report; `Flow::Halt` when the run must stop.

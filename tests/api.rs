@@ -66,7 +66,7 @@ fn demo_pipeline() -> tempfile::TempDir {
     std::fs::write(
         dir.path().join("demo.toml"),
         format!(
-            "name = \"uo-1-demo\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = \"{}\"\n",
+            "name = \"uo-1-demo\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = \"{}\"\nsettle_secs = 0\n",
             testdata("demo.xml")
         ),
     )

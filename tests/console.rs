@@ -32,7 +32,7 @@ fn pipeline_file(dir: &std::path::Path, name: &str, org: &str, file: &str) {
     std::fs::write(
         dir.join(format!("{name}.toml")),
         format!(
-            "name = \"{name}\"\norganization = \"{org}\"\nsource = \"{SRC}\"\nfiles = \"{file}\"\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Moscow\"\n"
+            "name = \"{name}\"\norganization = \"{org}\"\nsource = \"{SRC}\"\nfiles = \"{file}\"\nsettle_secs = 0\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Moscow\"\n"
         ),
     )
     .unwrap();

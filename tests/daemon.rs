@@ -48,7 +48,7 @@ fn pipelines(db: &Db, files: &[(&str, &str)]) -> PathBuf {
 
 fn pipeline_text(name: &str, files: &str, extra: &str) -> String {
     format!(
-        "name = \"{name}\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = \"{files}\"\nchunk_size = 10\n{extra}\n"
+        "name = \"{name}\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = \"{files}\"\nchunk_size = 10\nsettle_secs = 0\n{extra}\n"
     )
 }
 

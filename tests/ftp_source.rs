@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use libunftp::ServerBuilder;
@@ -252,8 +253,14 @@ impl Server {
             Some(cert) => format!("tls = true\nca_file = {:?}\n", cert.display().to_string()),
             None => String::new(),
         };
+        // Files here are complete when the run starts: no wait for them to settle.
+        let settle = if extra.contains("settle_secs") {
+            ""
+        } else {
+            "settle_secs = 0\n"
+        };
         let text = format!(
-            "name = \"ftp-test\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = [{}]\nchunk_size = 50\n{extra}\n[ftp]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword_env = \"{PASSWORD_ENV}\"\ntimeout_secs = 5\n{ca}",
+            "name = \"ftp-test\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = [{}]\nchunk_size = 50\n{settle}{extra}\n[ftp]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword_env = \"{PASSWORD_ENV}\"\ntimeout_secs = 5\n{ca}",
             files.join(", "),
             self.port
         );
@@ -446,6 +453,77 @@ async fn a_catalogue_is_imported_in_name_order_and_only_matching_files() {
     let url = |name: &str| format!("ftp://127.0.0.1:{}/exports/{name}", server.port);
     assert_eq!(files, vec![url("2026-11-01.xml"), url("2026-11-02.xml")]);
     assert_eq!(db.client(ORG, SRC, "C-1").await.unwrap()["name"], "Позже");
+}
+
+/// 1C still writes tonight's second file when the pick-up starts: the first file is imported,
+/// the growing one and every file after it stay on the server for the next run, with a
+/// warning, and the run ends ok (delete_after_read deletes only what was imported).
+#[tokio::test]
+async fn a_file_still_being_written_is_left_on_the_server_for_the_next_run() {
+    let server = Server::start(ServerOptions::default()).await;
+    server.put("/exports/a.xml", &clients(1, 10));
+    let growing = clients(100, 400);
+    server.put("/exports/b.xml", &growing[..1000]);
+    server.put("/exports/c.xml", &clients(500, 510));
+    let path = server.data().join("exports/b.xml");
+    let writer = std::thread::spawn(move || {
+        // Appends the rest over three seconds, as an exporting program writes.
+        let rest = growing[1000..].as_bytes().to_vec();
+        for part in rest.chunks(rest.len() / 30 + 1) {
+            std::thread::sleep(Duration::from_millis(100));
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut file, part).unwrap();
+        }
+    });
+    let db = Db::new().await;
+    let ran = run(
+        &db,
+        server.pipeline(
+            &db,
+            &["/exports/*.xml"],
+            "settle_secs = 1\ndelete_after_read = true",
+        ),
+        PASSWORD,
+    )
+    .await;
+    writer.join().unwrap();
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(ran.report["status"], "ok", "{}", ran.report_text);
+    let warning = &ran.report["warnings"][0];
+    assert_eq!(
+        warning["code"], "file_still_being_written",
+        "{}",
+        ran.report_text
+    );
+    let message = warning["message"].as_str().unwrap();
+    assert!(
+        message.contains("/exports/b.xml is still being written (")
+            && message.contains("bytes, then 1 s later"),
+        "{message}"
+    );
+    assert_eq!(ran.report["records"], 10, "a.xml only");
+    assert!(!server.has("/exports/a.xml"), "imported: deleted");
+    assert!(
+        server.has("/exports/b.xml") && server.has("/exports/c.xml"),
+        "kept for the next run"
+    );
+    assert!(db.client(ORG, SRC, "C-100").await.is_none());
+    assert!(db.client(ORG, SRC, "C-500").await.is_none());
+
+    // Once written, the next run imports both.
+    let again = run(
+        &db,
+        server.pipeline(&db, &["/exports/*.xml"], "settle_secs = 1"),
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(again.code, Some(0), "{}", again.report_text);
+    assert_eq!(again.report["warnings_total"], 0, "{}", again.report_text);
+    assert!(db.client(ORG, SRC, "C-400").await.is_some());
+    assert!(db.client(ORG, SRC, "C-510").await.is_some());
 }
 
 #[tokio::test]

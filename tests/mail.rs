@@ -98,7 +98,7 @@ fn pipeline(db: &Db, name: &str, file: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "name = \"{name}\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = \"{file}\"\nnotify = [\"ops@uo-1.example\", \"boss@uo-1.example\"]\nschedule = \"19 22 * * *\"\n"
+            "name = \"{name}\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\nfiles = \"{file}\"\nsettle_secs = 0\nnotify = [\"ops@uo-1.example\", \"boss@uo-1.example\"]\nschedule = \"19 22 * * *\"\n"
         ),
     )
     .unwrap();

@@ -98,3 +98,55 @@ async fn a_local_catalogue_is_imported_in_name_order() {
     );
     assert_eq!(db.client(ORG, SRC, "C-1").await.unwrap()["name"], "Позже");
 }
+
+/// A local file whose size changes between the two looks `settle_secs` apart is not read
+/// this time: a warning, the run ends ok, and the file is left as it is.
+#[tokio::test]
+async fn a_local_file_still_being_written_is_left_for_the_next_run() {
+    use crate::common::*;
+    use crm_import::pipeline::{self, Options};
+    use crm_import::source::Files;
+    use crm_import::store::Store;
+    let db = Db::new().await;
+    let path = db.dir.path().join("growing.xml");
+    let whole = clients(1, 200);
+    std::fs::write(&path, &whole[..500]).unwrap();
+    let appender = {
+        let path = path.clone();
+        let rest = whole[500..].as_bytes().to_vec();
+        std::thread::spawn(move || {
+            for part in rest.chunks(rest.len() / 20 + 1) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                std::io::Write::write_all(&mut file, part).unwrap();
+            }
+        })
+    };
+    let files = Files {
+        settle: std::time::Duration::from_secs(1),
+        ..Files::local(&[path.display().to_string()])
+    };
+    let scope = db.store.scope(ORG, SRC).await.unwrap();
+    let report = pipeline::import_files(&db.store, &scope, &files, Options::default()).await;
+    appender.join().unwrap();
+    assert!(report.is_ok(), "{}", report.summary());
+    assert_eq!(report.records, 0);
+    assert_eq!(report.warnings[0].code.as_str(), "file_still_being_written");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        whole,
+        "the file is left as it is"
+    );
+
+    // Written to the end, it settles and is read.
+    let report = pipeline::import_files(&db.store, &scope, &files, Options::default()).await;
+    assert!(
+        report.is_ok() && report.warnings_total == 0,
+        "{}",
+        report.summary()
+    );
+    assert_eq!(report.records, 200);
+}

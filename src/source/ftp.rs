@@ -192,16 +192,23 @@ impl FtpSession {
         Ok(paths)
     }
 
+    /// The size of `path` by `SIZE`; `None` where the server does not tell.
+    pub async fn size(&mut self, path: &str) -> Result<Option<u64>, SourceError> {
+        match within(self.settings.timeout, self.client.size(path)).await {
+            Ok(Ok(size)) => Ok(Some(size as u64)),
+            Ok(Err(FtpError::UnexpectedResponse(r))) if r.status == Status::FileUnavailable => {
+                Err(SourceError::FtpNoFile {
+                    address: self.settings.url(path),
+                })
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Starts the download of `path`; the bytes flow while the pipeline reads them.
     pub async fn open(&mut self, path: &str) -> Result<(Input, Pending), SourceError> {
         let address = self.settings.url(path);
-        let size = match within(self.settings.timeout, self.client.size(path)).await {
-            Ok(Ok(size)) => Some(size as u64),
-            Ok(Err(FtpError::UnexpectedResponse(r))) if r.status == Status::FileUnavailable => {
-                return Err(SourceError::FtpNoFile { address });
-            }
-            _ => None,
-        };
+        let size = self.size(path).await?;
         let transfer = self
             .data_command(|c| {
                 let path = path.to_owned();

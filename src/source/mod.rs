@@ -39,6 +39,9 @@ pub struct Files {
     pub ftp: Option<Arc<FtpSettings>>,
     /// Delete each FTP file after it was imported without error.
     pub delete_after_read: bool,
+    /// Look at each file's size twice this far apart before reading it; a file whose size
+    /// changed is still being written (zero: read at once).
+    pub settle: std::time::Duration,
 }
 
 impl Files {
@@ -296,6 +299,21 @@ impl Sources {
             listed,
             matching,
         }))
+    }
+
+    /// The size of one file (not a pattern), where its source tells it without reading it:
+    /// a local file, or an FTP file whose server answers `SIZE`.
+    pub async fn size(&mut self, address: &str) -> Result<Option<u64>, SourceError> {
+        if self.on_ftp(address) {
+            return self.session().await?.size(address).await;
+        }
+        if is_http(address) {
+            return Ok(None);
+        }
+        Ok(tokio::fs::metadata(local_path(address))
+            .await
+            .ok()
+            .map(|m| m.len()))
     }
 
     /// Opens one file (not a pattern).
