@@ -468,7 +468,7 @@ async fn a_file_still_being_written_is_left_on_the_server_for_the_next_run() {
     let path = server.data().join("exports/b.xml");
     let writer = std::thread::spawn(move || {
         // Appends the rest over three seconds, as an exporting program writes.
-        let rest = growing[1000..].as_bytes().to_vec();
+        let rest = growing.as_bytes()[1000..].to_vec();
         for part in rest.chunks(rest.len() / 30 + 1) {
             std::thread::sleep(Duration::from_millis(100));
             let mut file = std::fs::OpenOptions::new()

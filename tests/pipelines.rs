@@ -113,7 +113,7 @@ async fn a_local_file_still_being_written_is_left_for_the_next_run() {
     std::fs::write(&path, &whole[..500]).unwrap();
     let appender = {
         let path = path.clone();
-        let rest = whole[500..].as_bytes().to_vec();
+        let rest = whole.as_bytes()[500..].to_vec();
         std::thread::spawn(move || {
             for part in rest.chunks(rest.len() / 20 + 1) {
                 std::thread::sleep(std::time::Duration::from_millis(100));
