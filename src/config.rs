@@ -53,7 +53,7 @@ fn render(file: &str, errors: &[ConfigError]) -> String {
     s
 }
 
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 13] = [
     "name",
     "organization",
     "source",
@@ -61,6 +61,8 @@ const KEYS: [&str; 11] = [
     "ftp",
     "delete_after_read",
     "settle_secs",
+    "min_records",
+    "max_shrink_percent",
     "chunk_size",
     "schedule",
     "timezone",
@@ -173,6 +175,24 @@ pub fn parse_with(
             DEFAULT_SETTLE
         }
     };
+    let mut whole = |key: &str, range: std::ops::RangeInclusive<i64>| match table.get(key) {
+        None => None,
+        Some(Value::Integer(n)) if range.contains(n) => Some(n.unsigned_abs()),
+        Some(other) => {
+            add(
+                &mut errors,
+                key,
+                format!(
+                    "must be a whole number from {} to {}, not {other}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            None
+        }
+    };
+    let min_records = whole("min_records", 1..=i64::MAX);
+    let max_shrink_percent = whole("max_shrink_percent", 1..=100);
     let timezone = match table.get("timezone") {
         None => "UTC".to_owned(),
         Some(Value::String(tz)) if tz.trim().parse::<chrono_tz::Tz>().is_ok() => {
@@ -265,6 +285,8 @@ pub fn parse_with(
                 ftp: ftp.map(std::sync::Arc::new),
                 delete_after_read,
                 settle,
+                min_records,
+                max_shrink_percent,
             },
             chunk_size,
             schedule,

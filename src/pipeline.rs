@@ -94,6 +94,10 @@ pub async fn import_files<S: Store>(
                 file: shown.clone(),
                 records: 0,
             });
+            if let Err(refused) = shrink_guard(store, scope, &mut sources, files, &name).await {
+                report.fail(refused);
+                break 'run;
+            }
             let (input, pending) = match sources.open(&name).await {
                 Ok(opened) => opened.split(),
                 Err(e) => {
@@ -131,6 +135,72 @@ pub async fn import_files<S: Store>(
     }
     sources.close().await;
     report
+}
+
+/// `min_records` and `max_shrink_percent`: a file with fewer records than either allows is
+/// refused before any of it is applied. Counting is a pass of the parser over the file (a
+/// second download for a remote one); a file that does not read cleanly is left to the import,
+/// which reports what is wrong with it.
+async fn shrink_guard<S: Store>(
+    store: &S,
+    scope: &Scope,
+    sources: &mut Sources,
+    files: &Files,
+    name: &str,
+) -> Result<(), ReportError> {
+    if files.min_records.is_none() && files.max_shrink_percent.is_none() {
+        return Ok(());
+    }
+    let shown = sources.shown(name);
+    let unreadable = |e: SourceError| source_failed(&e, &shown);
+    let (input, pending) = sources.open(name).await.map_err(unreadable)?.split();
+    let mut broken = false;
+    let records = check_input(input, Options::default(), |found| {
+        broken |= matches!(found, Found::Error(_));
+    })
+    .await;
+    sources
+        .finish(name, pending, false)
+        .await
+        .map_err(unreadable)?;
+    if broken {
+        return Ok(());
+    }
+    let last = store
+        .last_records(scope.org_id, &shown)
+        .await
+        .map_err(|e| ReportError::general(e.code(), e.to_string(), Some(&shown)))?;
+    let before = last.map_or(String::new(), |n| {
+        format!("; the last successful run read {n} from it")
+    });
+    if let Some(min) = files.min_records
+        && records < min
+    {
+        return Err(ReportError::general(
+            "too_few_records",
+            format!(
+                "{shown} has {records} records, fewer than min_records = {min}{before}: none of it \
+                 was applied. A broken export? If not, import it by hand or lower min_records"
+            ),
+            Some(&shown),
+        ));
+    }
+    if let (Some(percent), Some(last)) = (files.max_shrink_percent, last)
+        && records * 100 <= last * (100 - percent.min(100))
+        && records < last
+    {
+        return Err(ReportError::general(
+            "export_shrunk",
+            format!(
+                "{shown} has {records} records{before}: {}% fewer, at least max_shrink_percent = \
+                 {percent}; none of it was applied. A broken export? If not, import it by hand or \
+                 raise max_shrink_percent",
+                (last - records) * 100 / last
+            ),
+            Some(&shown),
+        ));
+    }
+    Ok(())
 }
 
 /// Looks at the sizes of `names` twice, `settle` apart: the first file whose size changed

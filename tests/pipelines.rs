@@ -150,3 +150,79 @@ async fn a_local_file_still_being_written_is_left_for_the_next_run() {
     );
     assert_eq!(report.records, 200);
 }
+
+/// `min_records` and `max_shrink_percent`: an export with a fraction of last night's records
+/// is a broken export, refused before any of it is applied, with both numbers in the message.
+#[tokio::test]
+async fn a_shrunken_export_is_refused_before_anything_is_applied() {
+    use crate::common::*;
+    use crm_import::pipeline::Options;
+    use crm_import::run::{Job, run_import};
+    use crm_import::source::Files;
+    use crm_import::store::Trigger;
+    let db = Db::new().await;
+    let path = db.dir.path().join("clients.xml");
+    let files = Files {
+        min_records: Some(30),
+        max_shrink_percent: Some(50),
+        ..Files::local(&[path.display().to_string()])
+    };
+    let run = |xml: String| {
+        std::fs::write(&path, xml).unwrap();
+        let (db, files) = (&db, &files);
+        async move {
+            let job = Job {
+                pipeline: Some("nightly"),
+                org: ORG,
+                source: SRC,
+                files,
+                trigger: Trigger::Schedule,
+            };
+            run_import(&db.store, &job, Options::default())
+                .await
+                .unwrap()
+                .report
+        }
+    };
+    let first = run(clients(1, 100)).await;
+    assert!(first.is_ok(), "{}", first.summary());
+
+    // A fifth of last night's file, its first record renamed: nothing of it is applied.
+    let renamed = clients(1, 20).replacen("<name>", "<name>Переименован ", 1);
+    let shrunk = run(renamed.clone()).await;
+    let error = shrunk.error.as_ref().expect("refused");
+    assert_eq!(error.code, "too_few_records", "{}", shrunk.summary());
+    assert!(
+        error
+            .message
+            .contains("has 20 records, fewer than min_records = 30"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error
+            .message
+            .contains("the last successful run read 100 from it"),
+        "{}",
+        error.message
+    );
+    assert_eq!(shrunk.records, 0);
+    let name = db.client(ORG, SRC, "C-1").await.unwrap()["name"].clone();
+    assert!(!name.as_str().unwrap().contains("Переименован"), "{name}");
+
+    // Above min_records but 60 % fewer than last night: refused as shrunk.
+    let shrunk = run(clients(1, 40)).await;
+    let error = shrunk.error.as_ref().expect("refused");
+    assert_eq!(error.code, "export_shrunk", "{}", shrunk.summary());
+    assert!(
+        error
+            .message
+            .contains("has 40 records; the last successful run read 100 from it: 60% fewer"),
+        "{}",
+        error.message
+    );
+
+    // 40 % fewer is within max_shrink_percent = 50.
+    let fewer = run(clients(1, 60)).await;
+    assert!(fewer.is_ok(), "{}", fewer.summary());
+}

@@ -42,6 +42,11 @@ pub struct Files {
     /// Look at each file's size twice this far apart before reading it; a file whose size
     /// changed is still being written (zero: read at once).
     pub settle: std::time::Duration,
+    /// A file with fewer records is refused before any of it is applied.
+    pub min_records: Option<u64>,
+    /// A file with this many percent fewer records than the last successful run read from
+    /// it is refused before any of it is applied.
+    pub max_shrink_percent: Option<u64>,
 }
 
 impl Files {

@@ -299,6 +299,35 @@ impl<B: Backend> Store for B {
         Ok(())
     }
 
+    async fn last_records(&self, org_id: i64, file: &str) -> Result<Option<u64>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Read {
+            file: String,
+            records: u64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Report {
+            #[serde(default)]
+            files: Vec<Read>,
+        }
+        let mut conn = self.reader().await?;
+        let reports = all::<B::DB>(
+            &mut conn,
+            "SELECT report FROM runs WHERE org_id = $1 AND status = 'ok' AND report IS NOT NULL \
+             ORDER BY id DESC LIMIT 100",
+            args![org_id],
+        )
+        .await?;
+        for row in &reports {
+            let report: Report = serde_json::from_str(&row.text(0)?)
+                .map_err(|e| StoreError::Corrupt(format!("a run's report: {e}")))?;
+            if let Some(read) = report.files.into_iter().find(|r| r.file == file) {
+                return Ok(Some(read.records));
+            }
+        }
+        Ok(None)
+    }
+
     async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         execute::<B::DB>(

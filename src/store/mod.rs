@@ -319,6 +319,14 @@ pub trait Store: Send + Sync {
         report_json: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// How many records the organization's last successful run that read `file` (as reports
+    /// name it) read from it; among its 100 latest successful runs.
+    fn last_records(
+        &self,
+        org_id: i64,
+        file: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
     /// Records what became of the run's e-mail report.
     fn note_mail(
         &self,
@@ -669,6 +677,10 @@ impl Store for AnyStore {
 
     async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
         either!(self, s => s.note_mail(run_id, note))
+    }
+
+    async fn last_records(&self, org_id: i64, file: &str) -> Result<Option<u64>, StoreError> {
+        either!(self, s => s.last_records(org_id, file))
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
