@@ -427,6 +427,8 @@ fn settings(name: &str) -> Vec<(&'static str, String)> {
         ("name", name.to_owned()),
         ("source", SRC.to_owned()),
         ("files", testdata("demo.xml")),
+        // The demo file is complete: no wait for it to settle.
+        ("settle_secs", "0".to_owned()),
         ("notify", "ivanova@uo-1.ru".to_owned()),
         ("minute", "0".to_owned()),
         ("hour", "3".to_owned()),
@@ -464,6 +466,9 @@ async fn a_pipeline_made_in_the_form_is_saved_listed_and_run() {
         "Источник",
         "Адрес файла(ов)",
         "Удалять файлы выгрузки после прочтения",
+        "Ждать, пока файл допишется, секунд",
+        "Не меньше записей в файле",
+        "Допустимое сокращение выгрузки, %",
         "Уведомлять на email",
         "Минуты",
         "Часы",
@@ -535,6 +540,40 @@ async fn a_pipeline_made_in_the_form_is_saved_listed_and_run() {
         .await;
     assert_eq!((status, to.as_deref()), (StatusCode::SEE_OTHER, Some("/")));
     assert!(c.db.store.stored_pipelines().await.unwrap().is_empty());
+}
+
+/// The guards against a broken export are set in the form, kept with the pipeline and shown
+/// again; a value out of range is shown at its field.
+#[tokio::test]
+async fn the_guards_against_a_broken_export_are_set_in_the_form() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    let fields = settings("guarded");
+    let (status, _, page) = c
+        .post(
+            &s,
+            "/pipelines/new",
+            &with(&fields, &s.csrf, &[("max_shrink_percent", "150")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"max_shrink_percent-error\""), "{page}");
+    assert!(c.db.store.stored_pipelines().await.unwrap().is_empty());
+
+    let guards = [("min_records", "3"), ("max_shrink_percent", "40")];
+    let (status, location, page) = c
+        .post(&s, "/pipelines/new", &with(&fields, &s.csrf, &guards))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let stored = c.db.store.stored_pipelines().await.unwrap();
+    assert!(
+        stored[0].definition.contains("min_records = 3"),
+        "{}",
+        stored[0].definition
+    );
+    assert!(stored[0].definition.contains("max_shrink_percent = 40"));
+    let (_, page) = c.get(&s, &location.unwrap()).await;
+    assert!(page.contains("value=\"40\""), "{page}");
 }
 
 #[tokio::test]

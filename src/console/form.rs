@@ -18,6 +18,10 @@ pub struct PipelineForm {
     pub source: String,
     pub files: String,
     pub delete_after_read: bool,
+    /// `settle_secs`, `min_records`, `max_shrink_percent` as typed; empty is the default.
+    pub settle_secs: String,
+    pub min_records: String,
+    pub max_shrink_percent: String,
     pub notify: String,
     pub minute: String,
     pub hour: String,
@@ -48,6 +52,7 @@ impl PipelineForm {
             month: "*".into(),
             weekday: "*".into(),
             timezone: "Europe/Moscow".into(),
+            settle_secs: "5".into(),
             ftp_port: "21".into(),
             ftp_passive: true,
             ..PipelineForm::default()
@@ -67,6 +72,9 @@ impl PipelineForm {
             source: text("source"),
             files: text("files"),
             delete_after_read: fields.contains_key("delete_after_read"),
+            settle_secs: text("settle_secs"),
+            min_records: text("min_records"),
+            max_shrink_percent: text("max_shrink_percent"),
             notify: text("notify"),
             minute: text("minute"),
             hour: text("hour"),
@@ -97,6 +105,17 @@ impl PipelineForm {
             source: p.source.clone(),
             files: p.files.addresses.join(", "),
             delete_after_read: p.files.delete_after_read,
+            settle_secs: p.files.settle.as_secs().to_string(),
+            min_records: p
+                .files
+                .min_records
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            max_shrink_percent: p
+                .files
+                .max_shrink_percent
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
             notify: p.notify.join(", "),
             minute: field(0),
             hour: field(1),
@@ -154,6 +173,19 @@ impl PipelineForm {
         table.insert("files".into(), list(&self.files));
         if self.delete_after_read {
             table.insert("delete_after_read".into(), Value::Boolean(true));
+        }
+        for (key, typed) in [
+            ("settle_secs", &self.settle_secs),
+            ("min_records", &self.min_records),
+            ("max_shrink_percent", &self.max_shrink_percent),
+        ] {
+            // Not a number: kept as typed, for the pipeline check's message at its field.
+            let value = typed
+                .parse()
+                .map_or_else(|_| Value::String(typed.clone()), Value::Integer);
+            if !typed.is_empty() {
+                table.insert(key.into(), value);
+            }
         }
         if !self.notify.is_empty() {
             table.insert("notify".into(), list(&self.notify));
@@ -249,6 +281,9 @@ fn at_field(e: &ConfigError) -> (&'static str, String) {
         "source" => "source",
         "files" => "files",
         "delete_after_read" => "delete_after_read",
+        "settle_secs" => "settle_secs",
+        "min_records" => "min_records",
+        "max_shrink_percent" => "max_shrink_percent",
         "notify" => "notify",
         "schedule" => "schedule",
         "timezone" => "timezone",
