@@ -203,6 +203,7 @@ async fn a_signed_in_user_runs_a_pipeline_now_and_reads_its_report() {
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Задан файлом"), "{page}");
     assert!(page.contains("Запустить сейчас"));
+    assert!(page.contains("не ждать, пока файл допишется"), "{page}");
 
     let (location, run) = c.run_now(&s, "uo-1-demo").await;
     assert!(run.contains(">OK<"), "{run}");

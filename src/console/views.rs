@@ -130,6 +130,8 @@ pub struct PipelineView {
     pub source: String,
     pub addresses: String,
     pub delete_after_read: bool,
+    /// The guards, in words: the settle wait, and the least and the shrink allowed.
+    pub guards: String,
     pub notify: String,
     pub schedule: String,
     pub timezone: Option<String>,
@@ -160,6 +162,7 @@ impl PipelineView {
             source: p.source.clone(),
             addresses: p.files.addresses.join(", "),
             delete_after_read: p.files.delete_after_read,
+            guards: guards(&p.files),
             notify: p.notify.join(", "),
             schedule: schedule.as_ref().map_or_else(
                 || "не задано (только «Запустить сейчас»)".to_owned(),
@@ -175,6 +178,21 @@ impl PipelineView {
             upcoming,
         }
     }
+}
+
+/// «ждать 5 с; не меньше 1000 записей; сокращение не больше 50 %».
+fn guards(files: &crate::source::Files) -> String {
+    let mut words = vec![match files.settle.as_secs() {
+        0 => "не ждать, пока файл допишется".to_owned(),
+        n => format!("ждать, пока файл допишется, {n} с"),
+    }];
+    if let Some(n) = files.min_records {
+        words.push(format!("не меньше {n} записей в файле"));
+    }
+    if let Some(n) = files.max_shrink_percent {
+        words.push(format!("сокращение выгрузки не больше {n} %"));
+    }
+    words.join("; ")
 }
 
 #[cfg(test)]
