@@ -8,6 +8,7 @@ use crate::error::Problem;
 use crate::model::{Record, RecordOutcome, Validated};
 use crate::observe::Observer;
 use crate::report::{ReportError, RunReport};
+use crate::results::{self, Line};
 use crate::stage::Batch;
 use crate::store::{Hold, Scope, Store, StoreError};
 
@@ -31,6 +32,9 @@ pub struct Applier<'a, S: Store> {
     held: S::Held,
     /// Outcomes in `held`'s open transaction, counted in the report once it commits.
     pending: Vec<RecordOutcome>,
+    /// Where each record's result goes, if anywhere; its lines wait with `pending`.
+    results: Option<results::Shared>,
+    lines: Vec<Line>,
 }
 
 /// One applied record: its number in the input, its id and what happened.
@@ -58,7 +62,15 @@ impl<'a, S: Store> Applier<'a, S> {
             group: false,
             held: store.hold(),
             pending: Vec::new(),
+            results: None,
+            lines: Vec::new(),
         }
+    }
+
+    /// Writes a line per record to `results` as its chunk commits.
+    pub fn writing(mut self, results: Option<results::Shared>) -> Self {
+        self.results = results;
+        self
     }
 
     /// Lets one commit cover several chunks; the caller commits with [`Applier::commit`]
@@ -104,7 +116,8 @@ impl<'a, S: Store> Applier<'a, S> {
         }
     }
 
-    /// Counts outcomes as applied, or keeps them until the open transaction commits.
+    /// Counts outcomes as applied, or keeps them until the open transaction commits; the
+    /// results' lines likewise.
     fn count(&mut self, outcomes: &[RecordOutcome]) {
         if self.held.open() {
             self.pending.extend_from_slice(outcomes);
@@ -113,10 +126,62 @@ impl<'a, S: Store> Applier<'a, S> {
         for outcome in self.pending.drain(..).chain(outcomes.iter().cloned()) {
             self.report.applied(&outcome);
         }
+        if let Some(results) = &self.results
+            && !self.lines.is_empty()
+        {
+            let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
+            for line in self.lines.drain(..) {
+                results.write(&line);
+            }
+        }
+    }
+
+    /// A result line for `item`, to be written once what is open commits.
+    fn result(&mut self, item: &Validated, file: &str, outcome: Result<&RecordOutcome, &Problem>) {
+        if self.results.is_none() {
+            return;
+        }
+        let (kind, outcome, error) = match outcome {
+            Ok(RecordOutcome::Premise { premise, .. }) => ("premise", premise.as_str(), None),
+            Ok(RecordOutcome::Client(o)) => ("client", o.as_str(), None),
+            Err(problem) => (item.position.kind, "error", Some(problem)),
+        };
+        self.lines.push(Line {
+            file: file.to_owned(),
+            index: item.position.record_index,
+            line: Some(item.position.line),
+            kind,
+            id: item.position.record_id.clone().unwrap_or_default(),
+            outcome,
+            code: error.map(|p| p.code.as_str().to_owned()),
+            message: error.map(|p| p.message.clone()),
+            count: None,
+        });
+    }
+
+    /// Records of a halted chunk after the one that halted it.
+    fn skipped(&self, records: usize) {
+        if let Some(results) = &self.results {
+            results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .not_processed(records as u64);
+        }
     }
 
     /// The store failed: what its open transaction held is gone.
     fn lost(&mut self, e: &StoreError, file: &str) {
+        if let Some(results) = &self.results {
+            let rolled_back = self
+                .lines
+                .drain(..)
+                .filter(|l| l.outcome != "error")
+                .count();
+            results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .not_processed(rolled_back as u64);
+        }
         let mut message = e.to_string();
         if !self.pending.is_empty() {
             message.push_str(&format!(
@@ -170,6 +235,9 @@ impl<'a, S: Store> Applier<'a, S> {
                 }
             }
         };
+        for (item, outcome) in items.iter().zip(&applied.outcomes) {
+            self.result(item, file, Ok(outcome));
+        }
         self.count(&applied.outcomes);
         for (item, outcome) in items.iter().zip(&applied.outcomes) {
             self.report.warn_all(&item.warnings);
@@ -187,14 +255,18 @@ impl<'a, S: Store> Applier<'a, S> {
             self.report.warn_all(&item.warnings);
             let mut problem = Problem::new(refusal.code, refusal.message, item.position.clone());
             problem.field = refusal.field;
+            self.result(item, file, Err(&problem));
+            self.skipped(items.len() - refusal.index - 1);
             self.report.fail(ReportError::from(&problem));
             return Flow::Halt;
         }
         if let Some(item) = items.get(valid.len()) {
             self.report.warn_all(&item.warnings);
             if let Err(problem) = &item.body {
+                self.result(item, file, Err(problem));
                 self.report.fail(ReportError::from(&**problem));
             }
+            self.skipped(items.len() - valid.len() - 1);
             return Flow::Halt;
         }
         Flow::Continue

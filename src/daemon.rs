@@ -424,6 +424,7 @@ impl<S: Store + 'static> Daemon<S> {
             chunk_size: pipeline.chunk_size,
             observer: progress,
             stop: self.stop.child_token(),
+            ..Options::default()
         };
         let import = pipeline::import_files(&*self.store, &scope, &pipeline.files, options);
         let report = run::holding_lease(&*self.store, run_id, import).await;

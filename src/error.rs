@@ -112,6 +112,8 @@ pub struct Position {
     pub column: u64,
     pub record_index: Option<u64>,
     pub record_id: Option<String>,
+    /// What the record is, `premise` or `client`; empty outside a record.
+    pub kind: &'static str,
 }
 
 /// One error or warning about the data.

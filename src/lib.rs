@@ -30,6 +30,7 @@ pub mod parse;
 pub mod phone;
 pub mod pipeline;
 pub mod report;
+pub mod results;
 pub mod run;
 pub mod schedule;
 pub mod secret;

@@ -24,6 +24,7 @@ use crate::model::{Parsed, Validated};
 use crate::observe::{Counted, Observer, Silent};
 use crate::parse::RecordReader;
 use crate::report::{FileReport, ReportError, RunReport};
+use crate::results;
 use crate::source::{Body, Files, Input, SourceError, Sources};
 use crate::stage::{BATCH, Batch, DEFAULT_CHUNK_SIZE, INPUT_PAUSE, QUEUE, background_priority};
 use crate::store::{Scope, Store};
@@ -37,6 +38,8 @@ pub struct Options {
     /// Cancelled to stop the run cleanly: the chunk being applied commits, nothing after it
     /// is applied, and the run ends `interrupted`.
     pub stop: CancellationToken,
+    /// A line per record goes here as chunks commit (`--results`).
+    pub results: Option<results::Shared>,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
             chunk_size: DEFAULT_CHUNK_SIZE,
             observer: Arc::new(Silent),
             stop: CancellationToken::new(),
+            results: None,
         }
     }
 }
@@ -252,8 +256,11 @@ pub async fn import_input<S: Store>(
     let observer = options.observer.clone();
     let stop = options.stop.clone();
     let chunk_size = options.chunk_size.max(1);
+    let results = options.results.clone();
     let mut validated = spawn_stages(input, options);
-    let mut applier = Applier::new(store, scope, report, observer).grouping();
+    let mut applier = Applier::new(store, scope, report, observer)
+        .grouping()
+        .writing(results.clone());
     let mut flow = Flow::Continue;
     // Batches gathered into the next chunk; an invalid record ends a chunk early, since the
     // run halts after it.
@@ -306,11 +313,29 @@ pub async fn import_input<S: Store>(
             break;
         }
     }
-    // Dropping the receiver stops the stages upstream at their next send.
-    drop(validated);
+    let stopped = stop.is_cancelled();
     if applier.commit(&file).await == Flow::Halt {
         flow = Flow::Halt;
     }
+    drop(applier);
+    if let Some(results) = results
+        && flow == Flow::Halt
+        && !stopped
+    {
+        // The results count what the halt left: the rest of the file is read, not applied.
+        let mut rest = chunk.len() as u64;
+        while let Some(batch) = validated.recv().await {
+            if let Batch::Records(items) = batch {
+                rest += items.len() as u64;
+            }
+        }
+        results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .not_processed(rest);
+    }
+    // Dropping the receiver stops the stages upstream at their next send.
+    drop(validated);
     flow
 }
 

@@ -383,3 +383,99 @@ fn staff_accounts_are_added_listed_and_removed_with_their_password_never_shown()
     );
     assert!(!stdout(&user(&["list"], None, dir.path())).contains("ivanova"));
 }
+
+/// `--results`: a line per record as it was committed — in CSV for Excel (BOM, `;`) or
+/// NDJSON — the failing record with its code and message, and a closing line counting what
+/// the halt left unprocessed.
+#[test]
+fn results_say_what_became_of_each_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export.xml");
+    let clients: String = (1..=6)
+        .map(|i| {
+            let phone = if i == 4 {
+                "звоните вечером".to_owned()
+            } else {
+                format!("+7916000000{i}")
+            };
+            client(&format!("C-{i}"), &format!("Клиент {i}"), Some(&phone), "")
+        })
+        .collect();
+    std::fs::write(
+        &path,
+        doc(&premise("P-1", &[("A-1", "1100000001")]), &clients),
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    let import = |results: &str| {
+        crm_import(
+            &[
+                "import",
+                file,
+                "--org",
+                "uo-1",
+                "--source",
+                "1c",
+                "--results",
+                results,
+            ],
+            dir.path(),
+        )
+    };
+    let out = import("results.csv");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let csv = std::fs::read(dir.path().join("results.csv")).unwrap();
+    assert!(csv.starts_with("\u{feff}".as_bytes()), "a BOM for Excel");
+    let csv = String::from_utf8(csv).unwrap();
+    let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(
+        lines[0],
+        "file;index;line;kind;id;outcome;code;message;count"
+    );
+    assert!(
+        lines[1].ends_with(";1;4;premise;P-1;created;;;"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains(";2;") && lines[2].ends_with(";client;C-1;created;;;"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[5].contains(";client;C-4;error;invalid_phone;"),
+        "{}",
+        lines[5]
+    );
+    assert_eq!(lines.len(), 7, "{csv}");
+    assert!(
+        lines[6].starts_with(";;;;;not_processed;;the run halted at C-4 [invalid_phone]")
+            && lines[6].ends_with(";2"),
+        "C-5 and C-6 were read, not applied: {}",
+        lines[6]
+    );
+
+    // Again, as NDJSON: what was created comes back unchanged.
+    let out = import("results.ndjson");
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(dir.path().join("results.ndjson")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["outcome"], "unchanged");
+    assert_eq!(lines[0]["kind"], "premise");
+    assert_eq!(lines[3]["outcome"], "unchanged");
+    assert_eq!(lines[4]["code"], "invalid_phone");
+    assert_eq!(lines[4]["kind"], "client");
+    assert_eq!(lines[5]["outcome"], "not_processed");
+    assert_eq!(lines[5]["count"], 2);
+
+    let out = import("results.txt");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown extension is a usage error"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(".csv or a .ndjson"));
+}

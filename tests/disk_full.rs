@@ -134,7 +134,8 @@ fn a_disk_filling_up_mid_import_keeps_true_counts_and_a_rerun_completes() {
         read(dir.path(), "after-rerun.ndjson").as_bytes() == clean.as_slice(),
         "the rerun's export differs from a clean import's"
     );
-    // The history: the first run closed as interrupted with the records it committed.
+    // The history: the first run closed with the records it committed — `error` when its end
+    // could still be written (its rollback freed the space), else `interrupted` by the rerun.
     let runs = read(dir.path(), "runs.txt");
     let first_run: Vec<&str> = runs
         .lines()
@@ -142,6 +143,6 @@ fn a_disk_filling_up_mid_import_keeps_true_counts_and_a_rerun_completes() {
         .unwrap_or_else(|| panic!("{runs}"))
         .split('\t')
         .collect();
-    assert_eq!(first_run[5], "interrupted", "{runs}");
+    assert!(matches!(first_run[5], "error" | "interrupted"), "{runs}");
     assert_eq!(first_run[6], applied.to_string(), "{runs}");
 }

@@ -353,8 +353,7 @@ fn read_lines(
                     file: file.clone(),
                     line,
                     column: 0,
-                    record_index: None,
-                    record_id: None,
+                    ..crate::error::Position::default()
                 },
             )),
         };

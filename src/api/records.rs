@@ -35,6 +35,10 @@ pub fn parse(entity: Entity, value: &Value, file: &Arc<str>, index: u64, line: u
         column: if line > 0 { 1 } else { 0 },
         record_index: Some(index),
         record_id: None,
+        kind: match entity {
+            Entity::Clients => "client",
+            Entity::Premises => "premise",
+        },
     };
     let Some(object) = value.as_object() else {
         return failed(
@@ -86,7 +90,7 @@ pub fn unreadable(file: &Arc<str>, index: u64, line: u64, error: &serde_json::Er
         line,
         column: error.column() as u64,
         record_index: Some(index),
-        record_id: None,
+        ..Position::default()
     };
     failed(
         position,

@@ -19,6 +19,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What a run writes beside its summary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Outputs {
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report_json: Option<PathBuf>,
+    /// Write a line per record here: a .csv (for Excel: UTF-8 with BOM, `;`) or a .ndjson file.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Import XML exports (paths, file: URLs, http(s) links, `folder/*.xml`) in the order given; stops at the first error.
@@ -33,9 +44,8 @@ pub enum Command {
         source: String,
         #[command(flatten)]
         db: Db,
-        /// Write the JSON report here.
-        #[arg(long)]
-        report_json: Option<PathBuf>,
+        #[command(flatten)]
+        outputs: Outputs,
         /// Records planned and written together (SQLite may commit several chunks at once).
         #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_parser = parse_chunk_size)]
         chunk_size: usize,
@@ -47,9 +57,8 @@ pub enum Command {
         pipeline: PathBuf,
         #[command(flatten)]
         db: Db,
-        /// Write the JSON report here.
-        #[arg(long)]
-        report_json: Option<PathBuf>,
+        #[command(flatten)]
+        outputs: Outputs,
         /// Mail the report to the pipeline's `notify` list, as a scheduled run does.
         #[arg(long)]
         notify: bool,

@@ -1,11 +1,11 @@
 //! `import`, `run` and `check`: the commands that read exports.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::args::Db;
+use super::args::{Db, Outputs};
 use super::open_store;
 use super::output::{Exit, Failure, say, throughput};
 use crate::config;
@@ -13,6 +13,7 @@ use crate::notify::{self, Smtp};
 use crate::observe::ProgressBars;
 use crate::pipeline::{self, Found, Options};
 use crate::report::{ReportError, RunReport};
+use crate::results::{self, Results};
 use crate::run::{Finished, Job, run_import, stop_on_signals};
 use crate::source::{Files, Sources};
 use crate::store::{Store, Trigger};
@@ -21,15 +22,16 @@ use crate::store::{Store, Trigger};
 pub async fn import_files(
     job: &Job<'_>,
     db: &Db,
-    report_json: Option<PathBuf>,
+    outputs: Outputs,
     chunk_size: usize,
 ) -> Result<(), Failure> {
     let options = Options {
         chunk_size,
         observer: Arc::new(ProgressBars::new()),
         stop: stop_on_signals(),
+        results: None,
     };
-    import(job, db, report_json, options, None).await
+    import(job, db, outputs, options, None).await
 }
 
 /// Runs a job, prints its summary, mails and writes its report; the exit code follows the
@@ -37,11 +39,18 @@ pub async fn import_files(
 async fn import(
     job: &Job<'_>,
     db: &Db,
-    report_json: Option<PathBuf>,
-    options: Options,
+    outputs: Outputs,
+    mut options: Options,
     notify: Option<(Smtp, &[String])>,
 ) -> Result<(), Failure> {
     let store = open_store(db).await?;
+    let results: Option<results::Shared> = match &outputs.results {
+        Some(path) => Some(Arc::new(Mutex::new(
+            Results::create(path).map_err(|e| Failure::config(e.to_string()))?,
+        ))),
+        None => None,
+    };
+    options.results = results.clone();
     let started = Instant::now();
     let (run_id, report) = match run_import(&store, job, options).await {
         Ok(Finished { run_id, report }) => (Some(run_id), report),
@@ -58,7 +67,30 @@ async fn import(
         let note = notify::mail_run(&store, &smtp, to, name, run_id, &report).await;
         say(&format!("  mail: {note}\n"));
     }
-    if let Some(path) = report_json {
+    if let Some(results) = results {
+        let why = match &report.error {
+            None => "none: the run ended without an error".to_owned(),
+            Some(e) if e.code == "interrupted" => {
+                "the run was stopped: what came after it was not read".to_owned()
+            }
+            Some(e) => format!(
+                "the run halted at {} [{}]: the rest of that file was read, not applied, and files after it were not read",
+                e.record_id
+                    .as_deref()
+                    .or(e.file.as_deref())
+                    .unwrap_or("its error"),
+                e.code
+            ),
+        };
+        let closed = results.lock().unwrap_or_else(|e| e.into_inner()).close(why);
+        if let (Err(e), Some(path)) = (closed, &outputs.results) {
+            return Err(Failure::import(format!(
+                "cannot write the results to {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    if let Some(path) = outputs.report_json {
         std::fs::write(&path, report.to_json()).map_err(|e| {
             Failure::import(format!(
                 "cannot write the report to {}: {e}",
@@ -77,7 +109,7 @@ async fn import(
 pub async fn run_pipeline(
     path: &Path,
     db: &Db,
-    report_json: Option<PathBuf>,
+    outputs: Outputs,
     smtp: Option<Smtp>,
 ) -> Result<(), Failure> {
     let pipeline = config::load(path).map_err(|errors| Failure::config(errors.to_string()))?;
@@ -92,9 +124,10 @@ pub async fn run_pipeline(
         chunk_size: pipeline.chunk_size,
         observer: Arc::new(ProgressBars::new()),
         stop: stop_on_signals(),
+        results: None,
     };
     let notify = smtp.map(|smtp| (smtp, pipeline.notify.as_slice()));
-    import(&job, db, report_json, options, notify).await
+    import(&job, db, outputs, options, notify).await
 }
 
 /// `check`: parses and validates without writing, listing every problem.

@@ -42,7 +42,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             org,
             source,
             db,
-            report_json,
+            outputs,
             chunk_size,
         } => {
             let files = Files::local(&files);
@@ -53,12 +53,12 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 files: &files,
                 trigger: Trigger::Manual,
             };
-            import::import_files(&job, &db, report_json, chunk_size).await
+            import::import_files(&job, &db, outputs, chunk_size).await
         }
         Command::Run {
             pipeline,
             db,
-            report_json,
+            outputs,
             notify,
             smtp,
         } => {
@@ -71,7 +71,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     ));
                 }
             };
-            import::run_pipeline(&pipeline, &db, report_json, smtp).await
+            import::run_pipeline(&pipeline, &db, outputs, smtp).await
         }
         Command::Daemon {
             pipelines,

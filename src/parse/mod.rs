@@ -319,7 +319,7 @@ impl<B: Blocks> RecordReader<B> {
         )
     }
 
-    fn record_position(&mut self, at: LineCol, id: &str) -> Position {
+    fn record_position(&mut self, at: LineCol, id: &str, kind: &'static str) -> Position {
         self.index += 1;
         Position {
             file: self.file.clone(),
@@ -327,12 +327,13 @@ impl<B: Blocks> RecordReader<B> {
             column: at.column,
             record_index: Some(self.index),
             record_id: (!id.is_empty()).then(|| id.to_owned()),
+            kind,
         }
     }
 
     fn read_premise(&mut self, at: LineCol, start: StartTag) -> Result<Parsed, Box<Problem>> {
         let id = self.attrs.id.take().unwrap_or_default();
-        let position = self.record_position(at, &id);
+        let position = self.record_position(at, &id, "premise");
         let mut rec = Record::new(position, std::mem::take(&mut self.pending));
         rec.attributes(&self.attrs, "premise");
         let mut premise = RawPremise {
@@ -441,7 +442,7 @@ impl<B: Blocks> RecordReader<B> {
 
     fn read_client(&mut self, at: LineCol, start: StartTag) -> Result<Parsed, Box<Problem>> {
         let id = self.attrs.id.take().unwrap_or_default();
-        let position = self.record_position(at, &id);
+        let position = self.record_position(at, &id, "client");
         let mut rec = Record::new(position, std::mem::take(&mut self.pending));
         rec.attributes(&self.attrs, "client");
         let mut client = RawClient {
