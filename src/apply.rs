@@ -230,6 +230,8 @@ impl<'a, S: Store> Applier<'a, S> {
             {
                 Ok(applied) => applied,
                 Err(e) => {
+                    // This chunk's records were read and not applied.
+                    self.skipped(items.len());
                     self.lost(&e, file);
                     return Flow::Halt;
                 }
