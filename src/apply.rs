@@ -159,7 +159,7 @@ impl<'a, S: Store> Applier<'a, S> {
         });
     }
 
-    /// Records of a halted chunk after the one that halted it.
+    /// Records read but not applied: after the one that halted a chunk, or rolled back.
     fn skipped(&self, records: usize) {
         if let Some(results) = &self.results {
             results
@@ -171,17 +171,12 @@ impl<'a, S: Store> Applier<'a, S> {
 
     /// The store failed: what its open transaction held is gone.
     fn lost(&mut self, e: &StoreError, file: &str) {
-        if let Some(results) = &self.results {
-            let rolled_back = self
-                .lines
-                .drain(..)
-                .filter(|l| l.outcome != "error")
-                .count();
-            results
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .not_processed(rolled_back as u64);
-        }
+        let rolled_back = self
+            .lines
+            .drain(..)
+            .filter(|l| l.outcome != "error")
+            .count();
+        self.skipped(rolled_back);
         let mut message = e.to_string();
         if !self.pending.is_empty() {
             message.push_str(&format!(

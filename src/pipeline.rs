@@ -313,18 +313,24 @@ pub async fn import_input<S: Store>(
             break;
         }
     }
-    let stopped = stop.is_cancelled();
+    // Dropping the receiver stops the stages upstream at their next send. With results, a
+    // halt's leftovers are counted instead: the rest of the file is read, not applied, and
+    // only after the commit, so the writer is not held meanwhile.
+    let leftover = match &results {
+        Some(results) if flow == Flow::Halt && !stop.is_cancelled() => {
+            Some((results.clone(), validated))
+        }
+        _ => {
+            drop(validated);
+            None
+        }
+    };
     if applier.commit(&file).await == Flow::Halt {
         flow = Flow::Halt;
     }
-    drop(applier);
-    if let Some(results) = results
-        && flow == Flow::Halt
-        && !stopped
-    {
-        // The results count what the halt left: the rest of the file is read, not applied.
+    if let Some((results, mut rest_of_file)) = leftover {
         let mut rest = chunk.len() as u64;
-        while let Some(batch) = validated.recv().await {
+        while let Some(batch) = rest_of_file.recv().await {
             if let Batch::Records(items) = batch {
                 rest += items.len() as u64;
             }
@@ -334,8 +340,6 @@ pub async fn import_input<S: Store>(
             .unwrap_or_else(|e| e.into_inner())
             .not_processed(rest);
     }
-    // Dropping the receiver stops the stages upstream at their next send.
-    drop(validated);
     flow
 }
 
