@@ -107,6 +107,7 @@ impl<'a, S: Store> Applier<'a, S> {
         match self.store.commit(&mut self.held).await {
             Ok(()) => {
                 self.count(&[]);
+                self.keep_results().await;
                 Flow::Continue
             }
             Err(e) => {
@@ -136,15 +137,34 @@ impl<'a, S: Store> Applier<'a, S> {
         }
     }
 
+    /// Stores the next part of the run's kept results once there is one. Results are an
+    /// account of the run, not part of it: a failure to keep them is logged, not a halt.
+    async fn keep_results(&mut self) {
+        let (Some(results), Some(run_id)) = (&self.results, self.scope.run_id) else {
+            return;
+        };
+        let part = results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_part();
+        if let Some((part, bytes)) = part
+            && let Err(e) = self.store.keep_results(run_id, part, &bytes).await
+        {
+            tracing::warn!(run_id, part, error = %e, "cannot keep the run's results");
+        }
+    }
+
     /// A result line for `item`, to be written once what is open commits.
     fn result(&mut self, item: &Validated, file: &str, outcome: Result<&RecordOutcome, &Problem>) {
         if self.results.is_none() {
             return;
         }
-        let (kind, outcome, error) = match outcome {
-            Ok(RecordOutcome::Premise { premise, .. }) => ("premise", premise.as_str(), None),
-            Ok(RecordOutcome::Client(o)) => ("client", o.as_str(), None),
-            Err(problem) => (item.position.kind, "error", Some(problem)),
+        let (kind, outcome, merged_into, error) = match outcome {
+            Ok(RecordOutcome::Premise { premise, .. }) => ("premise", premise.as_str(), None, None),
+            Ok(RecordOutcome::Client { outcome, merged }) => {
+                ("client", outcome.as_str(), *merged, None)
+            }
+            Err(problem) => (item.position.kind, "error", None, Some(problem)),
         };
         self.lines.push(Line {
             file: file.to_owned(),
@@ -153,8 +173,11 @@ impl<'a, S: Store> Applier<'a, S> {
             kind,
             id: item.position.record_id.clone().unwrap_or_default(),
             outcome,
+            merged_into: merged_into.map(|m| m.into),
             code: error.map(|p| p.code.as_str().to_owned()),
-            message: error.map(|p| p.message.clone()),
+            message: error.map(|p| p.message.clone()).or_else(|| {
+                merged_into.map(|m| format!("card {} was merged into card {}", m.from, m.into))
+            }),
             count: None,
         });
     }

@@ -420,14 +420,16 @@ impl<S: Store + 'static> Daemon<S> {
         let started = Instant::now();
         let run_id = scope.run_id.unwrap_or_default();
         tracing::info!(pipeline = %pipeline.name, run = run_id, trigger = trigger.as_str(), "run starts");
-        let options = Options {
+        let mut options = Options {
             chunk_size: pipeline.chunk_size,
             observer: progress,
             stop: self.stop.child_token(),
             ..Options::default()
         };
+        let results = run::results_of(&mut options);
         let import = pipeline::import_files(&*self.store, &scope, &pipeline.files, options);
         let report = run::holding_lease(&*self.store, run_id, import).await;
+        run::close_results(&*self.store, run_id, &results, &report).await;
         if let Err(e) = run::end(&*self.store, run_id, &report).await {
             tracing::error!(pipeline = %pipeline.name, error = %e, "the run could not be recorded");
             return Err(e);
@@ -451,7 +453,11 @@ impl<S: Store + 'static> Daemon<S> {
             )
             .await;
         }
-        Ok(Finished { run_id, report })
+        Ok(Finished {
+            run_id,
+            report,
+            results_failed: None,
+        })
     }
 
     /// Runs until `shutdown` resolves: sleeps until the next scheduled time, starts what is

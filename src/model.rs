@@ -214,5 +214,17 @@ pub enum RecordOutcome {
         premise: Outcome,
         accounts: Vec<Outcome>,
     },
-    Client(Outcome),
+    Client {
+        outcome: Outcome,
+        /// For [`Outcome::Merged`]: which card went into which.
+        merged: Option<Merge>,
+    },
+}
+
+/// Two cards made one by a record (the matching table's case 3): `from`'s external ids and
+/// links moved to `into`, and `from` is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Merge {
+    pub into: i64,
+    pub from: i64,
 }

@@ -58,7 +58,7 @@ impl Counts {
                     self.account.add(*a);
                 }
             }
-            RecordOutcome::Client(outcome) => {
+            RecordOutcome::Client { outcome, .. } => {
                 let c = &mut self.client;
                 match outcome {
                     Outcome::Created => c.created += 1,

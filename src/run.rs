@@ -2,8 +2,11 @@
 //! pipeline runs twice at once — in this process or another on the same database — and
 //! stoppable between chunks.
 
+use std::sync::{Arc, Mutex};
+
 use crate::pipeline::{self, Options};
 use crate::report::{ReportError, RunReport};
+use crate::results::{self, Results};
 use crate::source::Files;
 use crate::store::{RunStart, Scope, Store, StoreError, Trigger};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +26,8 @@ pub struct Job<'a> {
 pub struct Finished {
     pub run_id: i64,
     pub report: RunReport,
+    /// Why the `--results` file could not be written, if it could not.
+    pub results_failed: Option<String>,
 }
 
 /// Runs a job and records it. Errors are only the database's own before the run began;
@@ -30,14 +35,16 @@ pub struct Finished {
 pub async fn run_import<S: Store>(
     store: &S,
     job: &Job<'_>,
-    options: Options,
+    mut options: Options,
 ) -> Result<Finished, StoreError> {
     match begin(store, job.org, job.source, job.pipeline, job.trigger).await? {
         Begun::Refused(finished) => Ok(*finished),
         Begun::Started(scope) => {
             let run_id = scope.run_id.unwrap_or_default();
+            let results = results_of(&mut options);
             let import = pipeline::import_files(store, &scope, job.files, options);
             let mut report = holding_lease(store, run_id, import).await;
+            let results_failed = close_results(store, run_id, &results, &report).await;
             if let Err(e) = end(store, run_id, &report).await {
                 // The counts stay those of the run: its row has them, chunk by chunk, and the
                 // next start closes it.
@@ -49,9 +56,41 @@ pub async fn run_import<S: Store>(
                     ));
                 }
             }
-            Ok(Finished { run_id, report })
+            Ok(Finished {
+                run_id,
+                report,
+                results_failed,
+            })
         }
     }
+}
+
+/// The run's results: those the caller set up (with a `--results` file), else kept only.
+pub fn results_of(options: &mut Options) -> results::Shared {
+    options
+        .results
+        .get_or_insert_with(|| Arc::new(Mutex::new(Results::kept())))
+        .clone()
+}
+
+/// Closes the run's results and keeps their last part; why the `--results` file could not
+/// be written, if it could not.
+pub async fn close_results<S: Store>(
+    store: &S,
+    run_id: i64,
+    results: &results::Shared,
+    report: &RunReport,
+) -> Option<String> {
+    let closed = results
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .close(report);
+    if let Some((part, bytes)) = closed.last
+        && let Err(e) = store.keep_results(run_id, part, &bytes).await
+    {
+        tracing::warn!(run_id, part, error = %e, "cannot keep the run's results");
+    }
+    closed.file.err().map(|e| e.to_string())
 }
 
 /// A run that may go ahead (its scope carries the run id), or the recorded refusal.
@@ -94,7 +133,11 @@ pub async fn begin<S: Store>(
                 pipeline.unwrap_or_default()
             ));
             end(store, run_id, &report).await?;
-            Ok(Begun::Refused(Box::new(Finished { run_id, report })))
+            Ok(Begun::Refused(Box::new(Finished {
+                run_id,
+                report,
+                results_failed: None,
+            })))
         }
     }
 }

@@ -669,3 +669,103 @@ async fn every_error_answer_is_the_documented_json() {
         );
     }
 }
+
+/// The results download's CSV lines, after its BOM.
+fn csv_lines(bytes: &[u8]) -> Vec<String> {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.starts_with('\u{feff}'), "a BOM for Excel");
+    text.trim_start_matches('\u{feff}')
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_run_keeps_its_results_for_download_naming_the_card_merged_into() {
+    use std::io::Read;
+    let s = server().await;
+    s.post(
+        "/api/v1/premises",
+        &s.uo1,
+        json!({"source": SRC, "premises": premises_demo()}),
+    )
+    .await;
+    s.clients(
+        &s.uo1,
+        json!([
+            {"id": "C-1", "name": "Иванов", "phone": "+79160000001"},
+            {"id": "C-2", "name": "Петров", "phone": "+79160000002"},
+        ]),
+    )
+    .await;
+    let (_, answer) = s
+        .clients(
+            &s.uo1,
+            json!([
+                {"id": "C-1", "name": "Иванов", "phone": "+79160000002"},
+                {"id": "C-3", "name": "Сидоров", "phone": "не знаю"},
+                {"id": "C-4", "name": "Козлов"},
+            ]),
+        )
+        .await;
+    assert_eq!(outcomes(&answer), vec!["merged"]);
+    let run = answer["run_id"].as_i64().unwrap();
+    let url = format!("{}/api/v1/runs/{run}/results", s.base);
+
+    // A client that takes no gzip gets the CSV itself.
+    let r = s.http.get(&url).bearer_auth(&s.uo1).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(r.headers().get("content-encoding").is_none());
+    let plain = r.bytes().await.unwrap();
+    let lines = csv_lines(&plain);
+    assert_eq!(
+        lines[0],
+        "file;index;line;kind;id;outcome;merged_into;code;message;count"
+    );
+    let merged: Vec<&str> = lines[1].split(';').collect();
+    assert_eq!(merged[3..6], ["client", "C-1", "merged"], "{}", lines[1]);
+    let cards = s.db.of_type(ORG, "client").await;
+    assert_eq!(cards.len(), 1, "one card is left of C-1's and C-2's");
+    assert_eq!(
+        [merged[6], merged[8]],
+        ["1", "card 2 was merged into card 1"],
+        "C-2's card (2), whose phone the record brought, went into C-1's (1): {}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains(";client;C-3;error;;invalid_phone;"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].starts_with(";;;;;not_processed;;;") && lines[3].ends_with(";1"),
+        "C-4 was not processed: {}",
+        lines[3]
+    );
+    assert_eq!(lines.len(), 4);
+
+    // A browser gets the same bytes gzip-encoded.
+    let r = s
+        .http
+        .get(&url)
+        .bearer_auth(&s.uo1)
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let gz = r.bytes().await.unwrap();
+    let mut unzipped = Vec::new();
+    flate2::read::MultiGzDecoder::new(&gz[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, plain);
+
+    // Another organization's token does not see it; an unknown run is not found either.
+    let (status, answer) = s.get(&format!("/api/v1/runs/{run}/results"), &s.uo2).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    let (status, _) = s.get("/api/v1/runs/999/results", &s.uo1).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -387,6 +387,31 @@ fn staff_accounts_are_added_listed_and_removed_with_their_password_never_shown()
 /// `--results`: a line per record as it was committed — in CSV for Excel (BOM, `;`) or
 /// NDJSON — the failing record with its code and message, and a closing line counting what
 /// the halt left unprocessed.
+/// The results run `run_id` kept in the database in `dir`, decompressed.
+fn kept_results(dir: &std::path::Path, run_id: i64) -> Vec<u8> {
+    use crm_import::store::Store;
+    use std::io::Read;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("sqlite:{}", dir.join("crm.db").display());
+    let mut gz = Vec::new();
+    runtime.block_on(async {
+        let store = crm_import::store::open(&url, &Default::default())
+            .await
+            .unwrap();
+        for part in 0.. {
+            match store.results_part(run_id, part).await.unwrap() {
+                Some(bytes) => gz.extend(bytes),
+                None => break,
+            }
+        }
+    });
+    let mut csv = Vec::new();
+    flate2::read::MultiGzDecoder::new(&gz[..])
+        .read_to_end(&mut csv)
+        .unwrap();
+    csv
+}
+
 #[test]
 fn results_say_what_became_of_each_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -430,29 +455,34 @@ fn results_say_what_became_of_each_record() {
     let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
     assert_eq!(
         lines[0],
-        "file;index;line;kind;id;outcome;code;message;count"
+        "file;index;line;kind;id;outcome;merged_into;code;message;count"
     );
     assert!(
-        lines[1].ends_with(";1;4;premise;P-1;created;;;"),
+        lines[1].ends_with(";1;4;premise;P-1;created;;;;"),
         "{}",
         lines[1]
     );
     assert!(
-        lines[2].contains(";2;") && lines[2].ends_with(";client;C-1;created;;;"),
+        lines[2].contains(";2;") && lines[2].ends_with(";client;C-1;created;;;;"),
         "{}",
         lines[2]
     );
     assert!(
-        lines[5].contains(";client;C-4;error;invalid_phone;"),
+        lines[5].contains(";client;C-4;error;;invalid_phone;"),
         "{}",
         lines[5]
     );
     assert_eq!(lines.len(), 7, "{csv}");
     assert!(
-        lines[6].starts_with(";;;;;not_processed;;the run halted at C-4 [invalid_phone]")
+        lines[6].starts_with(";;;;;not_processed;;;the run halted at C-4 [invalid_phone]")
             && lines[6].ends_with(";2"),
         "C-5 and C-6 were read, not applied: {}",
         lines[6]
+    );
+    assert_eq!(
+        kept_results(dir.path(), 1),
+        std::fs::read(dir.path().join("results.csv")).unwrap(),
+        "the run keeps the same CSV"
     );
 
     // Again, as NDJSON: what was created comes back unchanged.

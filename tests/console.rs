@@ -216,6 +216,25 @@ async fn a_signed_in_user_runs_a_pipeline_now_and_reads_its_report() {
     // The pipeline's history lists the run with its status.
     let (_, page) = c.get(&s, "/pipelines/uo-1-demo").await;
     assert!(page.contains(&format!("href=\"{location}\"")), "{page}");
+
+    // Its results, a line per record, download from the run's page.
+    assert!(
+        run.contains(&format!("href=\"{location}/results\"")),
+        "{run}"
+    );
+    let (status, csv) = c.get(&s, &format!("{location}/results")).await;
+    assert_eq!(status, StatusCode::OK);
+    let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(
+        lines.len(),
+        1 + 7 + 1,
+        "a header, 7 records, the closing line: {csv}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(";created;")).count(),
+        7,
+        "{csv}"
+    );
 }
 
 #[tokio::test]
@@ -255,6 +274,7 @@ async fn another_organizations_pipelines_and_runs_are_not_found() {
         "/pipelines/uo-2-demo",
         location.as_str(),
         &format!("{location}/progress"),
+        &format!("{location}/results"),
         "/runs/abc",
     ] {
         let (status, page) = c.get(&ours, path).await;

@@ -32,6 +32,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         super::pipelines::check,
         super::list_runs,
         super::show_run,
+        super::download_results,
         super::login,
         super::who_am_i,
     ),

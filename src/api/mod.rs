@@ -4,6 +4,7 @@
 //! token belongs to one organization and never reaches another's data (404, never the data).
 
 mod doc;
+pub mod download;
 mod pipelines;
 mod push;
 pub mod records;
@@ -37,7 +38,7 @@ pub use push::import_stream;
 pub use records::Entity;
 
 /// Every route, as documented in `openapi.json` (a test holds the two together).
-pub const PATHS: [&str; 15] = [
+pub const PATHS: [&str; 16] = [
     "/healthz",
     "/metrics",
     "/openapi.json",
@@ -51,6 +52,7 @@ pub const PATHS: [&str; 15] = [
     "/api/v1/pipelines/{name}/check",
     "/api/v1/runs",
     "/api/v1/runs/{id}",
+    "/api/v1/runs/{id}/results",
     "/api/v1/logins",
     "/api/v1/whoami",
 ];
@@ -105,6 +107,7 @@ pub fn routes<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         check,
         runs,
         run,
+        run_results,
         logins,
         whoami,
     ] = PATHS;
@@ -130,6 +133,7 @@ pub fn routes<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route(check, post(pipelines::check::<S>))
         .route(runs, get(list_runs::<S>))
         .route(run, get(show_run::<S>))
+        .route(run_results, get(download_results::<S>))
         .route(logins, post(login::<S>))
         .route(whoami, get(who_am_i::<S>))
         .method_not_allowed_fallback(method_not_allowed)
@@ -603,6 +607,34 @@ async fn show_run<S: Store>(
         }
         None => Err(ApiError::not_found("such run")),
     }
+}
+
+/// A run's per-record results: CSV (UTF-8 with BOM, `;`), gzip-encoded for a client that
+/// accepts it.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/results",
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "one line per record: file;index;line;kind;id;outcome;merged_into;code;message;count, then a closing not_processed line", content_type = "text/csv"),
+        (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody),
+        (status = 404, description = "not this organization's, or a run that kept no results", body = ErrorBody),
+        (status = 409, description = "the run is still going", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn download_results<S: Store + 'static>(
+    State(api): Shared<S>,
+    headers: HeaderMap,
+    WithRejection(Path(id), _): WithRejection<Path<i64>, ApiError>,
+) -> Result<Response, ApiError> {
+    let org = organization(&api, &headers).await?;
+    let Some((row, _)) = api.store.run(id, Some(&org)).await? else {
+        return Err(ApiError::not_found("such run"));
+    };
+    download::results(api.store.clone(), &row, &headers)
+        .await
+        .map_err(|e| {
+            let (status, code, message) = e.explain();
+            ApiError::new(status, code, message)
+        })
 }
 
 /// The residents' app reports a login: cards with that phone are marked (app token only).

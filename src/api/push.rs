@@ -5,7 +5,7 @@
 //! push ended — so a million records take the memory of a few chunks.
 
 use std::io::{self, BufRead, Read};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -28,6 +28,7 @@ use crate::model::{Parsed, RecordOutcome};
 use crate::observe::Silent;
 use crate::pipeline;
 use crate::report::{FileReport, RunReport};
+use crate::results::{self, Results};
 use crate::run::{self, Begun};
 use crate::source::{self, Input};
 use crate::stage::{Batch, DEFAULT_CHUNK_SIZE, QUEUE};
@@ -156,9 +157,11 @@ async fn push_json<S: Store>(
         records: 0,
     });
     let mut outcomes = Vec::new();
+    let results = Arc::new(Mutex::new(Results::kept()));
     let apply = async {
-        let mut applier =
-            Applier::new(&*api.store, &scope, &mut report, Arc::new(Silent)).collecting();
+        let mut applier = Applier::new(&*api.store, &scope, &mut report, Arc::new(Silent))
+            .collecting()
+            .writing(Some(results.clone()));
         let mut index = 0u64;
         for chunk in items.chunks(DEFAULT_CHUNK_SIZE) {
             let parsed: Vec<Parsed> = chunk
@@ -176,12 +179,14 @@ async fn push_json<S: Store>(
             let flow = applier.batch(Batch::Records(validated), &file).await;
             outcomes.extend(applier.take_outcomes().iter().map(outcome));
             if flow == Flow::Halt {
+                lock(&results).not_processed(total - index);
                 break;
             }
         }
         Ok::<(), ApiError>(())
     };
     run::holding_lease(&*api.store, run_id, apply).await?;
+    run::close_results(&*api.store, run_id, &results, &report).await;
     run::end(&*api.store, run_id, &report).await?;
     let status = if report.is_ok() {
         StatusCode::OK
@@ -249,10 +254,16 @@ async fn push_ndjson<S: Store + 'static>(
             records: 0,
         });
         let mut client_gone = false;
+        let results = Arc::new(Mutex::new(Results::kept()));
+        let mut seen = 0u64;
         let apply = async {
-            let mut applier =
-                Applier::new(&*store, &scope, &mut report, Arc::new(Silent)).collecting();
+            let mut applier = Applier::new(&*store, &scope, &mut report, Arc::new(Silent))
+                .collecting()
+                .writing(Some(results.clone()));
             while let Some(batch) = validated.recv().await {
+                if let Batch::Records(items) = &batch {
+                    seen += items.len() as u64;
+                }
                 let flow = applier.batch(batch, &file).await;
                 let mut lines = Vec::new();
                 for applied in applier.take_outcomes() {
@@ -270,6 +281,8 @@ async fn push_ndjson<S: Store + 'static>(
         run::holding_lease(&*store, run_id, apply).await;
         drop(validated);
         let total = total_rx.await.unwrap_or(report.records);
+        lock(&results).not_processed(total.saturating_sub(seen));
+        run::close_results(&*store, run_id, &results, &report).await;
         if let Err(e) = run::end(&*store, run_id, &report).await {
             tracing::error!(run_id, error = %e, "cannot record the push");
         }
@@ -438,16 +451,22 @@ pub async fn import_stream<S: Store + 'static>(
         file: name.into(),
         records: 0,
     });
-    let options = pipeline::Options::default();
+    let mut options = pipeline::Options::default();
+    let results = run::results_of(&mut options);
     let import = pipeline::import_input(&*api.store, &scope, input, options, &mut report);
     run::holding_lease(&*api.store, run_id, import).await;
+    run::close_results(&*api.store, run_id, &results, &report).await;
     run::end(&*api.store, run_id, &report).await?;
     Ok((run_id, report))
 }
 
+fn lock(results: &results::Shared) -> std::sync::MutexGuard<'_, Results> {
+    results.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn outcome(applied: &Applied) -> PushOutcome {
     let (outcome, accounts) = match &applied.outcome {
-        RecordOutcome::Client(outcome) => (outcome.as_str(), None),
+        RecordOutcome::Client { outcome, .. } => (outcome.as_str(), None),
         RecordOutcome::Premise { premise, accounts } => (
             premise.as_str(),
             Some(accounts.iter().map(|a| a.as_str().to_owned()).collect()),

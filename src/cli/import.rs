@@ -13,7 +13,7 @@ use crate::notify::{self, Smtp};
 use crate::observe::ProgressBars;
 use crate::pipeline::{self, Found, Options};
 use crate::report::{ReportError, RunReport};
-use crate::results::{self, Results};
+use crate::results::Results;
 use crate::run::{Finished, Job, run_import, stop_on_signals};
 use crate::source::{Files, Sources};
 use crate::store::{Store, Trigger};
@@ -44,20 +44,21 @@ async fn import(
     notify: Option<(Smtp, &[String])>,
 ) -> Result<(), Failure> {
     let store = open_store(db).await?;
-    let results: Option<results::Shared> = match &outputs.results {
-        Some(path) => Some(Arc::new(Mutex::new(
-            Results::create(path).map_err(|e| Failure::config(e.to_string()))?,
-        ))),
-        None => None,
-    };
-    options.results = results.clone();
+    if let Some(path) = &outputs.results {
+        let results = Results::with_file(path).map_err(|e| Failure::config(e.to_string()))?;
+        options.results = Some(Arc::new(Mutex::new(results)));
+    }
     let started = Instant::now();
-    let (run_id, report) = match run_import(&store, job, options).await {
-        Ok(Finished { run_id, report }) => (Some(run_id), report),
+    let (run_id, report, results_failed) = match run_import(&store, job, options).await {
+        Ok(Finished {
+            run_id,
+            report,
+            results_failed,
+        }) => (Some(run_id), report, results_failed),
         Err(e) => {
             let mut report = RunReport::default();
             report.fail(ReportError::general(e.code(), e.to_string(), None));
-            (None, report)
+            (None, report, None)
         }
     };
     say(&report.summary());
@@ -67,28 +68,11 @@ async fn import(
         let note = notify::mail_run(&store, &smtp, to, name, run_id, &report).await;
         say(&format!("  mail: {note}\n"));
     }
-    if let Some(results) = results {
-        let why = match &report.error {
-            None => "none: the run ended without an error".to_owned(),
-            Some(e) if e.code == "interrupted" => {
-                "the run was stopped: what came after it was not read".to_owned()
-            }
-            Some(e) => format!(
-                "the run halted at {} [{}]: the rest of that file was read, not applied, and files after it were not read",
-                e.record_id
-                    .as_deref()
-                    .or(e.file.as_deref())
-                    .unwrap_or("its error"),
-                e.code
-            ),
-        };
-        let closed = results.lock().unwrap_or_else(|e| e.into_inner()).close(why);
-        if let (Err(e), Some(path)) = (closed, &outputs.results) {
-            return Err(Failure::import(format!(
-                "cannot write the results to {}: {e}",
-                path.display()
-            )));
-        }
+    if let (Some(e), Some(path)) = (results_failed, &outputs.results) {
+        return Err(Failure::import(format!(
+            "cannot write the results to {}: {e}",
+            path.display()
+        )));
     }
     if let Some(path) = outputs.report_json {
         std::fs::write(&path, report.to_json()).map_err(|e| {

@@ -12,6 +12,7 @@ use minijinja::value::Serde;
 
 use super::views::RunView;
 use super::{Console, Notice, Page, Shared, check_csrf, page, session_context, signed_in};
+use crate::api::download::{self, Unavailable};
 use crate::api::{ApiError, import_stream};
 use crate::store::{RunRow, SessionRow, Store, StoreError};
 
@@ -70,6 +71,33 @@ async fn organization_run<S: Store + 'static>(
     {
         Some((row, report)) => Ok((id, row, report)),
         None => Err(Page::not_found(session)),
+    }
+}
+
+/// The run's per-record results as a CSV download (the API's bytes).
+pub(super) async fn results<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Page> {
+    let session = signed_in(&console, &jar).await?;
+    let (_, row, _) = organization_run(&console, session.clone(), &id).await?;
+    match download::results(console.api.store.clone(), &row, &headers).await {
+        Ok(response) => Ok(response),
+        Err(Unavailable::Store(e)) => Err(e.into()),
+        Err(unavailable) => Err(Page::message(Notice {
+            status: unavailable.explain().0,
+            heading: "Результатов нет",
+            message: match unavailable {
+                Unavailable::Running => {
+                    "Запуск ещё идёт: результаты по записям можно скачать, когда он закончится."
+                }
+                _ => "У этого запуска нет результатов по записям: он был отклонён или прошёл до того, как их стали сохранять.",
+            }
+            .into(),
+            session: Some(session),
+        })),
     }
 }
 

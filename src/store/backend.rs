@@ -328,6 +328,28 @@ impl<B: Backend> Store for B {
         Ok(None)
     }
 
+    async fn keep_results(&self, run_id: i64, part: i64, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        execute::<B::DB>(
+            &mut writer,
+            "INSERT INTO run_results (run_id, part, data) VALUES ($1, $2, $3)",
+            args![run_id, part, bytes],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn results_part(&self, run_id: i64, part: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.reader().await?;
+        let row = optional::<B::DB>(
+            &mut conn,
+            "SELECT data FROM run_results WHERE run_id = $1 AND part = $2",
+            args![run_id, part],
+        )
+        .await?;
+        Ok(row.map(|r| r.bytes(0)).transpose()?)
+    }
+
     async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         execute::<B::DB>(

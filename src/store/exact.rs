@@ -5,7 +5,7 @@
 
 use crate::error::Code;
 use crate::matching::{self, Card, Decision, Facts};
-use crate::model::{Account, Client, Email, Outcome, Premise, Record, RecordOutcome, Role};
+use crate::model::{Account, Client, Email, Merge, Outcome, Premise, Record, RecordOutcome, Role};
 use crate::store::plan::{PremiseRow, refuse};
 use crate::store::sql::{Columns, Dialect, all, args, execute, one, optional};
 use crate::store::{Refusal, Scope, StoreError, new_email, now};
@@ -303,10 +303,19 @@ async fn apply_client<DB: Dialect>(
             retire_phone::<DB>(conn, scope, winner, row.card.phone.as_deref()).await?;
             overwrite::<DB>(conn, winner, c, phone, row.email.as_deref()).await?;
             replace_links::<DB>(conn, scope, winner, &premises, &accounts).await?;
-            Outcome::Merged
+            return Ok(Ok(RecordOutcome::Client {
+                outcome: Outcome::Merged,
+                merged: Some(Merge {
+                    into: winner,
+                    from: loser,
+                }),
+            }));
         }
     };
-    Ok(Ok(RecordOutcome::Client(outcome)))
+    Ok(Ok(RecordOutcome::Client {
+        outcome,
+        merged: None,
+    }))
 }
 
 /// What the matching table needs to know about the record's phone, beside card `a` (the

@@ -327,6 +327,21 @@ pub trait Store: Send + Sync {
         file: &str,
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
+    /// Appends part `part` of a run's kept results (gzip bytes; see [`crate::results`]).
+    fn keep_results(
+        &self,
+        run_id: i64,
+        part: i64,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Part `part` of a run's kept results, `None` past the last.
+    fn results_part(
+        &self,
+        run_id: i64,
+        part: i64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
     /// Records what became of the run's e-mail report.
     fn note_mail(
         &self,
@@ -677,6 +692,14 @@ impl Store for AnyStore {
 
     async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
         either!(self, s => s.note_mail(run_id, note))
+    }
+
+    async fn keep_results(&self, run_id: i64, part: i64, bytes: &[u8]) -> Result<(), StoreError> {
+        either!(self, s => s.keep_results(run_id, part, bytes))
+    }
+
+    async fn results_part(&self, run_id: i64, part: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        either!(self, s => s.results_part(run_id, part))
     }
 
     async fn last_records(&self, org_id: i64, file: &str) -> Result<Option<u64>, StoreError> {

@@ -819,7 +819,10 @@ impl<'k> Loaded<'k> {
                 return Step::Exact;
             }
         };
-        Step::Done(RecordOutcome::Client(outcome))
+        Step::Done(RecordOutcome::Client {
+            outcome,
+            merged: None,
+        })
     }
 
     fn card_touched(&mut self, card: i64, relinked: bool) {

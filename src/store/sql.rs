@@ -60,6 +60,7 @@ pub trait Binds: Arguments {
     fn add_int(&mut self, v: Option<i64>) -> Result<(), BoxDynError>;
     fn add_real(&mut self, v: Option<f64>) -> Result<(), BoxDynError>;
     fn add_text(&mut self, v: Option<&str>) -> Result<(), BoxDynError>;
+    fn add_bytes(&mut self, v: &[u8]) -> Result<(), BoxDynError>;
 }
 
 impl<A> Binds for A
@@ -68,6 +69,7 @@ where
     for<'q> Option<i64>: Encode<'q, A::Database> + Type<A::Database>,
     for<'q> Option<f64>: Encode<'q, A::Database> + Type<A::Database>,
     for<'q> Option<&'q str>: Encode<'q, A::Database> + Type<A::Database>,
+    for<'q> &'q [u8]: Encode<'q, A::Database> + Type<A::Database>,
 {
     fn add_int(&mut self, v: Option<i64>) -> Result<(), BoxDynError> {
         self.add(v)
@@ -76,6 +78,9 @@ where
         self.add(v)
     }
     fn add_text(&mut self, v: Option<&str>) -> Result<(), BoxDynError> {
+        self.add(v)
+    }
+    fn add_bytes(&mut self, v: &[u8]) -> Result<(), BoxDynError> {
         self.add(v)
     }
 }
@@ -88,6 +93,7 @@ pub trait Columns: Row {
     fn text(&self, i: usize) -> Result<String, sqlx::Error>;
     fn opt_text(&self, i: usize) -> Result<Option<String>, sqlx::Error>;
     fn flag(&self, i: usize) -> Result<bool, sqlx::Error>;
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, sqlx::Error>;
 }
 
 impl<R> Columns for R
@@ -98,6 +104,7 @@ where
     for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
         self.try_get(i)
@@ -115,6 +122,9 @@ where
         self.try_get(i)
     }
     fn flag(&self, i: usize) -> Result<bool, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, sqlx::Error> {
         self.try_get(i)
     }
 }
@@ -163,6 +173,12 @@ impl Param for Option<&str> {
 impl Param for &Option<String> {
     fn add_to(self, args: &mut impl Binds) -> Result<(), BoxDynError> {
         args.add_text(self.as_deref())
+    }
+}
+
+impl Param for &[u8] {
+    fn add_to(self, args: &mut impl Binds) -> Result<(), BoxDynError> {
+        args.add_bytes(self)
     }
 }
 
