@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::Problem;
-use crate::model::{Record, RecordOutcome, Validated};
+use crate::model::{Mark, Record, RecordOutcome, Validated};
 use crate::observe::Observer;
 use crate::report::{ReportError, RunReport};
 use crate::results::{self, Line};
@@ -35,6 +35,8 @@ pub struct Applier<'a, S: Store> {
     /// Where each record's result goes, if anywhere; its lines wait with `pending`.
     results: Option<results::Shared>,
     lines: Vec<Line>,
+    /// The mark of the last record in `pending`, the file's end once it commits.
+    pending_end: Option<Mark>,
 }
 
 /// One applied record: its number in the input, its id and what happened.
@@ -64,6 +66,7 @@ impl<'a, S: Store> Applier<'a, S> {
             pending: Vec::new(),
             results: None,
             lines: Vec::new(),
+            pending_end: None,
         }
     }
 
@@ -126,6 +129,9 @@ impl<'a, S: Store> Applier<'a, S> {
         }
         for outcome in self.pending.drain(..).chain(outcomes.iter().cloned()) {
             self.report.applied(&outcome);
+        }
+        if let Some(end) = self.pending_end.take() {
+            self.report.reached(end);
         }
         if let Some(results) = &self.results
             && !self.lines.is_empty()
@@ -209,6 +215,7 @@ impl<'a, S: Store> Applier<'a, S> {
             ));
             self.pending.clear();
         }
+        self.pending_end = None;
         self.report
             .fail(ReportError::general(e.code(), message, Some(file)));
     }
@@ -257,6 +264,11 @@ impl<'a, S: Store> Applier<'a, S> {
         };
         for (item, outcome) in items.iter().zip(&applied.outcomes) {
             self.result(item, file, Ok(outcome));
+        }
+        if let Some(last) = applied.outcomes.len().checked_sub(1)
+            && let Some(end) = items[last].end
+        {
+            self.pending_end = Some(end);
         }
         self.count(&applied.outcomes);
         for (item, outcome) in items.iter().zip(&applied.outcomes) {

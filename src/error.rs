@@ -22,6 +22,7 @@ pub enum Code {
     UnsupportedVersion,
     UnsupportedEncoding,
     InvalidUtf8,
+    ResumeMismatch,
     // One record, found while parsing.
     UnknownEntity,
     JsonSyntax,
@@ -52,6 +53,7 @@ pub enum Code {
     ClientWithoutPhone,
     RoleMissing,
     FileStillBeingWritten,
+    Resumed,
 }
 
 impl Code {
@@ -66,6 +68,7 @@ impl Code {
             Code::UnsupportedVersion => "unsupported_version",
             Code::UnsupportedEncoding => "unsupported_encoding",
             Code::InvalidUtf8 => "invalid_utf8",
+            Code::ResumeMismatch => "resume_mismatch",
             Code::UnknownEntity => "unknown_entity",
             Code::JsonSyntax => "json_syntax",
             Code::FieldTooLong => "field_too_long",
@@ -92,6 +95,7 @@ impl Code {
             Code::ClientWithoutPhone => "client_without_phone",
             Code::RoleMissing => "role_missing",
             Code::FileStillBeingWritten => "file_still_being_written",
+            Code::Resumed => "resumed",
         }
     }
 }

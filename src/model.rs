@@ -68,6 +68,36 @@ pub struct Parsed {
     pub position: Position,
     pub body: Result<RawRecord, Box<Problem>>,
     pub warnings: Warnings,
+    /// Where the record ends in its file; none for records not read from a file.
+    pub end: Option<Mark>,
+}
+
+/// Where a record ends in its export: its number, the offset after it in the export's text
+/// (as decoded to UTF-8), and a hash of the text up to there. A run keeps the mark of the
+/// last record it committed from each file; `--resume` skips to it after checking that the
+/// file still reads the same up to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Mark {
+    pub record: u64,
+    pub offset: u64,
+    /// XXH3-128 of the text before `offset`, in hex.
+    #[serde(with = "hex128")]
+    #[schema(value_type = String)]
+    pub hash: u128,
+}
+
+/// A 128-bit hash as 32 hex digits: JSON numbers lose precision past 53 bits.
+mod hex128 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(hash: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{hash:032x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let text = String::deserialize(d)?;
+        u128::from_str_radix(&text, 16).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -182,6 +212,7 @@ pub struct Validated {
     pub position: Position,
     pub body: Result<Record, Box<Problem>>,
     pub warnings: Warnings,
+    pub end: Option<Mark>,
 }
 
 /// What applying one entity did. `Unchanged` wrote nothing.

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apply::{Applier, Flow};
 use crate::error::{Code, Position, Problem, Warnings};
-use crate::model::{Parsed, Validated};
+use crate::model::{Mark, Parsed, Validated};
 use crate::observe::{Counted, Observer, Silent};
 use crate::parse::RecordReader;
 use crate::report::{FileReport, ReportError, RunReport};
@@ -40,6 +40,48 @@ pub struct Options {
     pub stop: CancellationToken,
     /// A line per record goes here as chunks commit (`--results`).
     pub results: Option<results::Shared>,
+    /// The failed run this one continues (`--resume`).
+    pub resume: Option<Arc<Resume>>,
+}
+
+/// What `--resume` continues: a run that failed, and how far it committed each file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub run_id: i64,
+    pub files: Vec<FileReport>,
+}
+
+impl Resume {
+    /// The run's files as its stored JSON report lists them.
+    pub fn from_report(run_id: i64, report: &str) -> Result<Resume, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            #[serde(default)]
+            files: Vec<FileReport>,
+        }
+        let stored: Stored = serde_json::from_str(report)?;
+        Ok(Resume {
+            run_id,
+            files: stored.files,
+        })
+    }
+
+    /// What of `file` to skip: up to where the run's commits from it ended, if it committed
+    /// any.
+    fn skip(&self, file: &str) -> Option<Skip> {
+        let to = self.files.iter().find(|f| f.file == file)?.end?;
+        Some(Skip {
+            run_id: self.run_id,
+            to,
+        })
+    }
+}
+
+/// A file's records up to a mark, skipped without being applied.
+#[derive(Debug, Clone, Copy)]
+struct Skip {
+    run_id: i64,
+    to: Mark,
 }
 
 impl Default for Options {
@@ -49,6 +91,7 @@ impl Default for Options {
             observer: Arc::new(Silent),
             stop: CancellationToken::new(),
             results: None,
+            resume: None,
         }
     }
 }
@@ -94,11 +137,17 @@ pub async fn import_files<S: Store>(
                 break 'run;
             }
             let shown = sources.shown(&name);
+            let skip = options.resume.as_ref().and_then(|r| r.skip(&shown));
             report.files.push(FileReport {
                 file: shown.clone(),
                 records: 0,
+                // Until this run commits more, the file is as far as the resumed run left it.
+                end: skip.map(|s| s.to),
             });
-            if let Err(refused) = shrink_guard(store, scope, &mut sources, files, &name).await {
+            // A resumed file was checked when it was first imported.
+            if skip.is_none()
+                && let Err(refused) = shrink_guard(store, scope, &mut sources, files, &name).await
+            {
                 report.fail(refused);
                 break 'run;
             }
@@ -111,6 +160,14 @@ pub async fn import_files<S: Store>(
             };
             options.observer.file_started(&shown, input.size);
             let flow = import_input(store, scope, input, options.clone(), &mut report).await;
+            if let Some(skip) = skip
+                && report
+                    .error
+                    .as_ref()
+                    .is_none_or(|e| e.code != Code::ResumeMismatch.as_str())
+            {
+                report.warn(&skipped(skip, &shown), 1);
+            }
             options.observer.file_finished();
             let delete = files.delete_after_read && flow == Flow::Continue;
             if let Err(e) = sources.finish(&name, pending, delete).await {
@@ -397,8 +454,9 @@ fn spawn_stages(input: Input, options: Options) -> mpsc::Receiver<Batch<Validate
     let bytes = Counted::new(reader, options.observer.clone());
     let file = input.name;
     let at = file.clone();
+    let skip = options.resume.as_ref().and_then(|r| r.skip(&file));
     spawn_stage("parse", &at, parsed_tx, move |out| {
-        parse_stage(file, bytes, batch_size, out)
+        parse_stage(file, bytes, batch_size, skip, out)
     });
     spawn_stage("validate", &at, validated_tx, move |out| {
         validate_stage(parsed_rx, out)
@@ -457,10 +515,36 @@ fn thread_failed(name: &str, file: &str, e: &std::io::Error) -> Problem {
     Problem::new(Code::SourceUnreadable, message, position)
 }
 
+/// A resumed file that is not the one the failed run read.
+fn mismatch(skip: Skip, file: &str, position: Position, why: &str) -> Problem {
+    let message = format!(
+        "{file} is not the file run {} read: {why}, so resuming could skip records the \
+         database does not have. Nothing of it was applied; import it without --resume \
+         (what is already there comes back unchanged)",
+        skip.run_id
+    );
+    Problem::new(Code::ResumeMismatch, message, position)
+}
+
+/// The warning a resumed file carries: what was skipped.
+fn skipped(skip: Skip, file: &str) -> Problem {
+    let message = format!(
+        "resumed after run {}: the first {} records of {file}, which it committed, were \
+         skipped without being applied (the file reads the same up to them)",
+        skip.run_id, skip.to.record
+    );
+    let position = Position {
+        file: file.into(),
+        ..Position::default()
+    };
+    Problem::new(Code::Resumed, message, position)
+}
+
 fn parse_stage(
     file: Arc<str>,
     bytes: impl std::io::Read + Send + 'static,
     batch_size: usize,
+    mut skip: Option<Skip>,
     out: mpsc::Sender<Batch<Parsed>>,
 ) {
     let mut reader =
@@ -475,6 +559,29 @@ fn parse_stage(
     loop {
         match reader.read_record() {
             Ok(Some(record)) => {
+                if let Some(s) = skip {
+                    // Records up to the mark are not even validated; the mark's own record
+                    // proves the text before it is the one the resumed run read.
+                    let at = record.end.map_or(0, |end| end.record);
+                    if at < s.to.record {
+                        continue;
+                    }
+                    skip = None;
+                    if record.end != Some(s.to) {
+                        let problem = mismatch(
+                            s,
+                            &file,
+                            record.position,
+                            &format!(
+                                "its text up to record {} differs from what run {} read",
+                                s.to.record, s.run_id
+                            ),
+                        );
+                        let _ = out.blocking_send(Batch::Fatal(problem));
+                        return;
+                    }
+                    continue;
+                }
                 chunk.push(record);
                 if chunk.len() == batch_size {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch_size));
@@ -484,6 +591,23 @@ fn parse_stage(
                 }
             }
             Ok(None) => {
+                if let Some(s) = skip {
+                    let position = Position {
+                        file: file.clone(),
+                        ..Position::default()
+                    };
+                    let problem = mismatch(
+                        s,
+                        &file,
+                        position,
+                        &format!(
+                            "it ends before record {}, the last that run {} committed",
+                            s.to.record, s.run_id
+                        ),
+                    );
+                    let _ = out.blocking_send(Batch::Fatal(problem));
+                    return;
+                }
                 let trailing = reader.take_trailing_warnings();
                 if !chunk.is_empty() && out.blocking_send(Batch::Records(chunk)).is_err() {
                     return;
@@ -570,7 +694,7 @@ mod tests {
         let xml =
             b"<crm-import version=\"1\"><premises><premise id=\"P1\"/></premises></crm-import>";
         let (out, mut batches) = mpsc::channel(4);
-        parse_stage(Arc::from("t.xml"), Watched { xml, seen }, 10, out);
+        parse_stage(Arc::from("t.xml"), Watched { xml, seen }, 10, None, out);
         let Some(Batch::Records(records)) = batches.blocking_recv() else {
             panic!("the premise was parsed");
         };

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::error::{Code, Problem, Warnings};
-use crate::model::{Outcome, RecordOutcome};
+use crate::model::{Mark, Outcome, RecordOutcome};
 use crate::store::RunStatus;
 
 /// Distinct warnings kept with their first position; past this they are only counted, so a
@@ -223,10 +223,13 @@ pub struct RunReport {
     warning_index: HashMap<(Code, String), usize>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FileReport {
     pub file: String,
     pub records: u64,
+    /// The last record committed from the file: where `--resume` continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Mark>,
 }
 
 impl Default for RunReport {
@@ -278,6 +281,13 @@ impl RunReport {
         self.counts.add(outcome);
         if let Some(file) = self.files.last_mut() {
             file.records += 1;
+        }
+    }
+
+    /// The file being read is committed up to `end`.
+    pub fn reached(&mut self, end: Mark) {
+        if let Some(file) = self.files.last_mut() {
+            file.end = Some(end);
         }
     }
 

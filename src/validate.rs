@@ -47,6 +47,7 @@ pub fn validate(parsed: Parsed) -> Validated {
         position,
         body,
         mut warnings,
+        end,
     } = parsed;
     let body = body.and_then(|raw| {
         let mut check = Check {
@@ -62,6 +63,7 @@ pub fn validate(parsed: Parsed) -> Validated {
         position,
         body,
         warnings,
+        end,
     }
 }
 
@@ -359,6 +361,7 @@ mod tests {
                         ..RawClient::default()
                     })),
                     warnings: Warnings::default(),
+                    end: None,
                 }
             })
             .collect();

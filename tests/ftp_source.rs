@@ -283,6 +283,12 @@ struct Ran {
 
 /// Runs the pipeline as a user would, with the password in the environment (`password`).
 async fn run(db: &Db, pipeline: PathBuf, password: &str) -> Ran {
+    run_with(db, pipeline, password, &[]).await
+}
+
+/// [`run`] with more arguments.
+async fn run_with(db: &Db, pipeline: PathBuf, password: &str, args: &[&str]) -> Ran {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let db_url = db.url.clone();
     let report_path = db.dir.path().join("report.json");
     let _ = std::fs::remove_file(&report_path);
@@ -294,6 +300,7 @@ async fn run(db: &Db, pipeline: PathBuf, password: &str) -> Ran {
             .arg(&pipeline)
             .arg("--report-json")
             .arg(&path)
+            .args(&args)
             .env("DATABASE_URL", db_url)
             .env(PASSWORD_ENV, password)
             .env("RUST_LOG", "trace")
@@ -681,4 +688,26 @@ async fn active_mode_works_when_passive_is_off() {
     let ran = run(&db, pipeline, PASSWORD).await;
     assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
     assert_eq!(db.of_type(ORG, "client").await.len(), 30);
+}
+
+#[tokio::test]
+async fn a_halted_file_resumes_from_the_server_after_the_fix() {
+    let server = Server::start(ServerOptions::default()).await;
+    server.put("/exports/e.xml", &crate::resume::export(Some(250)));
+    let db = Db::new().await;
+    let pipeline = server.pipeline(&db, &["/exports/e.xml"], "");
+    let first = run(&db, pipeline.clone(), PASSWORD).await;
+    assert_eq!(first.error_code(), "invalid_phone", "{}", first.stdout);
+    server.put("/exports/e.xml", &crate::resume::export(None));
+    let resumed = run_with(&db, pipeline, PASSWORD, &["--resume"]).await;
+    assert_eq!(
+        resumed.code,
+        Some(0),
+        "{}{}",
+        resumed.stdout,
+        resumed.stderr
+    );
+    assert_eq!(resumed.report["records"], 51, "C-250 … C-300 only");
+    assert_eq!(db.export(ORG).await, crate::resume::clean().await);
+    resumed.assert_no_secret();
 }

@@ -25,3 +25,4 @@ mod no_panic;
 mod oracle;
 mod pipelines;
 mod reimport;
+mod resume;

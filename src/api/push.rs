@@ -155,6 +155,7 @@ async fn push_json<S: Store>(
     report.files.push(FileReport {
         file: file.to_string(),
         records: 0,
+        end: None,
     });
     let mut outcomes = Vec::new();
     let results = Arc::new(Mutex::new(Results::kept()));
@@ -252,6 +253,7 @@ async fn push_ndjson<S: Store + 'static>(
         report.files.push(FileReport {
             file: file.to_string(),
             records: 0,
+            end: None,
         });
         let mut client_gone = false;
         let results = Arc::new(Mutex::new(Results::kept()));
@@ -450,6 +452,7 @@ pub async fn import_stream<S: Store + 'static>(
     report.files.push(FileReport {
         file: name.into(),
         records: 0,
+        end: None,
     });
     let mut options = pipeline::Options::default();
     let results = run::results_of(&mut options);

@@ -80,6 +80,7 @@ pub fn parse(entity: Entity, value: &Value, file: &Arc<str>, index: u64, line: u
         position,
         body,
         warnings,
+        end: None,
     }
 }
 
@@ -107,6 +108,7 @@ fn failed(position: Position, code: Code, message: String, field: Option<&str>) 
         position,
         body: Err(Box::new(problem)),
         warnings: Warnings::default(),
+        end: None,
     }
 }
 

@@ -49,6 +49,10 @@ pub enum Command {
         /// Records planned and written together (SQLite may commit several chunks at once).
         #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_parser = parse_chunk_size)]
         chunk_size: usize,
+        /// Continue failed run RUN_ID: skip what it committed (after checking each file reads
+        /// the same up to there) and apply the rest.
+        #[arg(long, value_name = "RUN_ID")]
+        resume: Option<i64>,
     },
     /// Run a pipeline (pipelines/*.toml) now («Запустить сейчас»), with the same report and
     /// exit codes as import.
@@ -62,6 +66,10 @@ pub enum Command {
         /// Mail the report to the pipeline's `notify` list, as a scheduled run does.
         #[arg(long)]
         notify: bool,
+        /// Continue the pipeline's last run, which failed: skip what it committed and apply
+        /// the rest.
+        #[arg(long)]
+        resume: bool,
         #[command(flatten)]
         smtp: SmtpArgs,
     },

@@ -11,12 +11,21 @@ use super::output::{Exit, Failure, say, throughput};
 use crate::config;
 use crate::notify::{self, Smtp};
 use crate::observe::ProgressBars;
-use crate::pipeline::{self, Found, Options};
+use crate::pipeline::{self, Found, Options, Resume};
 use crate::report::{ReportError, RunReport};
 use crate::results::Results;
 use crate::run::{Finished, Job, run_import, stop_on_signals};
 use crate::source::{Files, Sources};
-use crate::store::{Store, Trigger};
+use crate::store::{RunFilter, RunStatus, Store, StoreError, Trigger};
+
+/// Which failed run a run continues (`--resume`).
+pub enum Resuming {
+    No,
+    /// `import --resume RUN_ID`.
+    Run(i64),
+    /// `run --resume`: the pipeline's last run.
+    LastFailed,
+}
 
 /// `import`: the files in the order given, as a manual run without a pipeline.
 pub async fn import_files(
@@ -24,14 +33,73 @@ pub async fn import_files(
     db: &Db,
     outputs: Outputs,
     chunk_size: usize,
+    resume: Resuming,
 ) -> Result<(), Failure> {
     let options = Options {
         chunk_size,
         observer: Arc::new(ProgressBars::new()),
         stop: stop_on_signals(),
-        results: None,
+        ..Options::default()
     };
-    import(job, db, outputs, options, None).await
+    import(job, db, outputs, options, None, resume).await
+}
+
+/// The failed run to continue, as its stored report tells how far it got; a run that is not
+/// the organization's (or pipeline's), or did not fail, is a usage error.
+async fn resumed<S: Store>(
+    store: &S,
+    job: &Job<'_>,
+    resume: Resuming,
+) -> Result<Option<Arc<Resume>>, Failure> {
+    let run_id = match resume {
+        Resuming::No => return Ok(None),
+        Resuming::Run(id) => id,
+        Resuming::LastFailed => {
+            let filter = RunFilter {
+                org: Some(job.org.to_owned()),
+                pipeline: job.pipeline.map(str::to_owned),
+                limit: 1,
+            };
+            let last = store.runs(&filter).await.map_err(store_failed)?;
+            let Some(last) = last.first() else {
+                return Err(Failure::config(format!(
+                    "--resume: pipeline {:?} has not run yet: there is nothing to continue",
+                    job.pipeline.unwrap_or_default()
+                )));
+            };
+            last.id
+        }
+    };
+    let Some((row, report)) = store
+        .run(run_id, Some(job.org))
+        .await
+        .map_err(store_failed)?
+    else {
+        return Err(Failure::config(format!(
+            "--resume {run_id}: organization {} has no such run",
+            job.org
+        )));
+    };
+    if !matches!(row.status, RunStatus::Error | RunStatus::Interrupted) {
+        return Err(Failure::config(format!(
+            "--resume {run_id}: run {run_id} ended {}, not with an error: there is nothing to continue",
+            row.status
+        )));
+    }
+    let resume = report
+        .as_deref()
+        .map(|text| Resume::from_report(run_id, text))
+        .transpose()
+        .map_err(|e| Failure::import(format!("run {run_id}'s stored report cannot be read: {e}")))?
+        .unwrap_or(Resume {
+            run_id,
+            files: Vec::new(),
+        });
+    Ok(Some(Arc::new(resume)))
+}
+
+fn store_failed(e: StoreError) -> Failure {
+    Failure::import(e.to_string())
 }
 
 /// Runs a job, prints its summary, mails and writes its report; the exit code follows the
@@ -42,8 +110,10 @@ async fn import(
     outputs: Outputs,
     mut options: Options,
     notify: Option<(Smtp, &[String])>,
+    resume: Resuming,
 ) -> Result<(), Failure> {
     let store = open_store(db).await?;
+    options.resume = resumed(&store, job, resume).await?;
     if let Some(path) = &outputs.results {
         let results = Results::with_file(path).map_err(|e| Failure::config(e.to_string()))?;
         options.results = Some(Arc::new(Mutex::new(results)));
@@ -95,6 +165,7 @@ pub async fn run_pipeline(
     db: &Db,
     outputs: Outputs,
     smtp: Option<Smtp>,
+    resume: Resuming,
 ) -> Result<(), Failure> {
     let pipeline = config::load(path).map_err(|errors| Failure::config(errors.to_string()))?;
     let job = Job {
@@ -108,10 +179,10 @@ pub async fn run_pipeline(
         chunk_size: pipeline.chunk_size,
         observer: Arc::new(ProgressBars::new()),
         stop: stop_on_signals(),
-        results: None,
+        ..Options::default()
     };
     let notify = smtp.map(|smtp| (smtp, pipeline.notify.as_slice()));
-    import(&job, db, outputs, options, notify).await
+    import(&job, db, outputs, options, notify, resume).await
 }
 
 /// `check`: parses and validates without writing, listing every problem.

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 pub use args::Cli;
 
 use args::{Command, Db, RunsCommand};
+use import::Resuming;
 use output::{Exit, Failure};
 
 use crate::generate;
@@ -44,6 +45,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             db,
             outputs,
             chunk_size,
+            resume,
         } => {
             let files = Files::local(&files);
             let job = Job {
@@ -53,7 +55,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 files: &files,
                 trigger: Trigger::Manual,
             };
-            import::import_files(&job, &db, outputs, chunk_size).await
+            let resume = resume.map_or(Resuming::No, Resuming::Run);
+            import::import_files(&job, &db, outputs, chunk_size, resume).await
         }
         Command::Run {
             pipeline,
@@ -61,6 +64,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             outputs,
             notify,
             smtp,
+            resume,
         } => {
             let smtp = match (notify, smtp.settings()) {
                 (false, _) => None,
@@ -71,7 +75,12 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     ));
                 }
             };
-            import::run_pipeline(&pipeline, &db, outputs, smtp).await
+            let resume = if resume {
+                Resuming::LastFailed
+            } else {
+                Resuming::No
+            };
+            import::run_pipeline(&pipeline, &db, outputs, smtp, resume).await
         }
         Command::Daemon {
             pipelines,

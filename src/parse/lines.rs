@@ -14,6 +14,7 @@ use std::io::{self, BufRead, Read};
 use std::sync::mpsc;
 
 use quick_xml::utils::is_whitespace;
+use xxhash_rust::xxh3::Xxh3;
 
 /// A 1-based line and a 1-based column counted in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +184,12 @@ pub struct LineCounter<B> {
     /// The marked position in `block`, and its line and column once worked out.
     mark: usize,
     mark_at: Option<LineCol>,
+    /// The bytes before `block`, and the hash of everything consumed, fed up to `hashed` in
+    /// `block`: hashing is brought up to date only where a prefix is asked for and when a
+    /// block is done, not at every consume.
+    base: u64,
+    hasher: Xxh3,
+    hashed: usize,
 }
 
 impl<B: Blocks> LineCounter<B> {
@@ -196,7 +203,17 @@ impl<B: Blocks> LineCounter<B> {
             known: None,
             mark: 0,
             mark_at: Some(LineCol { line: 1, column: 1 }),
+            base: 0,
+            hasher: Xxh3::new(),
+            hashed: 0,
         }
+    }
+
+    /// The bytes consumed so far and the XXH3-128 of them.
+    pub fn prefix(&mut self) -> (u64, u128) {
+        self.hasher.update(&self.block.buf[self.hashed..self.start]);
+        self.hashed = self.start;
+        (self.base + self.start as u64, self.hasher.digest128())
     }
 
     /// Remembers the next unconsumed byte's position.
@@ -268,6 +285,9 @@ impl<B: Blocks> LineCounter<B> {
             self.marked();
         }
         let block = &self.block;
+        self.hasher.update(&block.buf[self.hashed..block.len]);
+        self.hashed = 0;
+        self.base += block.len as u64;
         self.line += block.newlines.len() as u64;
         self.chars = match block.newlines.is_empty() {
             true => self.chars + block.tail_chars,

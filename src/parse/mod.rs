@@ -22,7 +22,7 @@ pub use encoding::{Detected, Utf8Reader};
 use lines::{Ahead, Blocks, Inline, LineCol, LineCounter};
 
 use crate::error::{Code, Position, Problem, Warnings};
-use crate::model::{Parsed, RawAccount, RawClient, RawPremise, RawPremiseLink, RawRecord};
+use crate::model::{Mark, Parsed, RawAccount, RawClient, RawPremise, RawPremiseLink, RawRecord};
 
 /// SPEC §4: any text field holds at most this many characters.
 pub const MAX_FIELD_CHARS: usize = 4096;
@@ -225,11 +225,13 @@ impl<B: Blocks> RecordReader<B> {
                 (Place::Root, Ev::End) => self.place = Place::AfterRoot,
                 (Place::Premises, Ev::Start(start)) if start.tag == Tag::Premise => {
                     let at = self.xml.get_mut().marked();
-                    return self.read_premise(at, start).map(Some);
+                    let premise = self.read_premise(at, start)?;
+                    return Ok(Some(self.ended(premise)));
                 }
                 (Place::Clients, Ev::Start(start)) if start.tag == Tag::Client => {
                     let at = self.xml.get_mut().marked();
-                    return self.read_client(at, start).map(Some);
+                    let client = self.read_client(at, start)?;
+                    return Ok(Some(self.ended(client)));
                 }
                 (Place::Premises | Place::Clients, Ev::Start(start)) => {
                     self.skip_unknown_between_records(start)?;
@@ -248,6 +250,17 @@ impl<B: Blocks> RecordReader<B> {
                 (_, Ev::Text { blank: false } | Ev::DocType { .. } | Ev::End) => {}
             }
         }
+    }
+
+    /// The record just read, with its [`Mark`].
+    fn ended(&mut self, mut record: Parsed) -> Parsed {
+        let (offset, hash) = self.xml.get_mut().prefix();
+        record.end = Some(Mark {
+            record: self.index,
+            offset,
+            hash,
+        });
+        record
     }
 
     fn enter_root(&mut self, start: StartTag) -> Result<(), Box<Problem>> {
@@ -820,6 +833,7 @@ impl Record {
                 None => Ok(body),
             },
             warnings: self.warnings,
+            end: None,
         }
     }
 }
