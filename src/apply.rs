@@ -10,7 +10,7 @@ use crate::observe::Observer;
 use crate::report::{ReportError, RunReport};
 use crate::results::{self, Line};
 use crate::stage::Batch;
-use crate::store::{Hold, Scope, Store, StoreError};
+use crate::store::{Hold, Scope, Seen, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -37,6 +37,8 @@ pub struct Applier<'a, S: Store> {
     lines: Vec<Line>,
     /// The mark of the last record in `pending`, the file's end once it commits.
     pending_end: Option<Mark>,
+    /// The ids `pending` carries, stamped once it commits (`Scope::stamp`).
+    seen: Seen,
 }
 
 /// One applied record: its number in the input, its id and what happened.
@@ -67,6 +69,7 @@ impl<'a, S: Store> Applier<'a, S> {
             results: None,
             lines: Vec::new(),
             pending_end: None,
+            seen: Seen::default(),
         }
     }
 
@@ -109,9 +112,10 @@ impl<'a, S: Store> Applier<'a, S> {
     pub async fn commit(&mut self, file: &str) -> Flow {
         match self.store.commit(&mut self.held).await {
             Ok(()) => {
+                let seen = self.see(file).await;
                 self.count(&[]);
                 self.keep_results().await;
-                Flow::Continue
+                seen
             }
             Err(e) => {
                 self.lost(&e, file);
@@ -141,6 +145,37 @@ impl<'a, S: Store> Applier<'a, S> {
                 results.write(&line);
             }
         }
+    }
+
+    /// Stamps what just committed as seen by the run; marks the premises it brought back
+    /// from an archive as `restored` in the results. A failure halts the run: unstamped,
+    /// these records would look left out to a snapshot, which must not end ok.
+    async fn see(&mut self, file: &str) -> Flow {
+        let seen = std::mem::take(&mut self.seen);
+        if !self.scope.stamp || seen.is_empty() {
+            return Flow::Continue;
+        }
+        let (restored, premises) = match self.store.see(self.scope, &seen).await {
+            Ok(done) => done,
+            Err(e) => {
+                self.report
+                    .fail(ReportError::general(e.code(), e.to_string(), Some(file)));
+                return Flow::Halt;
+            }
+        };
+        self.report.restored.premises += restored.premises;
+        self.report.restored.accounts += restored.accounts;
+        self.report.restored.links += restored.links;
+        if !premises.is_empty() {
+            let premises: std::collections::HashSet<&str> =
+                premises.iter().map(String::as_str).collect();
+            for line in &mut self.lines {
+                if line.kind == "premise" && premises.contains(line.id.as_str()) {
+                    line.outcome = "restored";
+                }
+            }
+        }
+        Flow::Continue
     }
 
     /// Stores the next part of the run's kept results once there is one. Results are an
@@ -216,6 +251,7 @@ impl<'a, S: Store> Applier<'a, S> {
             self.pending.clear();
         }
         self.pending_end = None;
+        self.seen = Seen::default();
         self.report
             .fail(ReportError::general(e.code(), message, Some(file)));
     }
@@ -270,6 +306,25 @@ impl<'a, S: Store> Applier<'a, S> {
         {
             self.pending_end = Some(end);
         }
+        if self.scope.stamp {
+            for record in &valid[..applied.outcomes.len()] {
+                match record {
+                    Record::Premise(p) => {
+                        self.seen.premises.push(p.id.clone());
+                        self.seen
+                            .accounts
+                            .extend(p.accounts.iter().map(|a| a.id.clone()));
+                    }
+                    Record::Client(c) => self.seen.clients.push(c.id.clone()),
+                }
+            }
+        }
+        // A store that committed the chunk already: stamp it before its lines are written.
+        let stamped = if self.held.open() {
+            Flow::Continue
+        } else {
+            self.see(file).await
+        };
         self.count(&applied.outcomes);
         for (item, outcome) in items.iter().zip(&applied.outcomes) {
             self.report.warn_all(&item.warnings);
@@ -301,6 +356,6 @@ impl<'a, S: Store> Applier<'a, S> {
             self.skipped(items.len() - valid.len() - 1);
             return Flow::Halt;
         }
-        Flow::Continue
+        stamped
     }
 }

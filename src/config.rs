@@ -53,7 +53,11 @@ fn render(file: &str, errors: &[ConfigError]) -> String {
     s
 }
 
-const KEYS: [&str; 13] = [
+/// A snapshot archives at most this share (percent) of its source's rows unless told more:
+/// a file that lost a tenth of the houses is far likelier broken than a tenth moved out.
+pub const DEFAULT_MAX_ARCHIVE_PERCENT: u64 = 10;
+
+const KEYS: [&str; 15] = [
     "name",
     "organization",
     "source",
@@ -63,6 +67,8 @@ const KEYS: [&str; 13] = [
     "settle_secs",
     "min_records",
     "max_shrink_percent",
+    "mode",
+    "max_archive_percent",
     "chunk_size",
     "schedule",
     "timezone",
@@ -193,6 +199,31 @@ pub fn parse_with(
     };
     let min_records = whole("min_records", 1..=i64::MAX);
     let max_shrink_percent = whole("max_shrink_percent", 1..=100);
+    let max_archive_percent = whole("max_archive_percent", 0..=100);
+    let snapshot = match table.get("mode") {
+        None => false,
+        Some(Value::String(mode)) if mode == "upsert" => false,
+        Some(Value::String(mode)) if mode == "snapshot" => true,
+        Some(other) => {
+            add(
+                &mut errors,
+                "mode",
+                format!(
+                    "must be \"upsert\" (the default: what a file leaves out stays) or \
+                     \"snapshot\" (the files hold the whole source: what they leave out is \
+                     archived), not {other}"
+                ),
+            );
+            false
+        }
+    };
+    if max_archive_percent.is_some() && !snapshot {
+        add(
+            &mut errors,
+            "max_archive_percent",
+            "applies to mode = \"snapshot\" only".into(),
+        );
+    }
     let timezone = match table.get("timezone") {
         None => "UTC".to_owned(),
         Some(Value::String(tz)) if tz.trim().parse::<chrono_tz::Tz>().is_ok() => {
@@ -287,6 +318,8 @@ pub fn parse_with(
                 settle,
                 min_records,
                 max_shrink_percent,
+                snapshot: snapshot
+                    .then(|| max_archive_percent.unwrap_or(DEFAULT_MAX_ARCHIVE_PERCENT)),
             },
             chunk_size,
             schedule,

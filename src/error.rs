@@ -54,6 +54,7 @@ pub enum Code {
     RoleMissing,
     FileStillBeingWritten,
     Resumed,
+    SnapshotIncomplete,
 }
 
 impl Code {
@@ -96,6 +97,7 @@ impl Code {
             Code::RoleMissing => "role_missing",
             Code::FileStillBeingWritten => "file_still_being_written",
             Code::Resumed => "resumed",
+            Code::SnapshotIncomplete => "snapshot_incomplete",
         }
     }
 }

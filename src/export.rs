@@ -22,6 +22,9 @@ pub enum ExportLine {
         rooms: Option<i64>,
         area: Option<f64>,
         cadastral_number: Option<String>,
+        /// The snapshot run that archived it; only in an export that includes archived rows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        archived_run: Option<i64>,
     },
     Account {
         source: String,
@@ -30,6 +33,8 @@ pub enum ExportLine {
         number: String,
         area: Option<f64>,
         residents: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        archived_run: Option<i64>,
     },
     Client {
         name: String,

@@ -58,7 +58,9 @@ pub struct Mail {
 /// the warnings grouped by code (capped, with the total) and the error with its position.
 pub fn compose(pipeline: &str, run_id: i64, report: &RunReport) -> Mail {
     let status = report.status.as_str().to_uppercase();
-    let quiet = report.status == Status::Ok && report.warnings_total == 0;
+    let quiet = report.status == Status::Ok
+        && report.warnings_total == 0
+        && report.archived.total() + report.restored.total() == 0;
     let subject = if report.status == Status::Ok && report.warnings_total > 0 {
         format!(
             "[crm-import] {pipeline}: OK with {} warning(s)",
@@ -121,6 +123,18 @@ fn html_body(report: &RunReport, quiet: bool) -> String {
         c.client.merged,
         c.client.external_id_added
     );
+    for (what, counts) in [
+        ("Archived", &report.archived),
+        ("Restored", &report.restored),
+    ] {
+        if counts.total() > 0 {
+            let _ = write!(
+                h,
+                "<p>{what} (full snapshot): {} premises, {} accounts, {} client links</p>",
+                counts.premises, counts.accounts, counts.links
+            );
+        }
+    }
     if report.warnings_total > 0 {
         let _ = write!(h, "<p>Warnings: {} in all</p><ul>", report.warnings_total);
         for w in &report.warnings {

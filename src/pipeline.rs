@@ -27,7 +27,7 @@ use crate::report::{FileReport, ReportError, RunReport};
 use crate::results;
 use crate::source::{Body, Files, Input, SourceError, Sources};
 use crate::stage::{BATCH, Batch, DEFAULT_CHUNK_SIZE, INPUT_PAUSE, QUEUE, background_priority};
-use crate::store::{Scope, Store};
+use crate::store::{Scope, Snapshot, Store};
 use crate::telemetry;
 use crate::validate::validate_chunk;
 
@@ -48,6 +48,9 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resume {
     pub run_id: i64,
+    /// The first run of a chain of resumed runs: what it and its followers committed counts
+    /// as seen by a snapshot.
+    pub origin: i64,
     pub files: Vec<FileReport>,
 }
 
@@ -58,10 +61,12 @@ impl Resume {
         struct Stored {
             #[serde(default)]
             files: Vec<FileReport>,
+            resumed_from: Option<i64>,
         }
         let stored: Stored = serde_json::from_str(report)?;
         Ok(Resume {
             run_id,
+            origin: stored.resumed_from.unwrap_or(run_id),
             files: stored.files,
         })
     }
@@ -106,7 +111,13 @@ pub async fn import_files<S: Store>(
     options: Options,
 ) -> RunReport {
     let mut report = RunReport::default();
+    report.resumed_from = options.resume.as_ref().map(|r| r.origin);
+    let scope = &Scope {
+        stamp: scope.stamp || files.snapshot.is_some(),
+        ..scope.clone()
+    };
     let mut sources = Sources::new(files);
+    let mut left_unread = false;
     'run: for address in &files.addresses {
         let mut names = match sources.expand(address).await {
             Ok(names) => names,
@@ -191,11 +202,60 @@ pub async fn import_files<S: Store>(
         if let Some(warning) = unsettled {
             // It and every file after it wait for the next run, in their order.
             report.warn(&warning, 1);
+            left_unread = true;
             break;
         }
     }
     sources.close().await;
+    if let Some(max_percent) = files.snapshot
+        && report.is_ok()
+    {
+        archive_unseen(store, scope, max_percent, left_unread, &mut report).await;
+    }
     report
+}
+
+/// The end of a snapshot run that read its files without error: what they left out of the
+/// source is archived — unless a file was left for later, or it is more than `max_percent`.
+async fn archive_unseen<S: Store>(
+    store: &S,
+    scope: &Scope,
+    max_percent: u64,
+    left_unread: bool,
+    report: &mut RunReport,
+) {
+    let Some(run_id) = scope.run_id else {
+        return;
+    };
+    if left_unread {
+        let position = Position::default();
+        let message = "a file was left for the next run, so this snapshot is not whole: \
+                       nothing was archived";
+        report.warn(
+            &Problem::new(Code::SnapshotIncomplete, message, position),
+            1,
+        );
+        return;
+    }
+    let since = report.resumed_from.unwrap_or(run_id);
+    match store.archive(scope, since, max_percent).await {
+        Ok(Snapshot::Archived(archived)) => report.archived = archived,
+        Ok(Snapshot::TooMany { would, live }) => report.fail(ReportError::general(
+            "snapshot_too_large",
+            format!(
+                "this snapshot leaves out {would} of the source's {live} premises, accounts and \
+                 client links ({}%), more than max_archive_percent = {max_percent}: nothing was \
+                 archived. A broken export? If not, raise max_archive_percent for one run",
+                would * 100 / live.max(1)
+            ),
+            None,
+        )),
+        Err(e) => report.fail(ReportError::general(
+            e.code(),
+            format!("archiving what the snapshot left out failed: {e}"),
+            None,
+        )),
+    }
 }
 
 /// `min_records` and `max_shrink_percent`: a file with fewer records than either allows is

@@ -9,7 +9,11 @@ use serde::Serialize;
 
 use crate::error::{Code, Problem, Warnings};
 use crate::model::{Mark, Outcome, RecordOutcome};
-use crate::store::RunStatus;
+use crate::store::{Archived, RunStatus};
+
+fn is_none(counts: &Archived) -> bool {
+    counts.total() == 0
+}
 
 /// Distinct warnings kept with their first position; past this they are only counted, so a
 /// file with a warning on every record costs no memory.
@@ -219,6 +223,14 @@ pub struct RunReport {
     pub error: Option<ReportError>,
     /// The files of the run, in the order given, with the records applied from each.
     pub files: Vec<FileReport>,
+    /// What a snapshot archived after the run, and what the run brought back from an archive.
+    #[serde(skip_serializing_if = "is_none")]
+    pub archived: Archived,
+    #[serde(skip_serializing_if = "is_none")]
+    pub restored: Archived,
+    /// The run whose records a `--resume` chain started with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<i64>,
     #[serde(skip)]
     warning_index: HashMap<(Code, String), usize>,
 }
@@ -242,6 +254,9 @@ impl Default for RunReport {
             warnings_total: 0,
             error: None,
             files: Vec::new(),
+            archived: Archived::default(),
+            restored: Archived::default(),
+            resumed_from: None,
             warning_index: HashMap::new(),
         }
     }
@@ -354,6 +369,15 @@ impl RunReport {
             c.client.merged,
             c.client.external_id_added
         );
+        for (what, counts) in [("archived", &self.archived), ("restored", &self.restored)] {
+            if counts.total() > 0 {
+                let _ = writeln!(
+                    s,
+                    "  {what}: {} premises, {} accounts, {} client links",
+                    counts.premises, counts.accounts, counts.links
+                );
+            }
+        }
         if self.warnings_total > 0 {
             let _ = writeln!(s, "  warnings: {}", self.warnings_total);
             for w in &self.warnings {

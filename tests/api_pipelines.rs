@@ -88,10 +88,17 @@ async fn pipelines_are_created_read_changed_and_deleted_through_the_api() {
 
     let mut changed = nightly.clone();
     changed["schedule"] = json!("30 4 * * *");
+    changed["mode"] = json!("snapshot");
+    changed["max_archive_percent"] = json!(20);
+    changed["min_records"] = json!(5);
     let (status, answer) = call(Method::PUT, url("/api-nightly"), &ours, Some(changed)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (_, read) = call(Method::GET, url("/api-nightly"), &ours, None).await;
     assert_eq!(read["pipeline"]["schedule"], "30 4 * * *", "{read}");
+    assert_eq!(read["pipeline"]["mode"], "snapshot", "{read}");
+    assert_eq!(read["pipeline"]["max_archive_percent"], 20);
+    assert_eq!(read["pipeline"]["min_records"], 5);
+    assert_eq!(read["pipeline"]["settle_secs"], 5);
 
     // A file's pipeline is read-only; another organization sees nothing.
     let (status, answer) = call(Method::PUT, url("/uo-1-demo"), &ours, Some(nightly.clone())).await;

@@ -579,9 +579,24 @@ async fn the_guards_against_a_broken_export_are_set_in_the_form() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("id=\"max_shrink_percent-error\""), "{page}");
+    // A limit on archiving without a full snapshot is a mistake at its field.
+    let (status, _, page) = c
+        .post(
+            &s,
+            "/pipelines/new",
+            &with(&fields, &s.csrf, &[("max_archive_percent", "20")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"max_archive_percent-error\""), "{page}");
     assert!(c.db.store.stored_pipelines().await.unwrap().is_empty());
 
-    let guards = [("min_records", "3"), ("max_shrink_percent", "40")];
+    let guards = [
+        ("min_records", "3"),
+        ("max_shrink_percent", "40"),
+        ("snapshot", "on"),
+        ("max_archive_percent", "20"),
+    ];
     let (status, location, page) = c
         .post(&s, "/pipelines/new", &with(&fields, &s.csrf, &guards))
         .await;
@@ -593,8 +608,15 @@ async fn the_guards_against_a_broken_export_are_set_in_the_form() {
         stored[0].definition
     );
     assert!(stored[0].definition.contains("max_shrink_percent = 40"));
+    assert!(stored[0].definition.contains("mode = \"snapshot\""));
+    assert!(stored[0].definition.contains("max_archive_percent = 20"));
     let (_, page) = c.get(&s, &location.unwrap()).await;
     assert!(page.contains("value=\"40\""), "{page}");
+    assert!(page.contains("value=\"20\""), "{page}");
+    assert!(
+        page.contains("name=\"snapshot\" type=\"checkbox\" checked"),
+        "{page}"
+    );
 }
 
 #[tokio::test]

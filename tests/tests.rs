@@ -26,3 +26,4 @@ mod oracle;
 mod pipelines;
 mod reimport;
 mod resume;
+mod snapshot;

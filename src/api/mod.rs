@@ -407,6 +407,15 @@ struct ClientQuery {
     phone: Option<String>,
     source: Option<String>,
     external_id: Option<String>,
+    #[serde(default)]
+    archived: bool,
+}
+
+/// `?archived=true`: include what a snapshot archived.
+#[derive(Debug, Default, Deserialize)]
+struct ArchivedQuery {
+    #[serde(default)]
+    archived: bool,
 }
 
 /// Clients by phone or by external id, in the export's shape.
@@ -414,6 +423,7 @@ struct ClientQuery {
     params(
         ("phone" = Option<String>, Query, description = "any spelling of a phone"),
         ("source" = Option<String>, Query, description = "with external_id"),
+        ("archived" = Option<bool>, Query, description = "true: include links a snapshot archived"),
         ("external_id" = Option<String>, Query, description = "with source"),
     ),
     responses(
@@ -446,24 +456,30 @@ async fn read_clients<S: Store>(
             ));
         }
     };
-    let clients = api.store.lookup(&org, &lookup).await?.unwrap_or_default();
+    let clients = api
+        .store
+        .lookup(&org, &lookup, q.archived)
+        .await?
+        .unwrap_or_default();
     Ok(Json(ClientsAnswer { clients }))
 }
 
 /// A premise with its accounts, in the export's shape.
 #[utoipa::path(get, path = "/api/v1/premises/{source}/{id}",
-    params(("source" = String, Path), ("id" = String, Path)),
+    params(("source" = String, Path), ("id" = String, Path),
+        ("archived" = Option<bool>, Query, description = "true: also a premise or accounts a snapshot archived")),
     responses((status = 200, description = "the premise", body = PremiseAnswer), (status = 401, description = "no token, or an unknown or revoked one", body = ErrorBody), (status = 403, description = "a token used where it may not be", body = ErrorBody), (status = 404, description = "not this organization's", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn read_premise<S: Store>(
     State(api): Shared<S>,
     headers: HeaderMap,
     Path((source, id)): Path<(String, String)>,
+    WithRejection(Query(q), _): WithRejection<Query<ArchivedQuery>, ApiError>,
 ) -> Result<Json<PremiseAnswer>, ApiError> {
     let org = organization(&api, &headers).await?;
     let lines = api
         .store
-        .lookup(&org, &Lookup::Premise { source, id })
+        .lookup(&org, &Lookup::Premise { source, id }, q.archived)
         .await?
         .unwrap_or_default();
     let mut lines = lines.into_iter();

@@ -36,6 +36,19 @@ impl PipelineBody {
             "delete_after_read".into(),
             T::Boolean(self.delete_after_read),
         );
+        for (key, value) in [
+            ("settle_secs", self.settle_secs),
+            ("min_records", self.min_records),
+            ("max_shrink_percent", self.max_shrink_percent),
+            ("max_archive_percent", self.max_archive_percent),
+        ] {
+            if let Some(n) = value {
+                table.insert(key.into(), T::Integer(n.min(i64::MAX as u64) as i64));
+            }
+        }
+        if let Some(mode) = &self.mode {
+            table.insert("mode".into(), T::String(mode.clone()));
+        }
         if !self.notify.is_empty() {
             table.insert("notify".into(), strings(&self.notify));
         }
@@ -72,6 +85,15 @@ fn pipeline_out(p: &Pipeline, editable: bool) -> PipelineOut {
         source: p.source.clone(),
         files: p.files.addresses.clone(),
         delete_after_read: p.files.delete_after_read,
+        settle_secs: p.files.settle.as_secs(),
+        min_records: p.files.min_records,
+        max_shrink_percent: p.files.max_shrink_percent,
+        mode: if p.files.snapshot.is_some() {
+            "snapshot"
+        } else {
+            "upsert"
+        },
+        max_archive_percent: p.files.snapshot,
         notify: p.notify.clone(),
         schedule: p.schedule.clone(),
         timezone: p.timezone.clone(),

@@ -65,6 +65,12 @@ pub struct PipelineOut {
     pub source: String,
     pub files: Vec<String>,
     pub delete_after_read: bool,
+    pub settle_secs: u64,
+    pub min_records: Option<u64>,
+    pub max_shrink_percent: Option<u64>,
+    /// `upsert` or `snapshot`.
+    pub mode: &'static str,
+    pub max_archive_percent: Option<u64>,
     pub notify: Vec<String>,
     pub schedule: Option<String>,
     pub timezone: String,
@@ -96,6 +102,18 @@ pub struct PipelineBody {
     pub files: Vec<String>,
     #[serde(default)]
     pub delete_after_read: bool,
+    /// The file checks (SPEC §12): none given, their defaults.
+    #[serde(default)]
+    pub settle_secs: Option<u64>,
+    #[serde(default)]
+    pub min_records: Option<u64>,
+    #[serde(default)]
+    pub max_shrink_percent: Option<u64>,
+    /// `upsert` (the default) or `snapshot`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub max_archive_percent: Option<u64>,
     #[serde(default)]
     pub notify: Vec<String>,
     /// `minute hour day month weekday`, e.g. `0 3 * * *`; none: run on request only.

@@ -140,6 +140,9 @@ pub enum Command {
     Export {
         #[arg(long)]
         org: String,
+        /// Include what snapshot runs archived (marked with `archived_run`).
+        #[arg(long)]
+        include_archived: bool,
         #[command(flatten)]
         db: Db,
     },

@@ -93,6 +93,7 @@ async fn resumed<S: Store>(
         .map_err(|e| Failure::import(format!("run {run_id}'s stored report cannot be read: {e}")))?
         .unwrap_or(Resume {
             run_id,
+            origin: run_id,
             files: Vec::new(),
         });
     Ok(Some(Arc::new(resume)))
@@ -251,10 +252,10 @@ pub async fn check(files: &[String]) -> Result<(), Failure> {
 }
 
 /// `export`: the organization's data as NDJSON on standard output.
-pub async fn export(org: &str, db: &Db) -> Result<(), Failure> {
+pub async fn export(org: &str, archived: bool, db: &Db) -> Result<(), Failure> {
     let store = open_store(db).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout());
-    let known = store.export(org, &mut out).await?;
+    let known = store.export(org, archived, &mut out).await?;
     if !known {
         return Err(Failure::config(format!(
             "organization {org:?} is not known in this database"

@@ -116,7 +116,11 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             admin::list_runs(&filter, &db).await
         }
         Command::Check { files } => import::check(&files).await,
-        Command::Export { org, db } => import::export(&org, &db).await,
+        Command::Export {
+            org,
+            include_archived,
+            db,
+        } => import::export(&org, include_archived, &db).await,
         Command::Generate {
             premises,
             clients,

@@ -22,6 +22,9 @@ pub struct PipelineForm {
     pub settle_secs: String,
     pub min_records: String,
     pub max_shrink_percent: String,
+    /// `mode = "snapshot"`, and its `max_archive_percent` as typed.
+    pub snapshot: bool,
+    pub max_archive_percent: String,
     pub notify: String,
     pub minute: String,
     pub hour: String,
@@ -75,6 +78,8 @@ impl PipelineForm {
             settle_secs: text("settle_secs"),
             min_records: text("min_records"),
             max_shrink_percent: text("max_shrink_percent"),
+            snapshot: fields.contains_key("snapshot"),
+            max_archive_percent: text("max_archive_percent"),
             notify: text("notify"),
             minute: text("minute"),
             hour: text("hour"),
@@ -116,6 +121,8 @@ impl PipelineForm {
                 .max_shrink_percent
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
+            snapshot: p.files.snapshot.is_some(),
+            max_archive_percent: p.files.snapshot.map(|n| n.to_string()).unwrap_or_default(),
             notify: p.notify.join(", "),
             minute: field(0),
             hour: field(1),
@@ -174,10 +181,14 @@ impl PipelineForm {
         if self.delete_after_read {
             table.insert("delete_after_read".into(), Value::Boolean(true));
         }
+        if self.snapshot {
+            table.insert("mode".into(), Value::String("snapshot".into()));
+        }
         for (key, typed) in [
             ("settle_secs", &self.settle_secs),
             ("min_records", &self.min_records),
             ("max_shrink_percent", &self.max_shrink_percent),
+            ("max_archive_percent", &self.max_archive_percent),
         ] {
             // Not a number: kept as typed, for the pipeline check's message at its field.
             let value = typed
@@ -284,6 +295,8 @@ fn at_field(e: &ConfigError) -> (&'static str, String) {
         "settle_secs" => "settle_secs",
         "min_records" => "min_records",
         "max_shrink_percent" => "max_shrink_percent",
+        "mode" => "snapshot",
+        "max_archive_percent" => "max_archive_percent",
         "notify" => "notify",
         "schedule" => "schedule",
         "timezone" => "timezone",

@@ -192,6 +192,11 @@ fn guards(files: &crate::source::Files) -> String {
     if let Some(n) = files.max_shrink_percent {
         words.push(format!("сокращение выгрузки не больше {n} %"));
     }
+    if let Some(n) = files.snapshot {
+        words.push(format!(
+            "полный снимок: чего нет в файлах, уходит в архив (не больше {n} % за запуск)"
+        ));
+    }
     words.join("; ")
 }
 

@@ -47,6 +47,9 @@ pub struct Files {
     /// A file with this many percent fewer records than the last successful run read from
     /// it is refused before any of it is applied.
     pub max_shrink_percent: Option<u64>,
+    /// The files hold the whole source (`mode = "snapshot"`): after a run that ended ok, what
+    /// they left out is archived, unless it is more than this percent of the source's rows.
+    pub snapshot: Option<u64>,
 }
 
 impl Files {

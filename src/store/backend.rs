@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use sqlx::Database;
 
-use super::sql::{Columns, Dialect, all, args, begin_write, each, execute, one, optional};
+use super::sql::{
+    Columns, Dialect, all, args, begin_write, each, execute, one, optional, with_archived,
+};
 use super::{
-    Bearer, ChunkApplied, Hold, Holder, Lookup, RunFilter, RunRow, RunStart, RunStatus, Scope,
-    SessionRow, Store, StoreError, StoredPipeline, TokenRow, Trigger, UserRow, now,
+    Archived, Bearer, ChunkApplied, Hold, Holder, Lookup, RunFilter, RunRow, RunStart, RunStatus,
+    Scope, Seen, SessionRow, Snapshot, Store, StoreError, StoredPipeline, TokenRow, Trigger,
+    UserRow, now,
 };
 use crate::export::ExportLine;
 use crate::model::Record;
@@ -102,6 +105,16 @@ impl<B: Backend> Store for B {
         )
         .await?
         .int(0)?;
+        let archived = one::<B::DB>(
+            &mut tx,
+            "SELECT EXISTS (SELECT 1 FROM premises WHERE source_id = $1 AND archived_run IS NOT NULL)
+                 OR EXISTS (SELECT 1 FROM accounts WHERE source_id = $1 AND archived_run IS NOT NULL)
+                 OR EXISTS (SELECT 1 FROM client_premises WHERE source_id = $1 AND archived_run IS NOT NULL)
+                 OR EXISTS (SELECT 1 FROM client_accounts WHERE source_id = $1 AND archived_run IS NOT NULL)",
+            args![source_id],
+        )
+        .await?
+        .flag(0)?;
         tx.commit().await?;
         Ok(Scope {
             org_id,
@@ -109,6 +122,7 @@ impl<B: Backend> Store for B {
             org: org.to_owned(),
             source: source.to_owned(),
             run_id: None,
+            stamp: archived,
         })
     }
 
@@ -125,14 +139,24 @@ impl<B: Backend> Store for B {
         self.commit_hold(held).await
     }
 
-    async fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> Result<bool, StoreError> {
+    async fn export(
+        &self,
+        org: &str,
+        archived: bool,
+        out: &mut (dyn Write + Send),
+    ) -> Result<bool, StoreError> {
         let mut conn = self.reader().await?;
         let Some(org_id) = org_id::<B::DB>(&mut conn, org).await? else {
             return Ok(false);
         };
         let c = B::DB::BYTEWISE;
-        let premises =
-            format!("{PREMISE_LINE} WHERE s.org_id = $1 ORDER BY s.code{c}, p.ext_id{c}");
+        let premises = with_archived(
+            &format!(
+                "{PREMISE_LINE} WHERE s.org_id = $1 AND p.archived_run IS NULL \
+                 ORDER BY s.code{c}, p.ext_id{c}"
+            ),
+            archived,
+        );
         each::<B::DB>(
             &mut conn,
             sqlx::AssertSqlSafe(premises),
@@ -140,10 +164,13 @@ impl<B: Backend> Store for B {
             |row| Ok(premise_line(row)?.write(out)?),
         )
         .await?;
-        let accounts = format!(
-            "SELECT s.code, a.ext_id, p.ext_id, a.number, a.area, a.residents
-               FROM sources s JOIN accounts a ON a.source_id = s.id JOIN premises p ON p.id = a.premise_id
-              WHERE s.org_id = $1 ORDER BY s.code{c}, a.ext_id{c}"
+        let accounts = with_archived(
+            &format!(
+                "SELECT s.code, a.ext_id, p.ext_id, a.number, a.area, a.residents, a.archived_run
+                   FROM sources s JOIN accounts a ON a.source_id = s.id JOIN premises p ON p.id = a.premise_id
+                  WHERE s.org_id = $1 AND a.archived_run IS NULL ORDER BY s.code{c}, a.ext_id{c}"
+            ),
+            archived,
         );
         each::<B::DB>(
             &mut conn,
@@ -157,12 +184,13 @@ impl<B: Backend> Store for B {
                     number: row.text(3)?,
                     area: row.opt_real(4)?,
                     residents: row.opt_int(5)?,
+                    archived_run: row.opt_int(6)?,
                 };
                 Ok(line.write(out)?)
             },
         )
         .await?;
-        let clients = sqlx::AssertSqlSafe(B::DB::export_clients());
+        let clients = sqlx::AssertSqlSafe(with_archived(&B::DB::export_clients(), archived));
         each::<B::DB>(&mut conn, clients, args![org_id], |row| {
             Ok(client_line(row)?.write(out)?)
         })
@@ -350,6 +378,121 @@ impl<B: Backend> Store for B {
         Ok(row.map(|r| r.bytes(0)).transpose()?)
     }
 
+    async fn see(&self, scope: &Scope, seen: &Seen) -> Result<(Archived, Vec<String>), StoreError> {
+        let run = scope.run_id.unwrap_or_default();
+        let texts = B::DB::texts("$2");
+        let json = |ids: &[String]| serde_json::to_string(ids).unwrap_or_default();
+        let (premises, accounts, clients) = (
+            json(&seen.premises),
+            json(&seen.accounts),
+            json(&seen.clients),
+        );
+        let cards = format!(
+            "client_id IN (SELECT client_id FROM client_external_ids WHERE source_id = $1 AND ext_id IN ({texts}))"
+        );
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write::<B::DB>(&mut writer).await?;
+        let back = "SET archived_run = NULL, archived_at = NULL WHERE source_id = $1 AND archived_run IS NOT NULL";
+        let restored = all::<B::DB>(
+            &mut tx,
+            sqlx::AssertSqlSafe(format!(
+                "UPDATE premises {back} AND ext_id IN ({texts}) RETURNING ext_id"
+            )),
+            args![scope.source_id, &premises],
+        )
+        .await?
+        .iter()
+        .map(|row| row.text(0))
+        .collect::<Result<Vec<_>, _>>()?;
+        let mut counts = Archived {
+            premises: restored.len() as u64,
+            ..Archived::default()
+        };
+        let statements = [
+            ("accounts", format!("ext_id IN ({texts})"), &accounts),
+            ("client_premises", cards.clone(), &clients),
+            ("client_accounts", cards, &clients),
+        ];
+        for (table, which, ids) in &statements {
+            let done = execute::<B::DB>(
+                &mut tx,
+                sqlx::AssertSqlSafe(format!("UPDATE {table} {back} AND {which}")),
+                args![scope.source_id, *ids],
+            )
+            .await?;
+            match *table {
+                "accounts" => counts.accounts += done,
+                _ => counts.links += done,
+            }
+        }
+        let stamps = [
+            ("premises", format!("ext_id IN ({texts})"), &premises),
+            statements[0].clone(),
+            statements[1].clone(),
+            statements[2].clone(),
+        ];
+        for (table, which, ids) in stamps {
+            execute::<B::DB>(
+                &mut tx,
+                sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET seen_run = $3 WHERE source_id = $1 AND {which}"
+                )),
+                args![scope.source_id, ids, run],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((counts, restored))
+    }
+
+    async fn archive(
+        &self,
+        scope: &Scope,
+        since: i64,
+        max_percent: u64,
+    ) -> Result<Snapshot, StoreError> {
+        const TABLES: [&str; 4] = ["premises", "accounts", "client_premises", "client_accounts"];
+        let unseen =
+            "source_id = $1 AND archived_run IS NULL AND (seen_run IS NULL OR seen_run < $2)";
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write::<B::DB>(&mut writer).await?;
+        let (mut would, mut live) = (0u64, 0u64);
+        for table in TABLES {
+            let row = one::<B::DB>(
+                &mut tx,
+                sqlx::AssertSqlSafe(format!(
+                    "SELECT count(*), count(CASE WHEN seen_run IS NULL OR seen_run < $2 THEN 1 END) \
+                     FROM {table} WHERE source_id = $1 AND archived_run IS NULL"
+                )),
+                args![scope.source_id, since],
+            )
+            .await?;
+            live += row.int(0)?.unsigned_abs();
+            would += row.int(1)?.unsigned_abs();
+        }
+        if would * 100 > max_percent * live {
+            return Ok(Snapshot::TooMany { would, live });
+        }
+        let (run, at) = (scope.run_id.unwrap_or_default(), now());
+        let mut counts = [0u64; 4];
+        for (table, count) in TABLES.iter().zip(&mut counts) {
+            *count = execute::<B::DB>(
+                &mut tx,
+                sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET archived_run = $3, archived_at = $4 WHERE {unseen}"
+                )),
+                args![scope.source_id, since, run, &at],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Snapshot::Archived(Archived {
+            premises: counts[0],
+            accounts: counts[1],
+            links: counts[2] + counts[3],
+        }))
+    }
+
     async fn note_mail(&self, run_id: i64, note: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         execute::<B::DB>(
@@ -384,12 +527,14 @@ impl<B: Backend> Store for B {
         &self,
         org: &str,
         what: &Lookup,
+        archived: bool,
     ) -> Result<Option<Vec<ExportLine>>, StoreError> {
         let mut conn = self.reader().await?;
         let Some(org_id) = org_id::<B::DB>(&mut conn, org).await? else {
             return Ok(None);
         };
-        let (line, order) = (B::DB::CLIENT_LINE, B::DB::CLIENT_ORDER);
+        let line = &with_archived(B::DB::CLIENT_LINE, archived);
+        let order = B::DB::CLIENT_ORDER;
         let rows = match what {
             Lookup::ClientsByPhone(phone) => {
                 let sql = format!("{line} WHERE c.org_id = $1 AND c.phone = $2 {order}");
@@ -408,7 +553,7 @@ impl<B: Backend> Store for B {
                 .await?
             }
             Lookup::Premise { source, id } => {
-                return premise_with_accounts::<B::DB>(&mut conn, org_id, source, id)
+                return premise_with_accounts::<B::DB>(&mut conn, org_id, source, id, archived)
                     .await
                     .map(Some);
             }
@@ -836,18 +981,28 @@ async fn premise_with_accounts<DB: Dialect>(
     org_id: i64,
     source: &str,
     id: &str,
+    archived: bool,
 ) -> Result<Vec<ExportLine>, StoreError> {
-    let sql = format!("{PREMISE_LINE} WHERE s.org_id = $1 AND s.code = $2 AND p.ext_id = $3");
+    let sql = with_archived(
+        &format!(
+            "{PREMISE_LINE} WHERE s.org_id = $1 AND s.code = $2 AND p.ext_id = $3 \
+             AND p.archived_run IS NULL"
+        ),
+        archived,
+    );
     let premise = optional::<DB>(conn, sqlx::AssertSqlSafe(sql), args![org_id, source, id]).await?;
     let Some(row) = premise else {
         return Ok(Vec::new());
     };
     let mut lines = vec![premise_line(&row)?];
     let c = DB::BYTEWISE;
-    let sql = format!(
-        "SELECT s.code, a.ext_id, a.number, a.area, a.residents
-           FROM accounts a JOIN sources s ON s.id = a.source_id
-          WHERE a.premise_id = $1 ORDER BY s.code{c}, a.ext_id{c}"
+    let sql = with_archived(
+        &format!(
+            "SELECT s.code, a.ext_id, a.number, a.area, a.residents, a.archived_run
+               FROM accounts a JOIN sources s ON s.id = a.source_id
+              WHERE a.premise_id = $1 AND a.archived_run IS NULL ORDER BY s.code{c}, a.ext_id{c}"
+        ),
+        archived,
     );
     for a in all::<DB>(conn, sqlx::AssertSqlSafe(sql), args![row.int(10)?]).await? {
         lines.push(ExportLine::Account {
@@ -857,6 +1012,7 @@ async fn premise_with_accounts<DB: Dialect>(
             number: a.text(2)?,
             area: a.opt_real(3)?,
             residents: a.opt_int(4)?,
+            archived_run: a.opt_int(5)?,
         });
     }
     Ok(lines)
@@ -890,7 +1046,7 @@ fn run_row(row: &impl Columns) -> Result<RunRow, StoreError> {
 /// A premise as an export line (and its row id last); callers add `WHERE` and `ORDER BY`.
 const PREMISE_LINE: &str =
     "SELECT s.code, p.ext_id, p.address, p.number, p.kind, p.floor, p.entrance, p.rooms,
-        p.area, p.cadastral_number, p.id
+        p.area, p.cadastral_number, p.id, p.archived_run
    FROM sources s JOIN premises p ON p.source_id = s.id";
 
 fn premise_line(row: &impl Columns) -> Result<ExportLine, StoreError> {
@@ -905,6 +1061,7 @@ fn premise_line(row: &impl Columns) -> Result<ExportLine, StoreError> {
         rooms: row.opt_int(7)?,
         area: row.opt_real(8)?,
         cadastral_number: row.opt_text(9)?,
+        archived_run: row.opt_int(11)?,
     })
 }
 

@@ -142,6 +142,48 @@ pub struct Scope {
     pub source: String,
     /// The run that writes, named in phone history and merge records.
     pub run_id: Option<i64>,
+    /// Stamp what the run sees ([`Store::see`]): a snapshot run, or a source with archived
+    /// rows that a record may bring back.
+    pub stamp: bool,
+}
+
+/// The ids a run's committed records carry, for [`Store::see`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub premises: Vec<String>,
+    pub accounts: Vec<String>,
+    pub clients: Vec<String>,
+}
+
+impl Seen {
+    pub fn is_empty(&self) -> bool {
+        self.premises.is_empty() && self.accounts.is_empty() && self.clients.is_empty()
+    }
+}
+
+/// What a snapshot archived, or what [`Store::see`] brought back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Archived {
+    pub premises: u64,
+    pub accounts: u64,
+    pub links: u64,
+}
+
+impl Archived {
+    pub fn total(&self) -> u64 {
+        self.premises + self.accounts + self.links
+    }
+}
+
+/// The end of a snapshot run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshot {
+    Archived(Archived),
+    /// More than allowed would have been archived; nothing was.
+    TooMany {
+        would: u64,
+        live: u64,
+    },
 }
 
 /// A record the store would not apply: its index in the chunk and why.
@@ -287,6 +329,7 @@ pub trait Store: Send + Sync {
     fn export(
         &self,
         org: &str,
+        archived: bool,
         out: &mut (dyn Write + Send),
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -342,6 +385,23 @@ pub trait Store: Send + Sync {
         part: i64,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 
+    /// Stamps the rows `seen` names with the scope's run, bringing back any that a snapshot
+    /// archived; what came back, and the premise ids among it.
+    fn see(
+        &self,
+        scope: &Scope,
+        seen: &Seen,
+    ) -> impl Future<Output = Result<(Archived, Vec<String>), StoreError>> + Send;
+
+    /// After a snapshot run: archives the source's live rows that no run since `since`
+    /// stamped, unless they are more than `max_percent` of them.
+    fn archive(
+        &self,
+        scope: &Scope,
+        since: i64,
+        max_percent: u64,
+    ) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
+
     /// Records what became of the run's e-mail report.
     fn note_mail(
         &self,
@@ -360,6 +420,7 @@ pub trait Store: Send + Sync {
         &self,
         org: &str,
         what: &Lookup,
+        archived: bool,
     ) -> impl Future<Output = Result<Option<Vec<ExportLine>>, StoreError>> + Send;
 
     /// Stores a new token's hash for an organization (or the app, with `None`).
@@ -652,8 +713,13 @@ impl Store for AnyStore {
             _ => Err(held_elsewhere()),
         }
     }
-    async fn export(&self, org: &str, out: &mut (dyn Write + Send)) -> Result<bool, StoreError> {
-        either!(self, s => s.export(org, out))
+    async fn export(
+        &self,
+        org: &str,
+        archived: bool,
+        out: &mut (dyn Write + Send),
+    ) -> Result<bool, StoreError> {
+        either!(self, s => s.export(org, archived, out))
     }
 
     async fn mark_logged_in(&self, phone: &str) -> Result<u64, StoreError> {
@@ -694,6 +760,19 @@ impl Store for AnyStore {
         either!(self, s => s.note_mail(run_id, note))
     }
 
+    async fn see(&self, scope: &Scope, seen: &Seen) -> Result<(Archived, Vec<String>), StoreError> {
+        either!(self, s => s.see(scope, seen))
+    }
+
+    async fn archive(
+        &self,
+        scope: &Scope,
+        since: i64,
+        max_percent: u64,
+    ) -> Result<Snapshot, StoreError> {
+        either!(self, s => s.archive(scope, since, max_percent))
+    }
+
     async fn keep_results(&self, run_id: i64, part: i64, bytes: &[u8]) -> Result<(), StoreError> {
         either!(self, s => s.keep_results(run_id, part, bytes))
     }
@@ -714,8 +793,9 @@ impl Store for AnyStore {
         &self,
         org: &str,
         what: &Lookup,
+        archived: bool,
     ) -> Result<Option<Vec<ExportLine>>, StoreError> {
-        either!(self, s => s.lookup(org, what))
+        either!(self, s => s.lookup(org, what, archived))
     }
 
     async fn create_token(

@@ -36,8 +36,23 @@ pub trait Dialect:
     const SESSION_GONE: &'static str;
     /// All clients of an organization (`$1`) as export lines, in export order.
     fn export_clients() -> String;
+    /// The texts of a JSON array parameter (`$3`) as a sub-query's rows.
+    fn texts(param: &str) -> String;
     /// The rows a statement changed (each driver keeps the count in a type of its own).
     fn rows_affected(done: &Self::QueryResult) -> u64;
+}
+
+/// `sql` with rows archived by a snapshot included: statements leave them out with
+/// `AND <alias>.archived_run IS NULL`, which this removes.
+pub fn with_archived(sql: &str, archived: bool) -> String {
+    if !archived {
+        return sql.to_owned();
+    }
+    ["p", "a", "cp", "ca"]
+        .iter()
+        .fold(sql.to_owned(), |sql, alias| {
+            sql.replace(&format!(" AND {alias}.archived_run IS NULL"), "")
+        })
 }
 
 /// A connection as an executor of statements.

@@ -161,7 +161,7 @@ impl Db {
             assert!(dangling.is_empty(), "dangling references: {dangling:?}");
         }
         let mut out = Vec::new();
-        self.store.export(org, &mut out).await.unwrap();
+        self.store.export(org, false, &mut out).await.unwrap();
         String::from_utf8(out).unwrap()
     }
 

@@ -206,11 +206,11 @@ impl Dialect for Postgres {
     (SELECT COALESCE(json_agg(json_build_object('source', s.code, 'id', p.ext_id, 'role', cp.role)
                               ORDER BY s.code COLLATE \"C\", p.ext_id COLLATE \"C\"), '[]')::text
        FROM client_premises cp JOIN premises p ON p.id = cp.premise_id
-       JOIN sources s ON s.id = p.source_id WHERE cp.client_id = c.id),
+       JOIN sources s ON s.id = p.source_id WHERE cp.client_id = c.id AND cp.archived_run IS NULL),
     (SELECT COALESCE(json_agg(json_build_object('source', s.code, 'id', a.ext_id)
                               ORDER BY s.code COLLATE \"C\", a.ext_id COLLATE \"C\"), '[]')::text
        FROM client_accounts ca JOIN accounts a ON a.id = ca.account_id
-       JOIN sources s ON s.id = a.source_id WHERE ca.client_id = c.id),
+       JOIN sources s ON s.id = a.source_id WHERE ca.client_id = c.id AND ca.archived_run IS NULL),
     f.code AS first_code, f.ext_id AS first_id
    FROM clients c
    LEFT JOIN LATERAL (SELECT s.code, x.ext_id FROM client_external_ids x JOIN sources s ON s.id = x.source_id
@@ -219,6 +219,10 @@ impl Dialect for Postgres {
 
     fn export_clients() -> String {
         EXPORT_CLIENTS.to_owned()
+    }
+
+    fn texts(param: &str) -> String {
+        format!("SELECT jsonb_array_elements_text({param}::jsonb)")
     }
 
     fn rows_affected(done: &PgQueryResult) -> u64 {
@@ -242,13 +246,13 @@ const EXPORT_CLIENTS: &str = "WITH ids AS (
            json_agg(json_build_object('source', s.code, 'id', p.ext_id, 'role', cp.role)
                     ORDER BY s.code COLLATE \"C\", p.ext_id COLLATE \"C\")::text AS list
       FROM client_premises cp JOIN premises p ON p.id = cp.premise_id JOIN sources s ON s.id = p.source_id
-     WHERE p.org_id = $1 GROUP BY cp.client_id),
+     WHERE p.org_id = $1 AND cp.archived_run IS NULL GROUP BY cp.client_id),
   account_links AS (
     SELECT ca.client_id,
            json_agg(json_build_object('source', s.code, 'id', a.ext_id)
                     ORDER BY s.code COLLATE \"C\", a.ext_id COLLATE \"C\")::text AS list
       FROM client_accounts ca JOIN accounts a ON a.id = ca.account_id JOIN sources s ON s.id = a.source_id
-     WHERE a.org_id = $1 GROUP BY ca.client_id)
+     WHERE a.org_id = $1 AND ca.archived_run IS NULL GROUP BY ca.client_id)
 SELECT c.name, c.phone, c.email, c.logged_in, COALESCE(i.list, '[]'), COALESCE(pl.list, '[]'),
        COALESCE(al.list, '[]')
   FROM clients c

@@ -789,6 +789,7 @@ mod tests {
             org: "uo-1".into(),
             source: "1c".into(),
             run_id: None,
+            stamp: false,
         };
         let premise = |id| PremiseRow {
             id,

@@ -378,10 +378,10 @@ impl Dialect for Sqlite {
     (SELECT json_group_array(json_object('source', s.code, 'id', p.ext_id, 'role', cp.role)
                              ORDER BY s.code, p.ext_id)
        FROM client_premises cp JOIN premises p ON p.id = cp.premise_id
-       JOIN sources s ON s.id = p.source_id WHERE cp.client_id = c.id),
+       JOIN sources s ON s.id = p.source_id WHERE cp.client_id = c.id AND cp.archived_run IS NULL),
     (SELECT json_group_array(json_object('source', s.code, 'id', a.ext_id) ORDER BY s.code, a.ext_id)
        FROM client_accounts ca JOIN accounts a ON a.id = ca.account_id
-       JOIN sources s ON s.id = a.source_id WHERE ca.client_id = c.id),
+       JOIN sources s ON s.id = a.source_id WHERE ca.client_id = c.id AND ca.archived_run IS NULL),
     (SELECT s.code || char(0) || x.ext_id FROM client_external_ids x JOIN sources s ON s.id = x.source_id
       WHERE x.client_id = c.id ORDER BY s.code, x.ext_id LIMIT 1) AS first_id
    FROM clients c";
@@ -392,6 +392,10 @@ impl Dialect for Sqlite {
             "{} WHERE c.org_id = $1 ORDER BY first_id",
             Self::CLIENT_LINE
         )
+    }
+
+    fn texts(param: &str) -> String {
+        format!("SELECT value FROM json_each({param})")
     }
 
     fn rows_affected(done: &SqliteQueryResult) -> u64 {
