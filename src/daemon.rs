@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{self, ConfigError, ConfigErrors, Pipeline};
 use crate::notify::Smtp;
 use crate::observe::Progress;
-use crate::pipeline::{self, Options};
+use crate::pipeline::{self, Options, Resume};
 use crate::run::{self, Begun, Finished};
 use crate::schedule::Schedule;
 use crate::secret::{Secret, SecretError, SecretKey};
@@ -346,7 +346,7 @@ impl<S: Store + 'static> Daemon<S> {
             .collect();
         let mut started = Vec::new();
         for pipeline in due {
-            match self.launch(pipeline.clone(), Trigger::Schedule).await {
+            match self.launch(pipeline.clone(), Trigger::Schedule, None).await {
                 Ok(run) => started.push(run.handle),
                 Err(e) => tracing::warn!(pipeline = %pipeline.name, "{e}"),
             }
@@ -364,13 +364,28 @@ impl<S: Store + 'static> Daemon<S> {
         let pipeline = self
             .pipeline(name)
             .ok_or_else(|| StartError::Unknown(name.to_owned()))?;
-        self.launch(pipeline, trigger).await
+        self.launch(pipeline, trigger, None).await
+    }
+
+    /// Starts pipeline `name` now, continuing the failed run `resume` describes
+    /// («Продолжить»).
+    pub async fn resume(
+        self: &Arc<Self>,
+        name: &str,
+        resume: Resume,
+    ) -> Result<Started, StartError> {
+        let pipeline = self
+            .pipeline(name)
+            .ok_or_else(|| StartError::Unknown(name.to_owned()))?;
+        self.launch(pipeline, Trigger::Manual, Some(Arc::new(resume)))
+            .await
     }
 
     async fn launch(
         self: &Arc<Self>,
         pipeline: Arc<Pipeline>,
         trigger: Trigger,
+        resume: Option<Arc<Resume>>,
     ) -> Result<Started, StartError> {
         if self.stop.is_cancelled() {
             return Err(StartError::Stopping);
@@ -399,7 +414,9 @@ impl<S: Store + 'static> Daemon<S> {
             .insert(run_id, progress.clone());
         let daemon = self.clone();
         let handle = self.tasks.spawn(async move {
-            let finished = daemon.carry_out(&pipeline, scope, trigger, progress).await;
+            let finished = daemon
+                .carry_out(&pipeline, scope, trigger, progress, resume)
+                .await;
             daemon
                 .running
                 .lock()
@@ -416,6 +433,7 @@ impl<S: Store + 'static> Daemon<S> {
         scope: Scope,
         trigger: Trigger,
         progress: Arc<Progress>,
+        resume: Option<Arc<Resume>>,
     ) -> Result<Finished, StoreError> {
         let started = Instant::now();
         let run_id = scope.run_id.unwrap_or_default();
@@ -424,6 +442,7 @@ impl<S: Store + 'static> Daemon<S> {
             chunk_size: pipeline.chunk_size,
             observer: progress,
             stop: self.stop.child_token(),
+            resume,
             ..Options::default()
         };
         let results = run::results_of(&mut options);

@@ -4,11 +4,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::pipeline::{self, Options};
+use crate::pipeline::{self, Options, Resume};
 use crate::report::{ReportError, RunReport};
 use crate::results::{self, Results};
 use crate::source::Files;
-use crate::store::{RunStart, Scope, Store, StoreError, Trigger};
+use crate::store::{RunStart, RunStatus, Scope, Store, StoreError, Trigger};
 use tokio_util::sync::CancellationToken;
 
 /// What to import, for whom, and who asked.
@@ -62,6 +62,43 @@ pub async fn run_import<S: Store>(
                 results_failed,
             })
         }
+    }
+}
+
+/// Why a run cannot be continued with `--resume` («Продолжить»).
+#[derive(Debug)]
+pub enum NotResumable {
+    /// Not a run of the organization.
+    Unknown,
+    /// It did not end with an error or a stop.
+    Ended(RunStatus),
+    /// Its stored report cannot be read.
+    Unreadable(serde_json::Error),
+    Store(StoreError),
+}
+
+/// What continuing run `run_id` of `org` skips: how far it committed each file.
+pub async fn resumable<S: Store>(
+    store: &S,
+    org: &str,
+    run_id: i64,
+) -> Result<Resume, NotResumable> {
+    let (row, report) = store
+        .run(run_id, Some(org))
+        .await
+        .map_err(NotResumable::Store)?
+        .ok_or(NotResumable::Unknown)?;
+    if !matches!(row.status, RunStatus::Error | RunStatus::Interrupted) {
+        return Err(NotResumable::Ended(row.status));
+    }
+    match report {
+        Some(text) => Resume::from_report(run_id, &text).map_err(NotResumable::Unreadable),
+        // A run that died before its end was recorded: nothing of it is known committed.
+        None => Ok(Resume {
+            run_id,
+            origin: run_id,
+            files: Vec::new(),
+        }),
     }
 }
 

@@ -861,3 +861,59 @@ async fn a_password_is_refused_without_the_secret_key() {
     assert!(errors[0].message.contains("CRM_SECRET_KEY"), "{errors:?}");
     assert!(db.store.stored_pipelines().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_failed_run_continues_from_where_it_halted_with_one_button() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.xml");
+    std::fs::write(&file, crate::resume::export(Some(250))).unwrap();
+    let fields = settings("fixable");
+    let path = file.display().to_string();
+    let (status, _, page) = c
+        .post(
+            &s,
+            "/pipelines/new",
+            &with(&fields, &s.csrf, &[("files", &path)]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (failed, page) = c.run_now(&s, "fixable").await;
+    assert!(page.contains("invalid_phone"), "{page}");
+    assert!(page.contains(">Продолжить</button>"), "{page}");
+
+    // Without the form's token nothing starts.
+    let (status, _, _) = c.post(&s, &format!("{failed}/resume"), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    std::fs::write(&file, crate::resume::export(None)).unwrap();
+    let (status, location, page) = c
+        .post(&s, &format!("{failed}/resume"), &[("csrf", &s.csrf)])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let location = location.unwrap();
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = c.get(&s, &location).await.1;
+        if !page.contains("Выполняется") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(page.contains("Записей загружено: 51"), "{page}");
+    assert!(page.contains("resumed"), "{page}");
+    assert!(!page.contains(">Продолжить</button>"), "an ok run: {page}");
+    assert_eq!(c.db.export(ORG).await, crate::resume::clean().await);
+
+    // Another organization cannot continue it.
+    let theirs = c.session("petrov").await;
+    let (status, _, _) = c
+        .post(
+            &theirs,
+            &format!("{failed}/resume"),
+            &[("csrf", &theirs.csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

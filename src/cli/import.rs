@@ -14,9 +14,9 @@ use crate::observe::ProgressBars;
 use crate::pipeline::{self, Found, Options, Resume};
 use crate::report::{ReportError, RunReport};
 use crate::results::Results;
-use crate::run::{Finished, Job, run_import, stop_on_signals};
+use crate::run::{self, Finished, Job, NotResumable, run_import, stop_on_signals};
 use crate::source::{Files, Sources};
-use crate::store::{RunFilter, RunStatus, Store, StoreError, Trigger};
+use crate::store::{RunFilter, Store, StoreError, Trigger};
 
 /// Which failed run a run continues (`--resume`).
 pub enum Resuming {
@@ -70,33 +70,20 @@ async fn resumed<S: Store>(
             last.id
         }
     };
-    let Some((row, report)) = store
-        .run(run_id, Some(job.org))
-        .await
-        .map_err(store_failed)?
-    else {
-        return Err(Failure::config(format!(
+    match run::resumable(store, job.org, run_id).await {
+        Ok(resume) => Ok(Some(Arc::new(resume))),
+        Err(NotResumable::Store(e)) => Err(store_failed(e)),
+        Err(NotResumable::Unknown) => Err(Failure::config(format!(
             "--resume {run_id}: organization {} has no such run",
             job.org
-        )));
-    };
-    if !matches!(row.status, RunStatus::Error | RunStatus::Interrupted) {
-        return Err(Failure::config(format!(
-            "--resume {run_id}: run {run_id} ended {}, not with an error: there is nothing to continue",
-            row.status
-        )));
+        ))),
+        Err(NotResumable::Ended(status)) => Err(Failure::config(format!(
+            "--resume {run_id}: run {run_id} ended {status}, not with an error: there is nothing to continue"
+        ))),
+        Err(NotResumable::Unreadable(e)) => Err(Failure::import(format!(
+            "run {run_id}'s stored report cannot be read: {e}"
+        ))),
     }
-    let resume = report
-        .as_deref()
-        .map(|text| Resume::from_report(run_id, text))
-        .transpose()
-        .map_err(|e| Failure::import(format!("run {run_id}'s stored report cannot be read: {e}")))?
-        .unwrap_or(Resume {
-            run_id,
-            origin: run_id,
-            files: Vec::new(),
-        });
-    Ok(Some(Arc::new(resume)))
 }
 
 fn store_failed(e: StoreError) -> Failure {

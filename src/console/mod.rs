@@ -74,6 +74,7 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/runs/{id}", get(runs::run::<S>))
         .route("/runs/{id}/progress", get(runs::progress::<S>))
         .route("/runs/{id}/results", get(runs::results::<S>))
+        .route("/runs/{id}/resume", post(runs::resume::<S>))
         .route("/static/console.css", get(stylesheet))
         .route("/static/console.js", get(script))
         .with_state(console)

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Form, Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
@@ -11,9 +11,13 @@ use minijinja::context;
 use minijinja::value::Serde;
 
 use super::views::RunView;
-use super::{Console, Notice, Page, Shared, check_csrf, page, session_context, signed_in};
+use super::{
+    Console, Notice, Page, Shared, check_csrf, page, session_context, signed_form, signed_in,
+};
 use crate::api::download::{self, Unavailable};
 use crate::api::{ApiError, import_stream};
+use crate::daemon::StartError;
+use crate::run::{self, NotResumable};
 use crate::store::{RunRow, SessionRow, Store, StoreError};
 
 /// A run's stored report as JSON, if it has one.
@@ -98,6 +102,54 @@ pub(super) async fn results<S: Store + 'static>(
             .into(),
             session: Some(session),
         })),
+    }
+}
+
+/// «Продолжить»: starts the run's pipeline again, skipping what the run committed.
+pub(super) async fn resume<S: Store + 'static>(
+    State(console): Shared<S>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Page, Page> {
+    let session = signed_form(&console, &jar, &form).await?;
+    let (id, row, _) = organization_run(&console, session.clone(), &id).await?;
+    let daemon = console.api.daemon.as_ref();
+    let (Some(daemon), Some(name)) = (daemon, row.pipeline.as_deref()) else {
+        return Err(Page::not_found(session));
+    };
+    let refused = |message: String| {
+        Page::message(Notice {
+            status: StatusCode::CONFLICT,
+            heading: "Продолжить нельзя",
+            message,
+            session: Some(session.clone()),
+        })
+    };
+    let resume = match run::resumable(&*console.api.store, &session.organization, id).await {
+        Ok(resume) => resume,
+        Err(NotResumable::Store(e)) => return Err(e.into()),
+        Err(NotResumable::Unknown) => return Err(Page::not_found(session)),
+        Err(NotResumable::Ended(_)) => {
+            return Err(refused(format!(
+                "Запуск {id} завершился без ошибки: продолжать нечего."
+            )));
+        }
+        Err(NotResumable::Unreadable(e)) => {
+            return Err(refused(format!("Отчёт запуска {id} не читается: {e}.")));
+        }
+    };
+    match daemon.resume(name, resume).await {
+        Ok(started) => Ok(Page::Redirect(Redirect::to(&format!(
+            "/runs/{}",
+            started.run_id
+        )))),
+        Err(StartError::Unknown(_)) => Err(Page::not_found(session)),
+        Err(StartError::Store(e)) => Err(e.into()),
+        Err(StartError::AlreadyRunning(_)) => Err(refused(format!(
+            "«{name}» сейчас выполняется. Дождитесь окончания текущего запуска."
+        ))),
+        Err(StartError::Stopping) => Err(refused("Сервер останавливается.".into())),
     }
 }
 

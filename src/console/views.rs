@@ -100,6 +100,8 @@ pub struct RunView {
     pub class: &'static str,
     pub records: u64,
     pub running: bool,
+    /// A pipeline's run that failed or was stopped: «Продолжить» continues it.
+    pub resumable: bool,
 }
 
 impl RunView {
@@ -119,6 +121,8 @@ impl RunView {
             class,
             records: row.records,
             running: row.status == RunStatus::Running,
+            resumable: row.pipeline.is_some()
+                && matches!(row.status, RunStatus::Error | RunStatus::Interrupted),
         }
     }
 }
