@@ -200,3 +200,79 @@ proptest! {
         })?;
     }
 }
+
+/// The records with their invalid values made valid: the data as it is after the fix.
+fn fixed(recs: &[Rec]) -> Vec<Rec> {
+    recs.iter()
+        .cloned()
+        .map(|mut r| {
+            match &mut r {
+                Rec::Premise { bad_area, .. } => *bad_area = false,
+                Rec::Client { bad_phone, .. } => *bad_phone = false,
+            }
+            r
+        })
+        .collect()
+}
+
+/// Imports `recs` in chunks of `chunk`; if that halts, fixes the file in place and resumes the
+/// run. The export and the last error.
+async fn resumed(recs: &[Rec], chunk: usize) -> (String, Option<(String, Option<String>)>) {
+    use crm_import::pipeline::Options;
+    use crm_import::run::{Job, resumable, run_import};
+    use crm_import::source::Files;
+    use crm_import::store::Trigger;
+    let db = Db::new().await;
+    let path = db.file(&xml(recs));
+    let files = Files::local(std::slice::from_ref(&path));
+    let job = Job {
+        pipeline: None,
+        org: ORG,
+        source: SRC,
+        files: &files,
+        trigger: Trigger::Manual,
+    };
+    let options = || Options {
+        chunk_size: chunk,
+        ..Options::default()
+    };
+    let first = run_import(&db.store, &job, options()).await.unwrap();
+    if first.report.error.is_none() {
+        return (db.export(ORG).await, None);
+    }
+    std::fs::write(&path, xml(&fixed(recs))).unwrap();
+    let resume = resumable(&db.store, ORG, first.run_id).await.unwrap();
+    let again = run_import(
+        &db.store,
+        &job,
+        Options {
+            resume: Some(std::sync::Arc::new(resume)),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    (db.export(ORG).await, error_of(&again.report))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A run that halted, resumed after the fix, ends where a clean import of the fixed file
+    /// does — the same export, the same error if the database still refuses a record.
+    #[test]
+    fn a_resumed_run_ends_where_a_clean_import_of_the_fixed_file_does(
+        recs in prop::collection::vec(rec(), 0..20),
+        chunk in prop::sample::select(vec![1usize, 3, 1000]),
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let clean = Db::new().await;
+            let report = clean.import(&xml(&fixed(&recs))).await;
+            let oracle = (clean.export(ORG).await, error_of(&report));
+            let got = resumed(&recs, chunk).await;
+            prop_assert_eq!(&got, &oracle, "chunk size {}", chunk);
+            Ok(())
+        })?;
+    }
+}
