@@ -196,7 +196,7 @@ impl<'a, S: Store> Applier<'a, S> {
     }
 
     /// A result line for `item`, to be written once what is open commits.
-    fn result(&mut self, item: &Validated, file: &str, outcome: Result<&RecordOutcome, &Problem>) {
+    fn result(&mut self, item: &Validated, outcome: Result<&RecordOutcome, &Problem>) {
         if self.results.is_none() {
             return;
         }
@@ -208,7 +208,7 @@ impl<'a, S: Store> Applier<'a, S> {
             Err(problem) => (item.position.kind, "error", None, Some(problem)),
         };
         self.lines.push(Line {
-            file: file.to_owned(),
+            file: item.position.file.clone(),
             index: item.position.record_index,
             line: Some(item.position.line),
             kind,
@@ -261,6 +261,8 @@ impl<'a, S: Store> Applier<'a, S> {
         if !self.group && self.commit(file).await == Flow::Halt {
             return Flow::Halt;
         }
+        // The store may have committed on its own: what that wrote goes out as it fills.
+        self.keep_results().await;
         flow
     }
 
@@ -299,7 +301,7 @@ impl<'a, S: Store> Applier<'a, S> {
             }
         };
         for (item, outcome) in items.iter().zip(&applied.outcomes) {
-            self.result(item, file, Ok(outcome));
+            self.result(item, Ok(outcome));
         }
         if let Some(last) = applied.outcomes.len().checked_sub(1)
             && let Some(end) = items[last].end
@@ -342,7 +344,7 @@ impl<'a, S: Store> Applier<'a, S> {
             self.report.warn_all(&item.warnings);
             let mut problem = Problem::new(refusal.code, refusal.message, item.position.clone());
             problem.field = refusal.field;
-            self.result(item, file, Err(&problem));
+            self.result(item, Err(&problem));
             self.skipped(items.len() - refusal.index - 1);
             self.report.fail(ReportError::from(&problem));
             return Flow::Halt;
@@ -350,7 +352,7 @@ impl<'a, S: Store> Applier<'a, S> {
         if let Some(item) = items.get(valid.len()) {
             self.report.warn_all(&item.warnings);
             if let Err(problem) = &item.body {
-                self.result(item, file, Err(problem));
+                self.result(item, Err(problem));
                 self.report.fail(ReportError::from(&**problem));
             }
             self.skipped(items.len() - valid.len() - 1);

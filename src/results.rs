@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -18,7 +19,7 @@ use crate::report::RunReport;
 /// One line of the results.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Line {
-    pub file: String,
+    pub file: Arc<str>,
     /// The record's 1-based number in its file, and the line it starts on; none on the
     /// closing line.
     pub index: Option<u64>,
@@ -173,7 +174,7 @@ impl Results {
         };
         let not_processed = self.not_processed;
         self.write(&Line {
-            file: String::new(),
+            file: Arc::from(""),
             index: None,
             line: None,
             kind: "",
@@ -247,7 +248,7 @@ mod tests {
         let mut parts = 0;
         for i in 0..100_000u64 {
             results.write(&Line {
-                file: "export.xml".into(),
+                file: Arc::from("export.xml"),
                 index: Some(i + 1),
                 line: Some(i * 7 + 3),
                 kind: "client",

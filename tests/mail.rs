@@ -269,3 +269,33 @@ async fn a_mail_failure_is_recorded_and_never_fails_the_run() {
     assert!(note.starts_with("failed:"), "{note}");
     assert_eq!(db.of_type(ORG, "client").await.len(), 4);
 }
+
+#[tokio::test]
+async fn a_snapshot_mails_what_it_archived() {
+    let (port, inbox) = smtp_server();
+    let db = Db::new().await;
+    let file = db.dir.path().join("full.xml");
+    std::fs::write(&file, crate::snapshot::export(&[])).unwrap();
+    let path = pipeline(&db, "mail-snapshot", &file.display().to_string());
+    let text = std::fs::read_to_string(&path).unwrap() + "mode = \"snapshot\"\n";
+    std::fs::write(&path, text).unwrap();
+    assert_eq!(run_notify(&db, &path, port).0, Some(0));
+    std::fs::write(&file, crate::snapshot::export(&["P-20", "C-19"])).unwrap();
+    let (code, stdout) = run_notify(&db, &path, port);
+    assert_eq!(code, Some(0), "{stdout}");
+    let inbox = inbox.lock().unwrap().clone();
+    assert_eq!(inbox.len(), 2);
+    let mail = parse(&inbox[1].raw);
+    assert!(
+        mail.text
+            .contains("archived: 1 premises, 1 accounts, 1 client links"),
+        "{}",
+        mail.text
+    );
+    assert!(
+        mail.html
+            .contains("Archived (full snapshot): 1 premises, 1 accounts, 1 client links"),
+        "{}",
+        mail.html
+    );
+}

@@ -11,7 +11,7 @@ use crate::common::*;
 
 /// Premises P-1 … P-20 (one account each) and clients C-1 … C-30 (one link each), without
 /// the premises and clients `left_out` names.
-fn export(left_out: &[&str]) -> String {
+pub fn export(left_out: &[&str]) -> String {
     let premises: String = (1..=20)
         .map(|i| format!("P-{i}"))
         .filter(|id| !left_out.contains(&id.as_str()))
