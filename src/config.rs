@@ -706,6 +706,32 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_is_a_mode_with_a_limit() {
+        let base = "name = \"n\"\norganization = \"uo-1\"\nsource = \"1c\"\nfiles = \"a.xml\"\n";
+        let snapshot = |extra: &str| parse(&table(&format!("{base}{extra}")), Path::new("."));
+        assert_eq!(snapshot("").unwrap().files.snapshot, None);
+        assert_eq!(
+            snapshot("mode = \"snapshot\"").unwrap().files.snapshot,
+            Some(DEFAULT_MAX_ARCHIVE_PERCENT)
+        );
+        assert_eq!(
+            snapshot("mode = \"snapshot\"\nmax_archive_percent = 25")
+                .unwrap()
+                .files
+                .snapshot,
+            Some(25)
+        );
+        let errors = snapshot("mode = \"mirror\"\nmax_archive_percent = 101").unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, vec!["max_archive_percent", "mode"]);
+        let errors = snapshot("max_archive_percent = 20").unwrap_err();
+        assert!(
+            errors[0].message.contains("mode = \"snapshot\" only"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn every_error_is_reported_with_its_key() {
         let errors = parse(
             &table(
