@@ -4,7 +4,6 @@
 //! backend; the result is a clean import's.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use axum::Router;
 use axum::routing::get;
@@ -41,36 +40,6 @@ pub fn export(bad: Option<usize>) -> String {
     doc(&premises, &clients)
 }
 
-struct Ran {
-    code: Option<i32>,
-    output: String,
-    report: Value,
-}
-
-fn crm_import(db: &Db, dir: &Path, args: &[&str]) -> Ran {
-    let report = dir.join("report.json");
-    let _ = std::fs::remove_file(&report);
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_crm-import"))
-        .args(args)
-        .args(["--db", &db.url, "--report-json"])
-        .arg(&report)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    Ran {
-        code: out.status.code(),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        report: std::fs::read_to_string(&report)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default(),
-    }
-}
-
 fn import(db: &Db, dir: &Path, extra: &[&str]) -> Ran {
     let mut args = vec![
         "import",
@@ -83,7 +52,7 @@ fn import(db: &Db, dir: &Path, extra: &[&str]) -> Ran {
         "50",
     ];
     args.extend_from_slice(extra);
-    crm_import(db, dir, &args)
+    crm_import_in(db, dir, &args)
 }
 
 /// The export of a clean import of the fixed file.
@@ -144,7 +113,7 @@ async fn a_fixed_file_resumes_where_the_failed_run_halted() {
         again.output
     );
     // Another organization's runs are not found.
-    let theirs = crm_import(
+    let theirs = crm_import_in(
         &db,
         dir.path(),
         &[
@@ -235,7 +204,7 @@ async fn a_pipeline_over_http_resumes_its_last_failed_run() {
         if resume {
             args.push("--resume");
         }
-        crm_import(&db, dir.path(), &args)
+        crm_import_in(&db, dir.path(), &args)
     };
     let first = run(false);
     assert_eq!(first.code, Some(1), "{}", first.output);

@@ -3,7 +3,6 @@
 //! and never more than `max_archive_percent` at once. Cards are never deleted.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -33,59 +32,19 @@ pub fn export(left_out: &[&str]) -> String {
     doc(&premises, &clients)
 }
 
-struct Ran {
-    code: Option<i32>,
-    output: String,
-    report: Value,
-}
-
-fn crm_import(db: &Db, dir: &Path, args: &[&str]) -> Ran {
-    let out = Command::new(env!("CARGO_BIN_EXE_crm-import"))
-        .args(args)
-        .args(["--db", &db.url])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let report = std::fs::read_to_string(dir.join("report.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let _ = std::fs::remove_file(dir.join("report.json"));
-    Ran {
-        code: out.status.code(),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        report,
-    }
-}
-
 /// Runs the snapshot pipeline over `xml`.
 fn run(db: &Db, dir: &Path, xml: &str) -> Ran {
     std::fs::write(dir.join("export.xml"), xml).unwrap();
-    crm_import(
+    crm_import_in(
         db,
         dir,
-        &[
-            "run",
-            "snapshot.toml",
-            "--report-json",
-            "report.json",
-            "--results",
-            "results.csv",
-        ],
+        &["run", "snapshot.toml", "--results", "results.csv"],
     )
 }
 
-fn archived(report: &Value) -> [u64; 3] {
-    let a = &report["archived"];
-    [&a["premises"], &a["accounts"], &a["links"]].map(|n| n.as_u64().unwrap_or(0))
-}
-
-fn restored(report: &Value) -> [u64; 3] {
-    let a = &report["restored"];
+/// A report's `archived` or `restored` counts: premises, accounts, client links.
+fn counts(report: &Value, which: &str) -> [u64; 3] {
+    let a = &report[which];
     [&a["premises"], &a["accounts"], &a["links"]].map(|n| n.as_u64().unwrap_or(0))
 }
 
@@ -103,14 +62,19 @@ async fn what_a_snapshot_leaves_out_is_archived_then_restored_when_it_returns() 
     .unwrap();
     let first = run(&db, dir.path(), &export(&[]));
     assert_eq!(first.code, Some(0), "{}", first.output);
-    assert_eq!(archived(&first.report), [0, 0, 0]);
+    assert_eq!(counts(&first.report, "archived"), [0, 0, 0]);
     let whole = db.export(ORG).await;
 
     // P-20 (with A-20) and C-19 (whose link was to P-20) are gone from the file: 3 of the
     // source's 70 rows, under the 10 % default.
     let second = run(&db, dir.path(), &export(&["P-20", "C-19"]));
     assert_eq!(second.code, Some(0), "{}", second.output);
-    assert_eq!(archived(&second.report), [1, 1, 1], "{}", second.report);
+    assert_eq!(
+        counts(&second.report, "archived"),
+        [1, 1, 1],
+        "{}",
+        second.report
+    );
     assert!(
         second
             .output
@@ -128,7 +92,7 @@ async fn what_a_snapshot_leaves_out_is_archived_then_restored_when_it_returns() 
         "its link is archived: {c19}"
     );
     // Asked for, the archived rows are there, marked with the run that archived them.
-    let all = crm_import(
+    let all = crm_import_in(
         &db,
         dir.path(),
         &["export", "--org", ORG, "--include-archived"],
@@ -166,8 +130,13 @@ async fn what_a_snapshot_leaves_out_is_archived_then_restored_when_it_returns() 
     // The whole file again: everything comes back, and says so.
     let third = run(&db, dir.path(), &export(&[]));
     assert_eq!(third.code, Some(0), "{}", third.output);
-    assert_eq!(restored(&third.report), [1, 1, 1], "{}", third.report);
-    assert_eq!(archived(&third.report), [0, 0, 0]);
+    assert_eq!(
+        counts(&third.report, "restored"),
+        [1, 1, 1],
+        "{}",
+        third.report
+    );
+    assert_eq!(counts(&third.report, "archived"), [0, 0, 0]);
     let results = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
     assert!(
         results

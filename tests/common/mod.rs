@@ -240,3 +240,37 @@ pub fn clients(from: usize, to: usize) -> String {
         .collect();
     doc("", &clients)
 }
+
+/// What the binary did, run in a folder against a test's database.
+pub struct Ran {
+    pub code: Option<i32>,
+    /// Its standard output, then its standard error.
+    pub output: String,
+    /// The JSON report it wrote to `report.json` in the folder, if it wrote one.
+    pub report: Value,
+}
+
+/// Runs `crm-import ARGS --db <db's URL>` in `dir` (with `--report-json report.json` for
+/// `import` and `run`).
+pub fn crm_import_in(db: &Db, dir: &Path, args: &[&str]) -> Ran {
+    let report = dir.join("report.json");
+    let _ = std::fs::remove_file(&report);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_crm-import"));
+    command.args(args).args(["--db", &db.url]).current_dir(dir);
+    if matches!(args.first(), Some(&"import" | &"run")) {
+        command.args(["--report-json", "report.json"]);
+    }
+    let out = command.output().unwrap();
+    Ran {
+        code: out.status.code(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        report: std::fs::read_to_string(&report)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
+    }
+}
