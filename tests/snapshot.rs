@@ -32,6 +32,18 @@ pub fn export(left_out: &[&str]) -> String {
     doc(&premises, &clients)
 }
 
+/// `snapshot.toml` in `dir`: a snapshot pipeline over `export.xml` there, with `extra` keys.
+fn snapshot_pipeline(dir: &Path, extra: &str) {
+    std::fs::write(
+        dir.join("snapshot.toml"),
+        format!(
+            "name = \"uo-1-full\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\n\
+             files = \"export.xml\"\nsettle_secs = 0\nmode = \"snapshot\"\n{extra}"
+        ),
+    )
+    .unwrap();
+}
+
 /// Runs the snapshot pipeline over `xml`.
 fn run(db: &Db, dir: &Path, xml: &str) -> Ran {
     std::fs::write(dir.join("export.xml"), xml).unwrap();
@@ -52,14 +64,7 @@ fn counts(report: &Value, which: &str) -> [u64; 3] {
 async fn what_a_snapshot_leaves_out_is_archived_then_restored_when_it_returns() {
     let db = Db::new().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("snapshot.toml"),
-        format!(
-            "name = \"uo-1-full\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\n\
-             files = \"export.xml\"\nsettle_secs = 0\nmode = \"snapshot\"\n"
-        ),
-    )
-    .unwrap();
+    snapshot_pipeline(dir.path(), "");
     let first = run(&db, dir.path(), &export(&[]));
     assert_eq!(first.code, Some(0), "{}", first.output);
     assert_eq!(counts(&first.report, "archived"), [0, 0, 0]);
@@ -151,14 +156,7 @@ async fn what_a_snapshot_leaves_out_is_archived_then_restored_when_it_returns() 
 async fn a_snapshot_that_would_archive_too_much_archives_nothing() {
     let db = Db::new().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("snapshot.toml"),
-        format!(
-            "name = \"uo-1-full\"\norganization = \"{ORG}\"\nsource = \"{SRC}\"\n\
-             files = \"export.xml\"\nsettle_secs = 0\nmode = \"snapshot\"\nmax_archive_percent = 5\n"
-        ),
-    )
-    .unwrap();
+    snapshot_pipeline(dir.path(), "max_archive_percent = 5\n");
     assert_eq!(run(&db, dir.path(), &export(&[])).code, Some(0));
     let whole = db.export(ORG).await;
     // Five premises, their accounts and the links of the five clients linked to them: 15 of
