@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use crm_import::generate::{self, Spec};
+use crm_import::layout::Layout;
 use crm_import::model::{Parsed, Record, Validated};
 use crm_import::parse::RecordReader;
 use crm_import::pipeline::{self, Options};
@@ -33,7 +34,7 @@ fn export() -> Vec<u8> {
 }
 
 fn parse_all(bytes: &[u8]) -> Vec<Parsed> {
-    let mut reader = RecordReader::from_bytes(Arc::from("bench.xml"), bytes);
+    let mut reader = RecordReader::from_bytes(Arc::from("bench.xml"), &Layout::native(), bytes);
     let mut out = Vec::new();
     while let Some(record) = reader.read_record().unwrap() {
         out.push(record);

@@ -2,10 +2,14 @@
 //! in a file is reported at once with its key, and resolved into a runnable [`Pipeline`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::{Table, Value};
 
+use crate::layout::Layout;
+pub use crate::mistakes::{ConfigError, ConfigErrors};
+use crate::mistakes::{add, toml_table};
 use crate::schedule::Schedule;
 use crate::secret::{Secret, SecretError, SecretKey};
 use crate::source::{Files, FtpSettings};
@@ -28,36 +32,15 @@ pub struct Pipeline {
     pub timezone: String,
     /// Where the report of every scheduled or manual run goes.
     pub notify: Vec<String>,
-}
-
-/// One mistake in a pipeline file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub key: String,
-    pub message: String,
-}
-
-/// Every mistake of one file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", render(.file, .errors))]
-pub struct ConfigErrors {
-    pub file: String,
-    pub errors: Vec<ConfigError>,
-}
-
-fn render(file: &str, errors: &[ConfigError]) -> String {
-    let mut s = format!("{file}: {} error(s)", errors.len());
-    for e in errors {
-        s.push_str(&format!("\n  {}: {}", e.key, e.message));
-    }
-    s
+    /// Where the fields are in the files (`layout = "layouts/….toml"`); native by default.
+    pub layout: Arc<Layout>,
 }
 
 /// A snapshot archives at most this share (percent) of its source's rows unless told more:
 /// a file that lost a tenth of the houses is far likelier broken than a tenth moved out.
 pub const DEFAULT_MAX_ARCHIVE_PERCENT: u64 = 10;
 
-const KEYS: [&str; 15] = [
+const KEYS: [&str; 16] = [
     "name",
     "organization",
     "source",
@@ -73,6 +56,7 @@ const KEYS: [&str; 15] = [
     "schedule",
     "timezone",
     "notify",
+    "layout",
 ];
 
 const FTP_KEYS: [&str; 8] = [
@@ -94,41 +78,18 @@ const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
 /// Reads and checks a pipeline file.
 pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
     let file = path.display().to_string();
-    let fail = |key: &str, message: String| ConfigErrors {
-        file: file.clone(),
-        errors: vec![ConfigError {
-            key: key.into(),
-            message,
-        }],
-    };
     let text = std::fs::read_to_string(path)
-        .map_err(|e| fail("(file)", format!("cannot read the file: {e}")))?;
+        .map_err(|e| ConfigErrors::one(&file, "(file)", format!("cannot read the file: {e}")))?;
     parse_text(&file, &text, path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Checks a pipeline file's text; `file` names it in the errors.
 pub fn parse_text(file: &str, text: &str, base: &Path) -> Result<Pipeline, ConfigErrors> {
-    let table: Table = toml::from_str(text).map_err(|e| ConfigErrors {
-        file: file.to_owned(),
-        errors: vec![ConfigError {
-            key: "(syntax)".into(),
-            message: e.message().to_owned() + &span_note(text, e.span()),
-        }],
-    })?;
+    let table = toml_table(file, text)?;
     parse(&table, base).map_err(|errors| ConfigErrors {
         file: file.to_owned(),
         errors,
     })
-}
-
-fn span_note(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    match span {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!(" (line {line})")
-        }
-        None => String::new(),
-    }
 }
 
 /// Checks a parsed pipeline table; `base` is the folder relative local paths start from.
@@ -260,6 +221,7 @@ pub fn parse_with(
         }
     };
     let notify = notify(table, &mut errors);
+    let layout = layout(table, base, &mut errors);
     let ftp = match table.get("ftp") {
         None => None,
         Some(Value::Table(ftp)) => ftp_settings(ftp, base, ftp_password, &mut errors),
@@ -325,8 +287,40 @@ pub fn parse_with(
             schedule,
             timezone,
             notify,
+            layout,
         }),
         _ => Err(errors),
+    }
+}
+
+/// `layout`: a layout file, relative to the pipeline file, checked now so its mistakes are
+/// the pipeline's (each under `layout`).
+fn layout(table: &Table, base: &Path, errors: &mut Vec<ConfigError>) -> Arc<Layout> {
+    match table.get("layout") {
+        None => Layout::native(),
+        Some(Value::String(path)) if !path.trim().is_empty() => {
+            match Layout::load(&base.join(path.trim())) {
+                Ok(layout) => Arc::new(layout),
+                Err(mistakes) => {
+                    for e in mistakes.errors {
+                        add(
+                            errors,
+                            "layout",
+                            format!("{}: {}: {}", mistakes.file, e.key, e.message),
+                        );
+                    }
+                    Layout::native()
+                }
+            }
+        }
+        Some(other) => {
+            add(
+                errors,
+                "layout",
+                format!("must be the path of a layout file, not {other}"),
+            );
+            Layout::native()
+        }
     }
 }
 
@@ -559,13 +553,6 @@ fn notify(table: &Table, errors: &mut Vec<ConfigError>) -> Vec<String> {
         }
     }
     valid
-}
-
-fn add(errors: &mut Vec<ConfigError>, key: &str, message: String) {
-    errors.push(ConfigError {
-        key: key.to_owned(),
-        message,
-    });
 }
 
 /// A required, non-empty string.

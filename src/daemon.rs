@@ -440,6 +440,7 @@ impl<S: Store + 'static> Daemon<S> {
         tracing::info!(pipeline = %pipeline.name, run = run_id, trigger = trigger.as_str(), "run starts");
         let mut options = Options {
             chunk_size: pipeline.chunk_size,
+            layout: pipeline.layout.clone(),
             observer: progress,
             stop: self.stop.child_token(),
             resume,

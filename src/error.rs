@@ -23,12 +23,14 @@ pub enum Code {
     UnsupportedEncoding,
     InvalidUtf8,
     ResumeMismatch,
+    MissingColumn,
     // One record, found while parsing.
     UnknownEntity,
     JsonSyntax,
     FieldTooLong,
     MissingId,
     DuplicateField,
+    UnmappedValue,
     // One record, found by validation.
     MissingField,
     InvalidInteger,
@@ -70,11 +72,13 @@ impl Code {
             Code::UnsupportedEncoding => "unsupported_encoding",
             Code::InvalidUtf8 => "invalid_utf8",
             Code::ResumeMismatch => "resume_mismatch",
+            Code::MissingColumn => "missing_column",
             Code::UnknownEntity => "unknown_entity",
             Code::JsonSyntax => "json_syntax",
             Code::FieldTooLong => "field_too_long",
             Code::MissingId => "missing_id",
             Code::DuplicateField => "duplicate_field",
+            Code::UnmappedValue => "unmapped_value",
             Code::MissingField => "missing_field",
             Code::InvalidInteger => "invalid_integer",
             Code::InvalidDecimal => "invalid_decimal",
@@ -193,6 +197,15 @@ impl Warnings {
 
     pub fn total(&self) -> u64 {
         self.more + self.distinct.iter().map(|(_, n)| n).sum::<u64>()
+    }
+
+    /// Names the record in the positions of warnings met before its id was read.
+    pub fn name_record(&mut self, id: &str) {
+        for (p, _) in &mut self.distinct {
+            if p.position.record_index.is_some() && p.position.record_id.is_none() {
+                p.position.record_id = Some(id.to_owned());
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apply::{Applier, Flow};
 use crate::error::{Code, Position, Problem, Warnings};
+use crate::layout::Layout;
 use crate::model::{Mark, Parsed, Validated};
 use crate::observe::{Counted, Observer, Silent};
-use crate::parse::RecordReader;
+use crate::parse::Records;
 use crate::report::{FileReport, ReportError, RunReport};
 use crate::results;
 use crate::source::{Body, Files, Input, SourceError, Sources};
@@ -42,6 +43,8 @@ pub struct Options {
     pub results: Option<results::Shared>,
     /// The failed run this one continues (`--resume`).
     pub resume: Option<Arc<Resume>>,
+    /// Where the fields are in the files (SPEC §13); the native format by default.
+    pub layout: Arc<Layout>,
 }
 
 /// What `--resume` continues: a run that failed, and how far it committed each file.
@@ -97,6 +100,7 @@ impl Default for Options {
             stop: CancellationToken::new(),
             results: None,
             resume: None,
+            layout: Layout::native(),
         }
     }
 }
@@ -471,6 +475,7 @@ pub async fn check_input(input: Input, options: Options, mut each: impl FnMut(Fo
             Batch::Records(items) => {
                 for item in items {
                     records += 1;
+                    each(Found::Record(&item));
                     warned(&item.warnings, &mut each);
                     if let Err(problem) = &item.body {
                         each(Found::Error(problem));
@@ -484,8 +489,10 @@ pub async fn check_input(input: Input, options: Options, mut each: impl FnMut(Fo
     records
 }
 
-/// A problem `check` found.
+/// A record `check` read, or a problem it found.
 pub enum Found<'a> {
+    /// A record as validation left it, before its problems.
+    Record(&'a Validated),
     Error(&'a Problem),
     /// A warning and how many times it occurred in one record.
     Warning(&'a Problem, u64),
@@ -515,8 +522,9 @@ fn spawn_stages(input: Input, options: Options) -> mpsc::Receiver<Batch<Validate
     let file = input.name;
     let at = file.clone();
     let skip = options.resume.as_ref().and_then(|r| r.skip(&file));
+    let layout = options.layout;
     spawn_stage("parse", &at, parsed_tx, move |out| {
-        parse_stage(file, bytes, batch_size, skip, out)
+        parse_stage(file, &layout, bytes, batch_size, skip, out)
     });
     spawn_stage("validate", &at, validated_tx, move |out| {
         validate_stage(parsed_rx, out)
@@ -602,19 +610,19 @@ fn skipped(skip: Skip, file: &str) -> Problem {
 
 fn parse_stage(
     file: Arc<str>,
+    layout: &Layout,
     bytes: impl std::io::Read + Send + 'static,
     batch_size: usize,
     mut skip: Option<Skip>,
     out: mpsc::Sender<Batch<Parsed>>,
 ) {
-    let mut reader =
-        match RecordReader::read_ahead(file.clone(), bytes, "read", background_priority) {
-            Ok(reader) => reader,
-            Err(e) => {
-                let _ = out.blocking_send(Batch::Fatal(thread_failed("read", &file, &e)));
-                return;
-            }
-        };
+    let mut reader = match Records::open(file.clone(), layout, bytes, "read", background_priority) {
+        Ok(reader) => reader,
+        Err(e) => {
+            let _ = out.blocking_send(Batch::Fatal(thread_failed("read", &file, &e)));
+            return;
+        }
+    };
     let mut chunk = Vec::with_capacity(batch_size);
     loop {
         match reader.read_record() {
@@ -754,7 +762,14 @@ mod tests {
         let xml =
             b"<crm-import version=\"1\"><premises><premise id=\"P1\"/></premises></crm-import>";
         let (out, mut batches) = mpsc::channel(4);
-        parse_stage(Arc::from("t.xml"), Watched { xml, seen }, 10, None, out);
+        parse_stage(
+            Arc::from("t.xml"),
+            &Layout::native(),
+            Watched { xml, seen },
+            10,
+            None,
+            out,
+        );
         let Some(Batch::Records(records)) = batches.blocking_recv() else {
             panic!("the premise was parsed");
         };

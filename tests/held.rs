@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crm_import::apply::{Applier, Flow};
+use crm_import::layout::Layout;
 use crm_import::model::{Record, Validated};
 use crm_import::observe::Silent;
 use crm_import::parse::RecordReader;
@@ -17,7 +18,8 @@ use crate::common::*;
 
 /// Chunks of `size` validated records, as the pipeline hands them to the apply stage.
 fn chunks(xml: &str, size: usize) -> Vec<Vec<Validated>> {
-    let mut reader = RecordReader::from_bytes(Arc::from("held.xml"), xml.as_bytes());
+    let mut reader =
+        RecordReader::from_bytes(Arc::from("held.xml"), &Layout::native(), xml.as_bytes());
     let mut parsed = Vec::new();
     while let Some(record) = reader.read_record().unwrap() {
         parsed.push(record);

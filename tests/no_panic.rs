@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crm_import::layout::Layout;
 use crm_import::parse::RecordReader;
 use crm_import::validate::validate;
 use proptest::prelude::*;
@@ -10,7 +11,7 @@ use proptest::prelude::*;
 use crate::common::testdata;
 
 fn read_all(bytes: &[u8]) -> usize {
-    let mut reader = RecordReader::from_bytes(Arc::from("fuzz.xml"), bytes);
+    let mut reader = RecordReader::from_bytes(Arc::from("fuzz.xml"), &Layout::native(), bytes);
     let mut n = 0;
     while let Ok(Some(record)) = reader.read_record() {
         let _ = validate(record);

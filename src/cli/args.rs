@@ -53,6 +53,10 @@ pub enum Command {
         /// the same up to there) and apply the rest.
         #[arg(long, value_name = "RUN_ID")]
         resume: Option<i64>,
+        /// A layout file (layouts/*.toml) saying where the fields are in a foreign export:
+        /// XML with its own tags, CSV or XLSX.
+        #[arg(long, value_name = "FILE")]
+        layout: Option<PathBuf>,
     },
     /// Run a pipeline (pipelines/*.toml) now («Запустить сейчас»), with the same report and
     /// exit codes as import.
@@ -135,6 +139,9 @@ pub enum Command {
     Check {
         #[arg(required = true)]
         files: Vec<String>,
+        /// A layout file; the first records are printed as they will be imported.
+        #[arg(long, value_name = "FILE")]
+        layout: Option<PathBuf>,
     },
     /// Print an organization's data as NDJSON in a deterministic order.
     Export {

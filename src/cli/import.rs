@@ -9,6 +9,8 @@ use super::args::{Db, Outputs};
 use super::open_store;
 use super::output::{Exit, Failure, say, throughput};
 use crate::config;
+use crate::layout::Layout;
+use crate::model::{Email, Record, Validated};
 use crate::notify::{self, Smtp};
 use crate::observe::ProgressBars;
 use crate::pipeline::{self, Found, Options, Resume};
@@ -33,15 +35,27 @@ pub async fn import_files(
     db: &Db,
     outputs: Outputs,
     chunk_size: usize,
+    layout: Arc<Layout>,
     resume: Resuming,
 ) -> Result<(), Failure> {
     let options = Options {
         chunk_size,
+        layout,
         observer: Arc::new(ProgressBars::new()),
         stop: stop_on_signals(),
         ..Options::default()
     };
     import(job, db, outputs, options, None, resume).await
+}
+
+/// `--layout FILE`, checked (every mistake listed, exit 2); the native format without it.
+pub fn layout(path: Option<&Path>) -> Result<Arc<Layout>, Failure> {
+    match path {
+        None => Ok(Layout::native()),
+        Some(path) => Layout::load(path)
+            .map(Arc::new)
+            .map_err(|errors| Failure::config(errors.to_string())),
+    }
 }
 
 /// The failed run to continue, as its stored report tells how far it got; a run that is not
@@ -165,6 +179,7 @@ pub async fn run_pipeline(
     };
     let options = Options {
         chunk_size: pipeline.chunk_size,
+        layout: pipeline.layout.clone(),
         observer: Arc::new(ProgressBars::new()),
         stop: stop_on_signals(),
         ..Options::default()
@@ -173,8 +188,82 @@ pub async fn run_pipeline(
     import(&job, db, outputs, options, notify, resume).await
 }
 
-/// `check`: parses and validates without writing, listing every problem.
-pub async fn check(files: &[String]) -> Result<(), Failure> {
+/// Records `check --layout` prints as they will be imported, so a person sees the mapping
+/// work before a real run.
+const SHOWN_RECORDS: u64 = 3;
+
+/// One record as `check` shows it: where it is, then each field it will import.
+fn shown(record: &Validated) -> String {
+    use std::fmt::Write as _;
+    let p = &record.position;
+    let mut out = format!(
+        "record {} at {}:{}",
+        p.record_index.unwrap_or(0),
+        p.file,
+        p.line
+    );
+    let field = |out: &mut String, name: &str, value: &dyn std::fmt::Display| {
+        let _ = write!(out, "\n  {name}: {value}");
+    };
+    match &record.body {
+        Err(_) => out.push_str(" (has an error, below)"),
+        Ok(Record::Premise(premise)) => {
+            let _ = write!(out, ": premise {}", premise.id);
+            field(&mut out, "address", &premise.address);
+            field(&mut out, "number", &premise.number);
+            field(&mut out, "kind", &premise.kind.as_str());
+            let optional = [
+                ("floor", premise.floor.map(|v| v.to_string())),
+                ("entrance", premise.entrance.map(|v| v.to_string())),
+                ("rooms", premise.rooms.map(|v| v.to_string())),
+                ("area", premise.area.map(|v| v.to_string())),
+                ("cadastral_number", premise.cadastral_number.clone()),
+            ];
+            for (name, value) in optional {
+                if let Some(value) = value {
+                    field(&mut out, name, &value);
+                }
+            }
+            for a in &premise.accounts {
+                let mut account = format!("{} number {}", a.id, a.number);
+                if let Some(area) = a.area {
+                    let _ = write!(account, ", area {area}");
+                }
+                if let Some(residents) = a.residents {
+                    let _ = write!(account, ", residents {residents}");
+                }
+                field(&mut out, "account", &account);
+            }
+        }
+        Ok(Record::Client(client)) => {
+            let _ = write!(out, ": client {}", client.id);
+            field(&mut out, "name", &client.name);
+            if let Some(phone) = &client.phone {
+                field(&mut out, "phone", phone);
+            }
+            if let Email::Valid(email) = &client.email {
+                field(&mut out, "email", email);
+            }
+            for (premise, role) in &client.premises {
+                field(
+                    &mut out,
+                    "premise",
+                    &format!("{premise} ({})", role.as_str()),
+                );
+            }
+            for account in &client.accounts {
+                field(&mut out, "account", account);
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// `check`: parses and validates without writing, listing every problem; with a layout of
+/// its own, the first records as they will be imported.
+pub async fn check(files: &[String], layout: &Arc<Layout>) -> Result<(), Failure> {
+    let show = if layout.native { 0 } else { SHOWN_RECORDS };
     let mut errors = 0u64;
     let mut warnings = 0u64;
     let mut records = 0u64;
@@ -200,9 +289,21 @@ pub async fn check(files: &[String]) -> Result<(), Failure> {
                     continue;
                 }
             };
-            records += pipeline::check_input(input, Options::default(), |found| {
+            let options = Options {
+                layout: layout.clone(),
+                ..Options::default()
+            };
+            let mut seen = 0u64;
+            records += pipeline::check_input(input, options, |found| {
                 let mut out = stdout.lock();
                 let _ = match found {
+                    Found::Record(record) => {
+                        seen += 1;
+                        if seen > show {
+                            return;
+                        }
+                        write!(out, "{}", shown(record))
+                    }
                     Found::Error(problem) => {
                         errors += 1;
                         writeln!(out, "error: {problem}")

@@ -46,8 +46,10 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             outputs,
             chunk_size,
             resume,
+            layout,
         } => {
             let files = Files::local(&files);
+            let layout = import::layout(layout.as_deref())?;
             let job = Job {
                 pipeline: None,
                 org: &org,
@@ -56,7 +58,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 trigger: Trigger::Manual,
             };
             let resume = resume.map_or(Resuming::No, Resuming::Run);
-            import::import_files(&job, &db, outputs, chunk_size, resume).await
+            import::import_files(&job, &db, outputs, chunk_size, layout, resume).await
         }
         Command::Run {
             pipeline,
@@ -115,7 +117,10 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             };
             admin::list_runs(&filter, &db).await
         }
-        Command::Check { files } => import::check(&files).await,
+        Command::Check { files, layout } => {
+            let layout = import::layout(layout.as_deref())?;
+            import::check(&files, &layout).await
+        }
         Command::Export {
             org,
             include_archived,

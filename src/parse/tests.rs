@@ -2,10 +2,11 @@ use std::sync::Arc;
 
 use super::*;
 use crate::error::Code;
+use crate::layout::Layout;
 use crate::model::RawRecord;
 
 fn read_all(xml: &[u8]) -> (Vec<Parsed>, Result<(), Box<Problem>>) {
-    let mut reader = RecordReader::from_bytes(Arc::from("t.xml"), xml);
+    let mut reader = RecordReader::from_bytes(Arc::from("t.xml"), &Layout::native(), xml);
     let mut out = Vec::new();
     loop {
         match reader.read_record() {
@@ -80,7 +81,11 @@ fn a_read_failing_between_elements_keeps_the_records_before_it() {
     // ASCII only: a first Cyrillic letter makes the encoding sniffer read ahead, and the
     // failure would come before the record.
     let text = "<crm-import version=\"1\">\n<clients>\n  <client id=\"C-1\"><name>A</name></client>\n  \n  ";
-    let mut reader = RecordReader::from_bytes(Arc::from("t.xml"), FailsAfter(text.as_bytes()));
+    let mut reader = RecordReader::from_bytes(
+        Arc::from("t.xml"),
+        &Layout::native(),
+        FailsAfter(text.as_bytes()),
+    );
     let first = reader.read_record().unwrap().unwrap();
     assert_eq!(first.position.record_id.as_deref(), Some("C-1"));
     let problem = reader.read_record().unwrap_err();

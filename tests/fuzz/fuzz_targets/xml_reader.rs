@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
+use crm_import::layout::Layout;
 use crm_import::parse::RecordReader;
 use crm_import::validate::validate;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut reader = RecordReader::from_bytes(Arc::from("fuzz.xml"), data);
+    let mut reader = RecordReader::from_bytes(Arc::from("fuzz.xml"), &Layout::native(), data);
     // Every record consumes input, so the number of records is bounded by the bytes.
     for _ in 0..=data.len() {
         match reader.read_record() {
