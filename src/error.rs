@@ -218,8 +218,11 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.position;
         write!(f, "{}", p.file)?;
-        if p.line > 0 {
-            write!(f, ":{}:{}", p.line, p.column)?;
+        // A CSV line or an XLSX row has no column.
+        match (p.line, p.column) {
+            (0, _) => {}
+            (line, 0) => write!(f, ":{line}")?,
+            (line, column) => write!(f, ":{line}:{column}")?,
         }
         write!(f, ":")?;
         if let Some(i) = p.record_index {

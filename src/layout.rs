@@ -592,7 +592,7 @@ fn read_map(
                     .as_ref()
                     .is_none_or(|allowed| allowed.contains(&t.as_str())) =>
             {
-                pairs.push((key.trim().to_lowercase(), t.clone()));
+                pairs.push((key.trim().to_owned(), t.clone()));
             }
             Toml::String(t) => add(
                 errors,

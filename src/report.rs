@@ -130,7 +130,7 @@ impl From<&Problem> for ReportError {
             message: p.message.clone(),
             file: Some(pos.file.to_string()),
             line: (pos.line > 0).then_some(pos.line),
-            column: (pos.line > 0).then_some(pos.column),
+            column: (pos.line > 0 && pos.column > 0).then_some(pos.column),
             record_index: pos.record_index,
             record_id: pos.record_id.clone(),
             field: p.field.clone(),
@@ -145,8 +145,15 @@ impl ReportError {
         let mut s = String::new();
         if let Some(file) = &self.file {
             s.push_str(file);
-            if let (Some(line), Some(column)) = (self.line, self.column) {
-                let _ = write!(s, ":{line}:{column}");
+            match (self.line, self.column) {
+                (Some(line), Some(column)) => {
+                    let _ = write!(s, ":{line}:{column}");
+                }
+                // A CSV line or an XLSX row.
+                (Some(line), None) => {
+                    let _ = write!(s, ":{line}");
+                }
+                _ => {}
             }
         }
         if let Some(i) = self.record_index {
@@ -383,8 +390,17 @@ impl RunReport {
             for w in &self.warnings {
                 let _ = writeln!(
                     s,
-                    "    {} ×{}: {}:{}:{}: {}",
-                    w.code, w.count, w.file, w.line, w.column, w.message
+                    "    {} ×{}: {}:{}{}: {}",
+                    w.code,
+                    w.count,
+                    w.file,
+                    w.line,
+                    if w.column > 0 {
+                        format!(":{}", w.column)
+                    } else {
+                        String::new()
+                    },
+                    w.message
                 );
             }
             let shown: u64 = self.warnings.iter().map(|w| w.count).sum();

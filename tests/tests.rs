@@ -17,6 +17,7 @@ mod halt;
 mod held;
 mod http_source;
 mod in_chunk;
+mod layouts;
 mod mail;
 mod malformed;
 mod matching;

@@ -66,7 +66,8 @@ enum Expr {
     Join(Vec<usize>),
     Map {
         slot: usize,
-        map: Vec<(String, String)>,
+        /// Each value as the layout wrote it, lowercased, and what it becomes.
+        map: Vec<(String, String, String)>,
     },
     Constant(String),
 }
@@ -123,7 +124,10 @@ impl ScopePlan {
             Value::Join(parts) => Expr::Join(parts.iter().map(|p| self.slot(p, &label)).collect()),
             Value::Map { from, map } => Expr::Map {
                 slot: self.slot(from, &label),
-                map: map.clone(),
+                map: map
+                    .iter()
+                    .map(|(from, to)| (from.to_lowercase(), from.clone(), to.clone()))
+                    .collect(),
             },
             Value::Constant(c) => Expr::Constant(c.clone()),
             Value::List(_) => return,
@@ -204,11 +208,11 @@ impl ScopePlan {
                 }
                 Expr::Map { slot, map } => frame.values[*slot].as_deref().and_then(|found| {
                     let key = found.to_lowercase();
-                    match map.iter().find(|(k, _)| *k == key) {
-                        Some((_, target)) => Some(target.clone()),
+                    match map.iter().find(|(lower, _, _)| *lower == key) {
+                        Some((_, _, target)) => Some(target.clone()),
                         None => {
                             let allowed: Vec<String> =
-                                map.iter().map(|(k, _)| format!("{k:?}")).collect();
+                                map.iter().map(|(_, k, _)| format!("{k:?}")).collect();
                             rec.fail(
                                 Code::UnmappedValue,
                                 format!(
@@ -368,8 +372,47 @@ impl Plan {
     }
 
     /// A link read inside a client: `ref` and `role` of one linked premise or account,
-    /// added to the client's frame.
-    pub fn link(&self, scope: Scope, mut frame: Frame, rec: &mut Record, client: &mut Frame) {
+    /// added to the client's frame. With `split`, one cell holds several ids (and roles,
+    /// one each or one for all): each part is a link of its own.
+    pub fn link(&self, scope: Scope, frame: Frame, rec: &mut Record, client: &mut Frame) {
+        let plan = self
+            .scope(scope)
+            .expect("a link is read only with its plan");
+        let Some(sep) = &plan.split else {
+            self.one_link(scope, frame, rec, client);
+            return;
+        };
+        let parts: Vec<Vec<String>> = frame
+            .values
+            .iter()
+            .map(|v| {
+                v.as_deref()
+                    .map(|v| v.split(sep.as_str()).map(|p| p.trim().to_owned()).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let ids = plan
+            .fields
+            .iter()
+            .find_map(|(field, _, expr)| match (field, expr) {
+                (Field::Ref, Expr::Slot(s) | Expr::Map { slot: s, .. }) => Some(parts[*s].len()),
+                _ => None,
+            })
+            .unwrap_or(0);
+        for i in 0..ids {
+            let mut one = plan.frame();
+            for (slot, value) in one.values.iter_mut().enumerate() {
+                *value = match parts[slot].len() {
+                    n if n == ids => Some(parts[slot][i].clone()),
+                    _ => frame.values[slot].clone(),
+                }
+                .filter(|v| !v.is_empty());
+            }
+            self.one_link(scope, one, rec, client);
+        }
+    }
+
+    fn one_link(&self, scope: Scope, mut frame: Frame, rec: &mut Record, client: &mut Frame) {
         let plan = self
             .scope(scope)
             .expect("a link is read only with its plan");
@@ -390,46 +433,22 @@ impl Plan {
         let Some(reference) = reference else {
             // A row of a CSV or XLSX without the cell links nothing; an XML link element
             // without its reference is a mistake.
-            if plan.record.is_none() {
-                return;
+            if plan.record.is_some() {
+                rec.fail(
+                    Code::MissingField,
+                    format!("a <{what}> link of the client has no ref attribute"),
+                    format!("{what}.ref"),
+                );
             }
-            rec.fail(
-                Code::MissingField,
-                format!("a <{what}> link of the client has no ref attribute"),
-                format!("{what}.ref"),
-            );
             return;
         };
-        match &plan.split {
-            None => push_link(client, scope, reference, role),
-            Some(sep) => {
-                let roles: Vec<&str> = role
-                    .as_deref()
-                    .map(|r| r.split(sep.as_str()).collect())
-                    .unwrap_or_default();
-                let refs: Vec<&str> = reference.split(sep.as_str()).map(str::trim).collect();
-                // One role for all the ids, or one per id when the role cell is split alike.
-                let per_id = roles.len() == refs.len() && roles.len() > 1;
-                for (i, r) in refs.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
-                    let role = if per_id {
-                        Some(roles[i].trim().to_owned()).filter(|r| !r.is_empty())
-                    } else {
-                        role.clone()
-                    };
-                    push_link(client, scope, (*r).to_owned(), role);
-                }
-            }
+        if scope == Scope::PremiseLink {
+            client.premises.push(RawPremiseLink {
+                premise: reference,
+                role,
+            });
+        } else {
+            client.account_refs.push(reference);
         }
-    }
-}
-
-fn push_link(client: &mut Frame, scope: Scope, reference: String, role: Option<String>) {
-    if scope == Scope::PremiseLink {
-        client.premises.push(RawPremiseLink {
-            premise: reference,
-            role,
-        });
-    } else {
-        client.account_refs.push(reference);
     }
 }

@@ -361,8 +361,11 @@ fn csv_reader(file: &Arc<str>, bytes: Box<dyn Read + Send>) -> Result<CsvReader,
         Box::new(Problem::new(code, message, position_of(file, 1, 0)))
     })?;
     let delimiter = sniff_delimiter(head);
+    // Lines end at \n only: with \r\n the csv crate counts a record's line one short
+    // (BurntSushi/rust-csv#395), and the \r left on a last cell is trimmed with its spaces.
     Ok(csv::ReaderBuilder::new()
         .delimiter(delimiter)
+        .terminator(csv::Terminator::Any(b'\n'))
         .has_headers(false)
         .flexible(true)
         .from_reader(text))
