@@ -300,7 +300,10 @@ fn layout(table: &Table, base: &Path, errors: &mut Vec<ConfigError>) -> Arc<Layo
         None => Layout::native(),
         Some(Value::String(path)) if !path.trim().is_empty() => {
             match Layout::load(&base.join(path.trim())) {
-                Ok(layout) => Arc::new(layout),
+                Ok(layout) => Arc::new(Layout {
+                    name: path.trim().to_owned(),
+                    ..layout
+                }),
                 Err(mistakes) => {
                     for e in mistakes.errors {
                         add(

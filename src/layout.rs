@@ -14,8 +14,10 @@ use crate::model::{Kind, Role};
 /// A checked layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
-    /// The file it was read from, or `native`.
+    /// The file it was read from (as a pipeline names it), or `native`.
     pub name: String,
+    /// What it reads, for people choosing one (`description`).
+    pub description: Option<String>,
     pub format: Format,
     pub premise: Option<Entity>,
     /// Accounts, nested in a premise record (XML) or on its rows (CSV, XLSX).
@@ -167,6 +169,30 @@ impl Layout {
     }
 }
 
+/// The folder of layout files a console offers, relative to where the daemon runs (as the
+/// paths of the pipelines made there are).
+pub const FOLDER: &str = "layouts";
+
+/// The valid layout files of `folder`, by file name: each path and what it reads.
+pub fn offered(folder: &Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, String)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter_map(|p| {
+            let layout = Layout::load(&p).ok()?;
+            let path = p.to_string_lossy().into_owned();
+            let description = layout.description.unwrap_or_else(|| path.clone());
+            Some((path, description))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// Checks a layout file's text; `file` names it in the errors and in positions.
 pub fn parse_text(file: &str, text: &str) -> Result<Layout, ConfigErrors> {
     let table = toml_table(file, text)?;
@@ -255,6 +281,10 @@ fn parse(file: &str, table: &Table) -> Result<Layout, Vec<ConfigError>> {
     match format {
         Some(format) if errors.is_empty() => Ok(Layout {
             name: file.to_owned(),
+            description: match table.get("description") {
+                Some(Toml::String(d)) => Some(d.clone()),
+                _ => None,
+            },
             format,
             premise,
             account,

@@ -620,6 +620,51 @@ async fn the_guards_against_a_broken_export_are_set_in_the_form() {
 }
 
 #[tokio::test]
+async fn a_layout_for_a_foreign_export_is_chosen_in_the_form() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    let fields = settings("from-1c");
+    let (_, page) = c.get(&s, "/pipelines/new").await;
+    // The shipped layouts are offered by what they read (the page escapes each /).
+    assert!(
+        page.contains(
+            "<option value=\"layouts&#x2f;1c.toml\">1C: Выгрузка &#x2f; Помещения &#x2f; Физлица</option>"
+        ),
+        "{page}"
+    );
+    let (status, _, page) = c
+        .post(
+            &s,
+            "/pipelines/new",
+            &with(&fields, &s.csrf, &[("layout", "layouts/missing.toml")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"layout-error\""), "{page}");
+    let (status, location, page) = c
+        .post(
+            &s,
+            "/pipelines/new",
+            &with(&fields, &s.csrf, &[("layout", "layouts/1c.toml")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let stored = c.db.store.stored_pipelines().await.unwrap();
+    assert!(
+        stored[0]
+            .definition
+            .contains("layout = \"layouts/1c.toml\""),
+        "{}",
+        stored[0].definition
+    );
+    let (_, page) = c.get(&s, &location.unwrap()).await;
+    assert!(
+        page.contains("<option value=\"layouts&#x2f;1c.toml\" selected>"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
 async fn a_bad_schedule_is_shown_at_its_field_and_nothing_is_saved() {
     let c = console().await;
     let s = c.session("ivanova").await;

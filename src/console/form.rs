@@ -25,6 +25,8 @@ pub struct PipelineForm {
     /// `mode = "snapshot"`, and its `max_archive_percent` as typed.
     pub snapshot: bool,
     pub max_archive_percent: String,
+    /// The layout file's path; empty for the native format.
+    pub layout: String,
     pub notify: String,
     pub minute: String,
     pub hour: String,
@@ -80,6 +82,7 @@ impl PipelineForm {
             max_shrink_percent: text("max_shrink_percent"),
             snapshot: fields.contains_key("snapshot"),
             max_archive_percent: text("max_archive_percent"),
+            layout: text("layout"),
             notify: text("notify"),
             minute: text("minute"),
             hour: text("hour"),
@@ -123,6 +126,11 @@ impl PipelineForm {
                 .unwrap_or_default(),
             snapshot: p.files.snapshot.is_some(),
             max_archive_percent: p.files.snapshot.map(|n| n.to_string()).unwrap_or_default(),
+            layout: if p.layout.native {
+                String::new()
+            } else {
+                p.layout.name.clone()
+            },
             notify: p.notify.join(", "),
             minute: field(0),
             hour: field(1),
@@ -183,6 +191,9 @@ impl PipelineForm {
         }
         if self.snapshot {
             table.insert("mode".into(), Value::String("snapshot".into()));
+        }
+        if !self.layout.is_empty() {
+            table.insert("layout".into(), Value::String(self.layout.clone()));
         }
         for (key, typed) in [
             ("settle_secs", &self.settle_secs),
@@ -297,6 +308,7 @@ fn at_field(e: &ConfigError) -> (&'static str, String) {
         "max_shrink_percent" => "max_shrink_percent",
         "mode" => "snapshot",
         "max_archive_percent" => "max_archive_percent",
+        "layout" => "layout",
         "notify" => "notify",
         "schedule" => "schedule",
         "timezone" => "timezone",

@@ -15,6 +15,7 @@ use super::runs::stored_report;
 use super::views::{PipelineView, RunView};
 use super::{Console, Notice, Page, Shared, page, session_context, signed_form, signed_in};
 use crate::daemon::{SaveError, StartError};
+use crate::layout;
 use crate::schedule::Schedule;
 use crate::secret::Secret;
 use crate::source::probe_all;
@@ -197,6 +198,7 @@ fn form_page(
             upcoming,
             runs => Serde(runs),
             probe_lines => check,
+            layouts => layout::offered(std::path::Path::new(layout::FOLDER)),
         },
     )
 }
