@@ -265,3 +265,131 @@ fn repeated_warnings_in_a_record_are_kept_once_with_their_count() {
     assert_eq!(kept[0], ("x0", 100));
     assert_eq!(warnings.more(), 6_800);
 }
+
+fn foreign(layout: &str) -> Layout {
+    crate::layout::parse_text("test.toml", layout).unwrap()
+}
+
+fn read_with(layout: &Layout, bytes: &[u8]) -> (Vec<Parsed>, Result<(), Box<Problem>>) {
+    let mut records = Records::open(
+        Arc::from("t"),
+        layout,
+        std::io::Cursor::new(bytes.to_vec()),
+        "read",
+        || {},
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    loop {
+        match records.read_record() {
+            Ok(Some(p)) => out.push(p),
+            Ok(None) => return (out, Ok(())),
+            Err(e) => return (out, Err(e)),
+        }
+    }
+}
+
+#[test]
+fn a_foreign_xml_layout_reads_paths_attributes_joins_constants_and_links() {
+    let layout = foreign(
+        r#"
+format = "xml"
+[client]
+record = "/Д/Люди/Человек"
+id = "Код"
+name = { join = ["ФИО/@Ф", "ФИО/@И"] }
+phone = "Контакты/Телефон"
+email = { value = "none@example.ru" }
+premises = { each = "Помещение", ref = ".", role = { value = "owner" } }
+accounts = { each = "Счета/Счет", ref = "@Н" }
+"#,
+    );
+    let xml = "<Д><Шапка><Человек/></Шапка><Люди>\n<Человек><Лишнее a=\"1\"><Код>X</Код></Лишнее>\
+        <Код> C-1 </Код><ФИО Ф=\"Иванов\" И=\"Иван\"/>\
+        <Контакты><Телефон/><Телефон>8 912 000-00-01</Телефон><Телефон>8 912 000-00-02</Телефон></Контакты>\
+        <Помещение>P-1</Помещение><Помещение>P-2</Помещение><Счета><Счет Н=\"A-1\"/></Счета></Человек>\
+        </Люди></Д>";
+    let (records, end) = read_with(&layout, xml.as_bytes());
+    end.unwrap();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(
+        (r.position.line, r.position.record_id.as_deref()),
+        (2, Some("C-1"))
+    );
+    // A foreign layout skips what it does not name, without warnings.
+    assert!(r.warnings.is_empty());
+    match &r.body {
+        Ok(RawRecord::Client(c)) => {
+            assert_eq!(c.name.as_deref(), Some("Иванов Иван"));
+            assert_eq!(
+                c.phone.as_deref(),
+                Some("8 912 000-00-01"),
+                "the first non-empty"
+            );
+            assert_eq!(c.email.as_deref(), Some("none@example.ru"));
+            let links: Vec<(&str, Option<&str>)> = c
+                .premises
+                .iter()
+                .map(|l| (l.premise.as_str(), l.role.as_deref()))
+                .collect();
+            assert_eq!(links, [("P-1", Some("owner")), ("P-2", Some("owner"))]);
+            assert_eq!(c.accounts, ["A-1"]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_foreign_root_is_named_and_a_record_without_its_id_says_where_the_id_was_looked_for() {
+    let layout = foreign(
+        "format = \"xml\"\n[client]\nrecord = \"/Д/Человек\"\nid = \"Код\"\nname = \"Имя\"\n",
+    );
+    let (_, end) = read_with(&layout, b"<crm-import version=\"1\"/>");
+    let problem = end.unwrap_err();
+    assert_eq!(problem.code, Code::UnexpectedRoot);
+    assert!(problem.message.contains("<Д>"), "{problem}");
+    let (records, end) = read_with(
+        &layout,
+        "<Д><Человек><Имя>Ёж</Имя></Человек></Д>".as_bytes(),
+    );
+    end.unwrap();
+    let problem = records[0].body.as_ref().unwrap_err();
+    assert_eq!(problem.code, Code::MissingId);
+    assert!(problem.message.contains("Код"), "{problem}");
+}
+
+#[test]
+fn csv_rows_of_one_premise_are_one_record_and_quoted_cells_keep_their_line_breaks() {
+    let layout = foreign(
+        r#"
+format = "csv"
+[premise]
+id = "Код"
+address = "Адрес"
+number = "Номер"
+[account]
+id = "ЛС"
+number = "Номер ЛС"
+"#,
+    );
+    let csv = "Код,Адрес,Номер,ЛС,Номер ЛС\r\nP-1,\"Казань,\r\nул. Ленина\",1,A-1,11\r\nP-1,\"Казань,\r\nул. Ленина\",1,A-2,12\r\n\r\nP-2,Казань,2,,\r\n";
+    let (records, end) = read_with(&layout, csv.as_bytes());
+    end.unwrap();
+    let lines: Vec<u64> = records.iter().map(|r| r.position.line).collect();
+    assert_eq!(lines, [2, 7]);
+    match &records[0].body {
+        Ok(RawRecord::Premise(p)) => {
+            assert_eq!(p.address.as_deref(), Some("Казань,\r\nул. Ленина"));
+            let accounts: Vec<&str> = p.accounts.iter().map(|a| a.id.as_str()).collect();
+            assert_eq!(accounts, ["A-1", "A-2"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &records[1].body {
+        Ok(RawRecord::Premise(p)) => assert!(p.accounts.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    // Each record ends where its last row does; the next mark differs.
+    assert_ne!(records[0].end, records[1].end);
+}
