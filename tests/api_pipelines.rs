@@ -91,6 +91,7 @@ async fn pipelines_are_created_read_changed_and_deleted_through_the_api() {
     changed["mode"] = json!("snapshot");
     changed["max_archive_percent"] = json!(20);
     changed["min_records"] = json!(5);
+    changed["layout"] = json!("layouts/1c.toml");
     let (status, answer) = call(Method::PUT, url("/api-nightly"), &ours, Some(changed)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (_, read) = call(Method::GET, url("/api-nightly"), &ours, None).await;
@@ -99,6 +100,7 @@ async fn pipelines_are_created_read_changed_and_deleted_through_the_api() {
     assert_eq!(read["pipeline"]["max_archive_percent"], 20);
     assert_eq!(read["pipeline"]["min_records"], 5);
     assert_eq!(read["pipeline"]["settle_secs"], 5);
+    assert_eq!(read["pipeline"]["layout"], "layouts/1c.toml", "{read}");
 
     // A file's pipeline is read-only; another organization sees nothing.
     let (status, answer) = call(Method::PUT, url("/uo-1-demo"), &ours, Some(nightly.clone())).await;

@@ -49,6 +49,9 @@ impl PipelineBody {
         if let Some(mode) = &self.mode {
             table.insert("mode".into(), T::String(mode.clone()));
         }
+        if let Some(layout) = &self.layout {
+            table.insert("layout".into(), T::String(layout.clone()));
+        }
         if !self.notify.is_empty() {
             table.insert("notify".into(), strings(&self.notify));
         }
@@ -94,6 +97,7 @@ fn pipeline_out(p: &Pipeline, editable: bool) -> PipelineOut {
             "upsert"
         },
         max_archive_percent: p.files.snapshot,
+        layout: (!p.layout.native).then(|| p.layout.name.clone()),
         notify: p.notify.clone(),
         schedule: p.schedule.clone(),
         timezone: p.timezone.clone(),

@@ -71,6 +71,8 @@ pub struct PipelineOut {
     /// `upsert` or `snapshot`.
     pub mode: &'static str,
     pub max_archive_percent: Option<u64>,
+    /// The layout file (SPEC §13); none: the native format.
+    pub layout: Option<String>,
     pub notify: Vec<String>,
     pub schedule: Option<String>,
     pub timezone: String,
@@ -114,6 +116,9 @@ pub struct PipelineBody {
     pub mode: Option<String>,
     #[serde(default)]
     pub max_archive_percent: Option<u64>,
+    /// A layout file for a foreign export (`layouts/1c.toml`, SPEC §13); none: native.
+    #[serde(default)]
+    pub layout: Option<String>,
     #[serde(default)]
     pub notify: Vec<String>,
     /// `minute hour day month weekday`, e.g. `0 3 * * *`; none: run on request only.
