@@ -181,7 +181,9 @@ impl ScopePlan {
         slots
     }
 
-    /// Empty slots for one record (or link) of this scope.
+    /// Empty slots for one record (or link) of this scope. A reader may keep a frame for the
+    /// next record once [`Frame::clear`]ed: a frame per record and link was a tenth of the
+    /// parser's allocations.
     pub fn frame(&self) -> Frame {
         Frame {
             values: vec![None; self.slots.len()],
@@ -257,6 +259,16 @@ pub struct Frame {
     pub account_refs: Vec<String>,
 }
 
+impl Frame {
+    /// Ready for the next record of its scope.
+    pub fn clear(&mut self) {
+        self.values.fill(None);
+        self.accounts.clear();
+        self.premises.clear();
+        self.account_refs.clear();
+    }
+}
+
 /// A layout ready for reading.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -296,13 +308,13 @@ impl Plan {
         }
     }
 
-    pub fn premise(&self, mut frame: Frame, rec: &mut Record) -> RawPremise {
+    pub fn premise(&self, frame: &mut Frame, rec: &mut Record) -> RawPremise {
         let plan = self
             .premise
             .as_ref()
             .expect("a premise is read only with its plan");
         let mut p = RawPremise::default();
-        for (field, value) in plan.values(&mut frame, rec) {
+        for (field, value) in plan.values(frame, rec) {
             let slot = match field {
                 Field::Id => {
                     p.id = value.unwrap_or_default();
@@ -323,17 +335,17 @@ impl Plan {
         if p.id.is_empty() {
             plan.missing_id(rec, "the premise", "id");
         }
-        p.accounts = frame.accounts;
+        p.accounts = std::mem::take(&mut frame.accounts);
         p
     }
 
-    pub fn account(&self, mut frame: Frame, rec: &mut Record) -> RawAccount {
+    pub fn account(&self, frame: &mut Frame, rec: &mut Record) -> RawAccount {
         let plan = self
             .account
             .as_ref()
             .expect("an account is read only with its plan");
         let mut a = RawAccount::default();
-        for (field, value) in plan.values(&mut frame, rec) {
+        for (field, value) in plan.values(frame, rec) {
             match field {
                 Field::Id => a.id = value.unwrap_or_default(),
                 Field::Number => a.number = value,
@@ -348,13 +360,13 @@ impl Plan {
         a
     }
 
-    pub fn client(&self, mut frame: Frame, rec: &mut Record) -> RawClient {
+    pub fn client(&self, frame: &mut Frame, rec: &mut Record) -> RawClient {
         let plan = self
             .client
             .as_ref()
             .expect("a client is read only with its plan");
         let mut c = RawClient::default();
-        for (field, value) in plan.values(&mut frame, rec) {
+        for (field, value) in plan.values(frame, rec) {
             match field {
                 Field::Id => c.id = value.unwrap_or_default(),
                 Field::Name => c.name = value,
@@ -366,15 +378,15 @@ impl Plan {
         if c.id.is_empty() {
             plan.missing_id(rec, "the client", "id");
         }
-        c.premises = frame.premises;
-        c.accounts = frame.account_refs;
+        c.premises = std::mem::take(&mut frame.premises);
+        c.accounts = std::mem::take(&mut frame.account_refs);
         c
     }
 
     /// A link read inside a client: `ref` and `role` of one linked premise or account,
     /// added to the client's frame. With `split`, one cell holds several ids (and roles,
     /// one each or one for all): each part is a link of its own.
-    pub fn link(&self, scope: Scope, frame: Frame, rec: &mut Record, client: &mut Frame) {
+    pub fn link(&self, scope: Scope, frame: &mut Frame, rec: &mut Record, client: &mut Frame) {
         let plan = self
             .scope(scope)
             .expect("a link is read only with its plan");
@@ -408,11 +420,11 @@ impl Plan {
                 }
                 .filter(|v| !v.is_empty());
             }
-            self.one_link(scope, one, rec, client);
+            self.one_link(scope, &mut one, rec, client);
         }
     }
 
-    fn one_link(&self, scope: Scope, mut frame: Frame, rec: &mut Record, client: &mut Frame) {
+    fn one_link(&self, scope: Scope, frame: &mut Frame, rec: &mut Record, client: &mut Frame) {
         let plan = self
             .scope(scope)
             .expect("a link is read only with its plan");
@@ -423,7 +435,7 @@ impl Plan {
         };
         let mut reference = None;
         let mut role = None;
-        for (field, value) in plan.values(&mut frame, rec) {
+        for (field, value) in plan.values(frame, rec) {
             match field {
                 Field::Ref => reference = value,
                 Field::Role => role = value,

@@ -128,9 +128,9 @@ impl TableReader {
             self.consumed(&row);
         }
         let body = if self.entity == Scope::Premise {
-            RawRecord::Premise(self.plan.premise(frame, &mut rec))
+            RawRecord::Premise(self.plan.premise(&mut frame, &mut rec))
         } else {
-            RawRecord::Client(self.plan.client(frame, &mut rec))
+            RawRecord::Client(self.plan.client(&mut frame, &mut rec))
         };
         let mut parsed = rec.finish(body);
         parsed.end = Some(Mark {
@@ -268,9 +268,9 @@ impl TableReader {
         if self.entity == Scope::Premise {
             if self.plan.account.is_some() {
                 // A row without any account cell is a premise without accounts.
-                let account = self.frame(Scope::Account, row, rec);
+                let mut account = self.frame(Scope::Account, row, rec);
                 if account.values.iter().any(Option::is_some) {
-                    let account = self.plan.account(account, rec);
+                    let account = self.plan.account(&mut account, rec);
                     frame.accounts.push(account);
                 }
             }
@@ -278,8 +278,8 @@ impl TableReader {
         }
         for scope in [Scope::PremiseLink, Scope::AccountLink] {
             if self.plan.scope(scope).is_some() {
-                let link = self.frame(scope, row, rec);
-                self.plan.link(scope, link, rec, frame);
+                let mut link = self.frame(scope, row, rec);
+                self.plan.link(scope, &mut link, rec, frame);
             }
         }
     }

@@ -30,7 +30,8 @@ pub const FORMAT_VERSION: &str = "1";
 #[derive(Debug)]
 struct Node {
     name: Box<str>,
-    children: Vec<usize>,
+    /// Each child's name beside its node, so finding one reads one short array.
+    children: Vec<(Box<str>, usize)>,
     /// The element starts a record, an account or a link.
     opens: Option<Scope>,
     /// The slot (of the scope it is in) its text goes to, and the field it is reported as.
@@ -101,7 +102,7 @@ impl Tree {
                 None => {
                     self.nodes.push(Node::new(step));
                     let child = self.nodes.len() - 1;
-                    self.nodes[at].children.push(child);
+                    self.nodes[at].children.push((step.into(), child));
                     child
                 }
             };
@@ -113,8 +114,8 @@ impl Tree {
         self.nodes[parent]
             .children
             .iter()
-            .copied()
-            .find(|&c| &*self.nodes[c].name == name)
+            .find(|(child, _)| &**child == name)
+            .map(|(_, at)| *at)
     }
 
     /// The names a document's root may have, for the message when it has another.
@@ -122,7 +123,7 @@ impl Tree {
         let names: Vec<String> = self.nodes[0]
             .children
             .iter()
-            .map(|&c| format!("<{}>", self.nodes[c].name))
+            .map(|(name, _)| format!("<{name}>"))
             .collect();
         names.join(" or ")
     }
@@ -205,6 +206,8 @@ pub struct RecordReader<B: Blocks> {
     pending: Warnings,
     /// The attributes of the last start tag read; reused from tag to tag.
     attrs: Attrs,
+    /// A frame of each scope, kept from one record to the next.
+    frames: [Option<Frame>; 5],
 }
 
 impl<R: Read> RecordReader<Inline<Utf8Reader<R>>> {
@@ -253,6 +256,7 @@ impl<B: Blocks> RecordReader<B> {
             unknown: String::new(),
             pending: Warnings::default(),
             attrs: Attrs::default(),
+            frames: Default::default(),
         }
     }
 
@@ -424,18 +428,29 @@ impl<B: Blocks> RecordReader<B> {
         let mut frame = self.frame(scope);
         self.read_scope(node, empty, &mut rec, &mut frame)?;
         let body = if scope == Scope::Premise {
-            RawRecord::Premise(self.plan.premise(frame, &mut rec))
+            RawRecord::Premise(self.plan.premise(&mut frame, &mut rec))
         } else {
-            RawRecord::Client(self.plan.client(frame, &mut rec))
+            RawRecord::Client(self.plan.client(&mut frame, &mut rec))
         };
+        self.spare(scope, frame);
         Ok(rec.finish(body))
     }
 
-    fn frame(&self, scope: Scope) -> Frame {
-        self.plan
-            .scope(scope)
-            .expect("the tree opens only scopes of the plan")
-            .frame()
+    /// A frame for a record, account or link of `scope`: one kept from before, or new.
+    fn frame(&mut self, scope: Scope) -> Frame {
+        match self.frames[scope as usize].take() {
+            Some(frame) => frame,
+            None => self
+                .plan
+                .scope(scope)
+                .expect("the tree opens only scopes of the plan")
+                .frame(),
+        }
+    }
+
+    fn spare(&mut self, scope: Scope, mut frame: Frame) {
+        frame.clear();
+        self.frames[scope as usize] = Some(frame);
     }
 
     /// The element of a record, an account or a link, whose start tag was just read: its
@@ -471,11 +486,12 @@ impl<B: Blocks> RecordReader<B> {
                         let mut inner = self.frame(scope);
                         self.read_scope(child, empty, rec, &mut inner)?;
                         if scope == Scope::Account {
-                            let account = self.plan.account(inner, rec);
+                            let account = self.plan.account(&mut inner, rec);
                             frame.accounts.push(account);
                         } else {
-                            self.plan.link(scope, inner, rec, frame);
+                            self.plan.link(scope, &mut inner, rec, frame);
                         }
+                        self.spare(scope, inner);
                     } else if let Some(slot) = text {
                         self.take_attrs(child, rec, frame);
                         self.read_text(rec, frame, child, slot, empty)?;
