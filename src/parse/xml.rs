@@ -31,13 +31,31 @@ pub const FORMAT_VERSION: &str = "1";
 struct Node {
     name: Box<str>,
     /// Each child's name beside its node, so finding one reads one short array.
-    children: Vec<(Box<str>, usize)>,
+    children: Vec<Child>,
     /// The element starts a record, an account or a link.
     opens: Option<Scope>,
     /// The slot (of the scope it is in) its text goes to, and the field it is reported as.
     text: Option<(usize, Box<str>)>,
     /// Attributes the layout reads, with their slots.
     attrs: Vec<(Box<str>, usize)>,
+}
+
+/// A child element's name, with its length and first eight bytes as one number: comparing
+/// those settles a name of up to eight bytes without a call to `memcmp`, which a tag name's
+/// lookup paid for every sibling of the same length (a tenth of the parser's time).
+#[derive(Debug)]
+struct Child {
+    len: usize,
+    head: u64,
+    name: Box<str>,
+    node: usize,
+}
+
+fn head_of(name: &str) -> u64 {
+    let mut head = [0u8; 8];
+    let n = name.len().min(8);
+    head[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u64::from_le_bytes(head)
 }
 
 /// The element names of a layout, as a tree from the document (node 0).
@@ -102,7 +120,12 @@ impl Tree {
                 None => {
                     self.nodes.push(Node::new(step));
                     let child = self.nodes.len() - 1;
-                    self.nodes[at].children.push((step.into(), child));
+                    self.nodes[at].children.push(Child {
+                        len: step.len(),
+                        head: head_of(step),
+                        name: step.into(),
+                        node: child,
+                    });
                     child
                 }
             };
@@ -111,11 +134,12 @@ impl Tree {
     }
 
     fn child(&self, parent: usize, name: &str) -> Option<usize> {
+        let (len, head) = (name.len(), head_of(name));
         self.nodes[parent]
             .children
             .iter()
-            .find(|(child, _)| &**child == name)
-            .map(|(_, at)| *at)
+            .find(|c| c.len == len && c.head == head && (len <= 8 || *c.name == *name))
+            .map(|c| c.node)
     }
 
     /// The names a document's root may have, for the message when it has another.
@@ -123,7 +147,7 @@ impl Tree {
         let names: Vec<String> = self.nodes[0]
             .children
             .iter()
-            .map(|(name, _)| format!("<{name}>"))
+            .map(|c| format!("<{}>", c.name))
             .collect();
         names.join(" or ")
     }
