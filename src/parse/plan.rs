@@ -209,8 +209,14 @@ impl ScopePlan {
                     (!joined.is_empty()).then_some(joined)
                 }
                 Expr::Map { slot, map } => frame.values[*slot].as_deref().and_then(|found| {
-                    let key = found.to_lowercase();
-                    match map.iter().find(|(lower, _, _)| *lower == key) {
+                    // The value as the layout wrote it is the usual case, and needs no
+                    // lowercased copy.
+                    let exact = map.iter().find(|(_, written, _)| written == found);
+                    let found_lower = || {
+                        let key = found.to_lowercase();
+                        map.iter().find(|(lower, _, _)| *lower == key)
+                    };
+                    match exact.or_else(found_lower) {
                         Some((_, _, target)) => Some(target.clone()),
                         None => {
                             let allowed: Vec<String> =
