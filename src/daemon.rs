@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, ConfigError, ConfigErrors, Pipeline};
+use crate::layout;
 use crate::notify::Smtp;
 use crate::observe::Progress;
 use crate::pipeline::{self, Options, Resume};
@@ -247,6 +248,19 @@ impl<S: Store + 'static> Daemon<S> {
         }
         if !create && stored.is_none() {
             return Err(SaveError::NotFound);
+        }
+        // A pipeline made through the console or the API reads only the server's offered
+        // layouts, never another file of its disk.
+        if let Some(path) = table.get("layout").and_then(toml::Value::as_str)
+            && !layout::is_offered(path)
+        {
+            return Err(invalid(
+                "layout",
+                format!(
+                    "{path:?} is not one of the layouts in the server's {} folder",
+                    layout::FOLDER
+                ),
+            ));
         }
         let sealed = match password {
             None => None,

@@ -193,6 +193,11 @@ pub fn offered(folder: &Path) -> Vec<(String, String)> {
     found
 }
 
+/// Whether `path` names one of the layouts offered in [`FOLDER`].
+pub fn is_offered(path: &str) -> bool {
+    offered(Path::new(FOLDER)).iter().any(|(p, _)| p == path)
+}
+
 /// Checks a layout file's text; `file` names it in the errors and in positions.
 pub fn parse_text(file: &str, text: &str) -> Result<Layout, ConfigErrors> {
     let table = toml_table(file, text)?;

@@ -381,13 +381,35 @@ impl Console {
         source: &str,
         path: &str,
     ) -> (StatusCode, Option<String>, String) {
+        self.upload_as(session, csrf, source, path, "").await
+    }
+
+    /// [`Console::upload`] with a layout chosen in the form.
+    async fn upload_as(
+        &self,
+        session: &Session,
+        csrf: &str,
+        source: &str,
+        path: &str,
+        layout: &str,
+    ) -> (StatusCode, Option<String>, String) {
         let bytes = std::fs::read(path).unwrap();
+        let name = if layout.is_empty() {
+            "export.xml".to_owned()
+        } else {
+            std::path::Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        };
         let form = reqwest::multipart::Form::new()
             .text("csrf", csrf.to_owned())
             .text("source", source.to_owned())
+            .text("layout", layout.to_owned())
             .part(
                 "file",
-                reqwest::multipart::Part::bytes(bytes).file_name("export.xml"),
+                reqwest::multipart::Part::bytes(bytes).file_name(name),
             );
         let r = self
             .http
@@ -407,7 +429,8 @@ async fn an_uploaded_file_is_imported_as_a_run() {
     let s = c.session("ivanova").await;
     let (status, page) = c.get(&s, "/upload").await;
     assert_eq!(status, StatusCode::OK);
-    for label in ["Источник", "Файл выгрузки (XML)", "Загрузить"] {
+    for label in ["Источник", "Формат файла", "Файл выгрузки", "Загрузить"]
+    {
         assert!(page.contains(label), "{page}");
     }
 
@@ -440,6 +463,36 @@ async fn an_uploaded_file_is_imported_as_a_run() {
     let (status, _, page) = c.upload(&s, &s.csrf, " ", &testdata("demo.xml")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("Укажите источник"), "{page}");
+}
+
+#[tokio::test]
+async fn a_spreadsheet_is_uploaded_with_its_layout_and_only_an_offered_layout_is_read() {
+    let c = console().await;
+    let s = c.session("ivanova").await;
+    let premises = testdata("layouts/premises.csv");
+    // A path that is not one of the offered layouts is refused before anything is read.
+    let (status, _, page) = c
+        .upload_as(&s, &s.csrf, "billing", &premises, "pipelines/demo.toml")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("Выберите формат файла"), "{page}");
+    assert!(c.db.of_type(ORG, "premise").await.is_empty());
+
+    let (status, location, page) = c
+        .upload_as(
+            &s,
+            &s.csrf,
+            "billing",
+            &premises,
+            "layouts/premises-csv.toml",
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (_, run) = c.get(&s, &location.unwrap()).await;
+    assert!(run.contains(">OK<"), "{run}");
+    assert!(run.contains("premises.csv"), "{run}");
+    assert_eq!(c.db.of_type(ORG, "premise").await.len(), 3);
+    assert_eq!(c.db.of_type(ORG, "account").await.len(), 3);
 }
 
 /// The settings form's fields for a pipeline of the demo export, run at 03:00.

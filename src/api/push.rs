@@ -24,6 +24,7 @@ use super::shapes::{ImportAnswer, PushError, PushOutcome, PushResult};
 use super::{Api, ApiError, organization};
 use crate::apply::{Applied, Applier, Flow};
 use crate::error::Warnings;
+use crate::layout::Layout;
 use crate::model::{Parsed, RecordOutcome};
 use crate::observe::Silent;
 use crate::pipeline;
@@ -420,6 +421,7 @@ pub async fn import_xml<S: Store + 'static>(
         &source,
         "request",
         size,
+        Layout::native(),
         StreamReader::new(bytes),
     )
     .await?;
@@ -439,6 +441,7 @@ pub async fn import_stream<S: Store + 'static>(
     source: &str,
     name: &str,
     size: Option<u64>,
+    layout: Arc<Layout>,
     bytes: impl tokio::io::AsyncRead + Send + Unpin + 'static,
 ) -> Result<(i64, RunReport), ApiError> {
     let scope = begin(api, org, source).await?;
@@ -454,7 +457,10 @@ pub async fn import_stream<S: Store + 'static>(
         records: 0,
         end: None,
     });
-    let mut options = pipeline::Options::default();
+    let mut options = pipeline::Options {
+        layout,
+        ..pipeline::Options::default()
+    };
     let results = run::results_of(&mut options);
     let import = pipeline::import_input(&*api.store, &scope, input, options, &mut report);
     run::holding_lease(&*api.store, run_id, import).await;

@@ -2,6 +2,7 @@
 //! imported as a run.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Form, Multipart, Path, State};
 use axum::http::StatusCode;
@@ -17,6 +18,7 @@ use super::{
 use crate::api::download::{self, Unavailable};
 use crate::api::{ApiError, import_stream};
 use crate::daemon::StartError;
+use crate::layout::{self, Layout};
 use crate::run::{self, NotResumable};
 use crate::store::{RunRow, SessionRow, Store, StoreError};
 
@@ -190,7 +192,12 @@ pub(super) async fn upload_page<S: Store + 'static>(
     Ok(page(
         StatusCode::OK,
         "upload.html",
-        context! { session => session_context(session), source => "", error => None::<String> },
+        context! {
+            session => session_context(session),
+            source => "",
+            error => None::<String>,
+            layouts => layout::offered(std::path::Path::new(layout::FOLDER)),
+        },
     ))
 }
 
@@ -208,7 +215,12 @@ pub(super) async fn upload<S: Store + 'static>(
         page(
             StatusCode::BAD_REQUEST,
             "upload.html",
-            context! { session => session_context(session.clone()), source, error },
+            context! {
+                session => session_context(session.clone()),
+                source,
+                error,
+                layouts => layout::offered(std::path::Path::new(layout::FOLDER)),
+            },
         )
     };
     loop {
@@ -238,8 +250,23 @@ pub(super) async fn upload<S: Store + 'static>(
                 "Укажите источник, например 1c.".into(),
             ));
         }
+        let chosen = fields.get("layout").map_or("", |l| l.trim());
+        let layout = if chosen.is_empty() {
+            Layout::native()
+        } else {
+            match layout::is_offered(chosen).then(|| Layout::load(std::path::Path::new(chosen))) {
+                Some(Ok(layout)) => Arc::new(layout),
+                _ => {
+                    return Err(refused(
+                        &session,
+                        &source,
+                        "Выберите формат файла из списка.".into(),
+                    ));
+                }
+            }
+        };
         let file = field.file_name().unwrap_or("upload.xml").to_owned();
-        let run_id = import_field(&console, &session, &source, &file, field).await?;
+        let run_id = import_field(&console, &session, &source, &file, layout, field).await?;
         return Ok(Page::Redirect(Redirect::to(&format!("/runs/{run_id}"))));
     }
     Err(refused(
@@ -256,6 +283,7 @@ async fn import_field<S: Store + 'static>(
     session: &SessionRow,
     source: &str,
     file: &str,
+    layout: Arc<Layout>,
     mut field: axum::extract::multipart::Field<'_>,
 ) -> Result<i64, Page> {
     use futures::SinkExt;
@@ -281,6 +309,7 @@ async fn import_field<S: Store + 'static>(
         source,
         file,
         None,
+        layout,
         reader,
     );
     let ((), imported) = tokio::join!(feed, import);
