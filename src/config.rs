@@ -9,7 +9,7 @@ use toml::{Table, Value};
 
 use crate::layout::Layout;
 pub use crate::mistakes::{ConfigError, ConfigErrors};
-use crate::mistakes::{add, toml_table};
+use crate::mistakes::{add, toml_table, unknown_keys};
 use crate::schedule::Schedule;
 use crate::secret::{Secret, SecretError, SecretKey};
 use crate::source::{Files, FtpSettings};
@@ -105,15 +105,7 @@ pub fn parse_with(
     ftp_password: Option<Secret>,
 ) -> Result<Pipeline, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    for key in table.keys() {
-        if !KEYS.contains(&key.as_str()) {
-            add(
-                &mut errors,
-                key,
-                format!("unknown key; the keys are {}", KEYS.join(", ")),
-            );
-        }
-    }
+    unknown_keys(table, &KEYS, &mut errors);
     let name = text(table, "name", &mut errors);
     let organization = text(table, "organization", &mut errors);
     let source = text(table, "source", &mut errors);

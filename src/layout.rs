@@ -8,7 +8,7 @@ use std::sync::{Arc, LazyLock};
 
 use toml::{Table, Value as Toml};
 
-use crate::mistakes::{ConfigError, ConfigErrors, add, toml_table};
+use crate::mistakes::{ConfigError, ConfigErrors, add, toml_table, unknown_keys};
 use crate::model::{Kind, Role};
 
 /// A checked layout.
@@ -209,15 +209,7 @@ pub fn parse_text(file: &str, text: &str) -> Result<Layout, ConfigErrors> {
 
 fn parse(file: &str, table: &Table) -> Result<Layout, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    for key in table.keys() {
-        if !KEYS.contains(&key.as_str()) {
-            add(
-                &mut errors,
-                key,
-                format!("unknown key; the keys are {}", KEYS.join(", ")),
-            );
-        }
-    }
+    unknown_keys(table, &KEYS, &mut errors);
     let format = match table.get("format") {
         Some(Toml::String(f)) if f == "xml" => Some(Format::Xml),
         Some(Toml::String(f)) if f == "csv" => Some(Format::Csv),

@@ -64,3 +64,16 @@ pub fn add(errors: &mut Vec<ConfigError>, key: &str, message: String) {
         message,
     });
 }
+
+/// A mistake for each key of `table` that is not one of `keys`.
+pub fn unknown_keys(table: &toml::Table, keys: &[&str], errors: &mut Vec<ConfigError>) {
+    for key in table.keys() {
+        if !keys.contains(&key.as_str()) {
+            add(
+                errors,
+                key,
+                format!("unknown key; the keys are {}", keys.join(", ")),
+            );
+        }
+    }
+}

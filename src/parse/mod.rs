@@ -101,6 +101,25 @@ fn position_of(file: &Arc<str>, line: u64, column: u64) -> Position {
     }
 }
 
+/// Where record number `index` of `file` starts; a premise or a client by its scope.
+fn record_position(
+    file: &Arc<str>,
+    index: u64,
+    scope: plan::Scope,
+    line: u64,
+    column: u64,
+) -> Position {
+    Position {
+        record_index: Some(index),
+        kind: if scope == plan::Scope::Premise {
+            "premise"
+        } else {
+            "client"
+        },
+        ..position_of(file, line, column)
+    }
+}
+
 /// The record being read: its position, its first problem, its warnings.
 pub struct Record {
     position: Position,

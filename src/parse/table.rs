@@ -15,8 +15,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::encoding::Utf8Reader;
 use super::plan::{Frame, Plan, Scope};
-use super::{MAX_FIELD_CHARS, Record, io_problem, position_of};
-use crate::error::{Code, Position, Problem, Warnings};
+use super::{MAX_FIELD_CHARS, Record, io_problem, position_of, record_position};
+use crate::error::{Code, Problem, Warnings};
 use crate::layout::{Format, Layout};
 use crate::model::{Mark, Parsed, RawRecord};
 
@@ -104,16 +104,7 @@ impl TableReader {
             return Ok(None);
         };
         self.index += 1;
-        let kind = if self.entity == Scope::Premise {
-            "premise"
-        } else {
-            "client"
-        };
-        let position = Position {
-            record_index: Some(self.index),
-            kind,
-            ..position_of(&self.shown, first.line, 0)
-        };
+        let position = record_position(&self.shown, self.index, self.entity, first.line, 0);
         let mut rec = Record::new(position, Warnings::default());
         let key = self.key(&first);
         let mut frame = self.frame(self.entity, &first, &mut rec);

@@ -18,6 +18,7 @@ use super::lines::{Ahead, Blocks, Inline, LineCol, LineCounter};
 use super::plan::{Frame, Plan, Scope};
 use super::{
     ID_SHOWN, MAX_FIELD_BYTES, MAX_FIELD_CHARS, Record, io_problem, position_of, push_bounded,
+    record_position,
 };
 use crate::error::{Code, Position, Problem, Warnings};
 use crate::layout::Layout;
@@ -438,16 +439,7 @@ impl<B: Blocks> RecordReader<B> {
         empty: bool,
     ) -> Result<Parsed, Box<Problem>> {
         self.index += 1;
-        let kind = if scope == Scope::Premise {
-            "premise"
-        } else {
-            "client"
-        };
-        let position = Position {
-            record_index: Some(self.index),
-            kind,
-            ..position_of(&self.file, at.line, at.column)
-        };
+        let position = record_position(&self.file, self.index, scope, at.line, at.column);
         let mut rec = Record::new(position, std::mem::take(&mut self.pending));
         let mut frame = self.frame(scope);
         self.read_scope(node, empty, &mut rec, &mut frame)?;
@@ -721,27 +713,11 @@ impl<B: Blocks> RecordReader<B> {
                 ));
             }
         };
+        let empty = matches!(event, Event::Empty(_));
         let ev = match event {
-            Event::Start(e) => match start_tag(
+            Event::Start(e) | Event::Empty(e) => match start_tag(
                 &e,
-                false,
-                parent,
-                &self.tree,
-                self.native || self.place == Place::BeforeRoot,
-                &mut self.attrs,
-                &mut self.unknown,
-            ) {
-                Ok(tag) => Ev::Start(tag),
-                Err(err) => {
-                    return Err(xml_problem(
-                        err,
-                        located(&self.file, self.xml.get_mut().marked()),
-                    ));
-                }
-            },
-            Event::Empty(e) => match start_tag(
-                &e,
-                true,
+                empty,
                 parent,
                 &self.tree,
                 self.native || self.place == Place::BeforeRoot,
