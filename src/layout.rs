@@ -9,7 +9,7 @@ use std::sync::{Arc, LazyLock};
 use toml::{Table, Value as Toml};
 
 use crate::mistakes::{ConfigError, ConfigErrors, add, toml_table, unknown_keys};
-use crate::model::{Kind, Role};
+use crate::model::{ACCOUNT_FIELDS, CLIENT_FIELDS, Kind, PREMISE_FIELDS, Role};
 
 /// A checked layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,19 +91,6 @@ pub struct List {
     pub split: Option<String>,
 }
 
-const PREMISE_FIELDS: [&str; 9] = [
-    "id",
-    "address",
-    "number",
-    "kind",
-    "floor",
-    "entrance",
-    "rooms",
-    "area",
-    "cadastral_number",
-];
-const ACCOUNT_FIELDS: [&str; 4] = ["id", "number", "area", "residents"];
-const CLIENT_FIELDS: [&str; 6] = ["id", "name", "phone", "email", "premises", "accounts"];
 const KEYS: [&str; 7] = [
     "format",
     "sheet",

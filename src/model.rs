@@ -5,6 +5,22 @@ use serde::Serialize;
 
 use crate::error::{Position, Problem, Warnings};
 
+/// A premise's fields by name (SPEC §2), as a layout file and a pushed JSON record name them.
+pub const PREMISE_FIELDS: [&str; 9] = [
+    "id",
+    "address",
+    "number",
+    "kind",
+    "floor",
+    "entrance",
+    "rooms",
+    "area",
+    "cadastral_number",
+];
+pub const ACCOUNT_FIELDS: [&str; 4] = ["id", "number", "area", "residents"];
+/// With the client's links to premises and accounts.
+pub const CLIENT_FIELDS: [&str; 6] = ["id", "name", "phone", "email", "premises", "accounts"];
+
 /// A `<premise>` as found in the file: text only, not yet checked.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawPremise {

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::error::{Code, Position, Problem, Warnings};
-use crate::model::{Parsed, RawAccount, RawClient, RawPremise, RawPremiseLink, RawRecord};
+use crate::model::{
+    CLIENT_FIELDS, PREMISE_FIELDS, Parsed, RawAccount, RawClient, RawPremise, RawPremiseLink,
+    RawRecord,
+};
 use crate::parse::MAX_FIELD_CHARS;
 
 /// Which kind of record a push carries.
@@ -120,12 +123,7 @@ fn client(
     at: &Position,
     warnings: &mut Warnings,
 ) -> Result<RawClient, Box<Problem>> {
-    unknown(
-        o,
-        &["id", "name", "phone", "email", "premises", "accounts"],
-        at,
-        warnings,
-    );
+    unknown(o, &CLIENT_FIELDS, at, warnings);
     let mut premises = Vec::new();
     for (i, link) in list(o, "premises", at)?.iter().enumerate() {
         let field = format!("premises[{i}]");
@@ -171,18 +169,7 @@ fn premise(
 ) -> Result<RawPremise, Box<Problem>> {
     unknown(
         o,
-        &[
-            "id",
-            "address",
-            "number",
-            "kind",
-            "floor",
-            "entrance",
-            "rooms",
-            "area",
-            "cadastral_number",
-            "accounts",
-        ],
+        &[&PREMISE_FIELDS[..], &["accounts"]].concat(),
         at,
         warnings,
     );

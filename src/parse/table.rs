@@ -56,6 +56,8 @@ pub struct TableReader {
     rows: Rows,
     /// For each scope's slot, the column it is in.
     columns: Columns,
+    /// The entity's slots its id is made of: what groups adjacent rows.
+    id_slots: Vec<usize>,
     /// The row read after the last record, which starts the next one.
     next: Option<Row>,
     index: u64,
@@ -87,6 +89,7 @@ impl TableReader {
             entity,
             rows: Rows::Closed(Box::new(bytes)),
             columns: Columns::default(),
+            id_slots: Vec::new(),
             next: None,
             index: 0,
             hash: Xxh3::new(),
@@ -152,6 +155,11 @@ impl TableReader {
             ));
         };
         self.columns = self.columns_of(&header)?;
+        self.id_slots = self
+            .plan
+            .scope(self.entity)
+            .expect("the entity has a plan")
+            .id_slots();
         Ok(())
     }
 
@@ -209,9 +217,8 @@ impl TableReader {
 
     /// The cells of the row that name its record: adjacent rows with the same are one.
     fn key(&self, row: &Row) -> String {
-        let plan = self.plan.scope(self.entity).expect("the entity has a plan");
         let mut key = String::new();
-        for slot in plan.id_slots() {
+        for &slot in &self.id_slots {
             if let Some(Some(col)) = self.columns.entity.get(slot) {
                 key.push_str(row.cells.get(*col).map_or("", |c| c.trim()));
                 key.push('\u{1f}');
