@@ -202,7 +202,8 @@ impl<B: Backend> Store for B {
         let mut writer = self.writer().await?;
         execute::<B::DB>(
             &mut writer,
-            "UPDATE clients SET logged_in = true WHERE phone = $1",
+            "UPDATE clients SET logged_in = true
+              WHERE id IN (SELECT client_id FROM client_phones WHERE phone = $1)",
             args![phone],
         )
         .await
@@ -537,7 +538,9 @@ impl<B: Backend> Store for B {
         let order = B::DB::CLIENT_ORDER;
         let rows = match what {
             Lookup::ClientsByPhone(phone) => {
-                let sql = format!("{line} WHERE c.org_id = $1 AND c.phone = $2 {order}");
+                let sql = format!(
+                    "{line} WHERE c.id IN (SELECT client_id FROM client_phones WHERE org_id = $1 AND phone = $2) {order}"
+                );
                 all::<B::DB>(&mut conn, sqlx::AssertSqlSafe(sql), args![org_id, phone]).await?
             }
             Lookup::ClientByRef { source, id } => {

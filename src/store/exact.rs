@@ -336,7 +336,8 @@ async fn facts<DB: Dialect>(
     let not_a = a.map_or(-1, |card| card.id);
     facts.by_phone = optional::<DB>(
         conn,
-        "SELECT id, phone, logged_in FROM clients WHERE org_id = $1 AND phone = $2 AND id <> $3",
+        "SELECT c.id, c.phone, c.logged_in FROM client_phones p JOIN clients c ON c.id = p.client_id
+          WHERE p.org_id = $1 AND p.phone = $2 AND p.client_id <> $3",
         args![scope.org_id, p, not_a],
     )
     .await?
@@ -345,7 +346,7 @@ async fn facts<DB: Dialect>(
     if Facts::phone_change(facts.by_external_id.as_ref(), phone) {
         facts.phone_in_other_organization = one::<DB>(
             conn,
-            "SELECT count(*) FROM (SELECT 1 FROM clients WHERE phone = $1 AND org_id <> $2 LIMIT 1) AS found",
+            "SELECT count(*) FROM (SELECT 1 FROM client_phones WHERE phone = $1 AND org_id <> $2 LIMIT 1) AS found",
             args![p, scope.org_id],
         )
         .await?

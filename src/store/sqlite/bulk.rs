@@ -5,6 +5,7 @@
 use std::cmp::Ordering;
 
 use super::direct::{Writer, blocking};
+use super::phones::Phones;
 use rustc_hash::FxHashSet as HashSet;
 
 use crate::model::{Record, RecordOutcome, Role};
@@ -18,7 +19,7 @@ use crate::store::{Refusal, Scope, StoreError};
 /// 500 rows holds about a megabyte, and the last, shorter one of each table comes in a new
 /// size nearly every chunk — cached, those would fill the statement cache and grow the
 /// peak memory with the file.
-const BATCH: usize = 500;
+const BATCH: usize = 250;
 
 /// A chunk's transaction: its look-ups and its writes, one after the other on the writer.
 ///
@@ -38,8 +39,8 @@ impl<'c> Chunk<'c> {
 /// The transaction is IMMEDIATE, so nobody else allocates ids until it ends.
 impl Bulk for Chunk<'_> {
     async fn load<'k>(&mut self, scope: &Scope, keys: &Keys<'k>) -> Result<Loaded<'k>, StoreError> {
-        let tx = self.tx.direct().await?;
-        blocking(|| load(&tx, scope, keys))
+        let (tx, phones) = self.tx.with_phones().await?;
+        blocking(|| load(&tx, phones, scope, keys))
     }
 
     /// Writes everything the plan changed, in a few multi-row statements per table, bound
@@ -84,11 +85,12 @@ impl Bulk for Chunk<'_> {
 /// A chunk's look-ups.
 fn load<'k>(
     tx: &rusqlite::Connection,
+    phones: &Phones,
     scope: &Scope,
     keys: &Keys<'k>,
 ) -> Result<Loaded<'k>, StoreError> {
     let mut loaded = Loaded::new(keys);
-    let (premises, cards, by_phone) = client_side(tx, scope, keys)?;
+    let (premises, cards, by_phone) = client_side(tx, phones, scope, keys)?;
     let (accounts, numbers, premise_refs, account_refs) = account_side(tx, scope, keys)?;
     premises
         .into_iter()
@@ -384,6 +386,7 @@ type ByPhone = Vec<(i64, CardFound)>;
 /// those cards do not have.
 fn client_side<'k>(
     conn: &rusqlite::Connection,
+    book: &Phones,
     scope: &Scope,
     keys: &Keys<'k>,
 ) -> Result<(Premises<'k>, Cards<'k>, ByPhone), StoreError> {
@@ -428,7 +431,7 @@ fn client_side<'k>(
         .copied()
         .filter(|p| !known.contains(p))
         .collect();
-    let by_phone = cards_by_phone(conn, scope, phones)?;
+    let by_phone = cards_by_phone(conn, book, scope, phones)?;
     Ok((premises, cards, by_phone))
 }
 
@@ -470,29 +473,48 @@ fn account_side<'k>(
     Ok((accounts, owners, premise_refs, account_refs))
 }
 
+/// Cards by phone: from both phone tables, or only from the recent one for a phone that
+/// the organization's filter says is not in the big one.
 fn cards_by_phone(
     conn: &rusqlite::Connection,
+    book: &Phones,
     scope: &Scope,
     phones: Vec<&str>,
 ) -> Result<ByPhone, StoreError> {
-    fetch_rows(
-        conn,
-        "phone, id, logged_in, name, email",
-        "FROM clients WHERE org_id =",
-        scope.org_id,
-        phones,
-        // Phones come in random order: a chunk's phones span the whole index.
-        Read::Listed,
-        |phone, r| {
-            let card = CardFound {
-                phone: Some(phone.to_owned()),
-                logged_in: r.int(2)? != 0,
-                name: r.text(3)?,
-                email: r.maybe_text(4)?,
-            };
-            Ok((r.int(1)?, card))
-        },
-    )
+    let (anywhere, recent): (Vec<&str>, Vec<&str>) = phones
+        .into_iter()
+        .partition(|phone| book.may_be_moved(scope.org_id, phone));
+    let mut cards = Vec::new();
+    for (from_where, phones) in [
+        (
+            "FROM client_phones p JOIN clients c ON c.id = p.client_id WHERE p.org_id =",
+            anywhere,
+        ),
+        (
+            "FROM card_phones_recent p JOIN clients c ON c.id = p.client_id WHERE p.org_id =",
+            recent,
+        ),
+    ] {
+        cards.extend(fetch_rows(
+            conn,
+            "p.phone, c.id, c.logged_in, c.name, c.email",
+            from_where,
+            scope.org_id,
+            phones,
+            // Phones come in random order: a chunk's phones span the whole table.
+            Read::Listed,
+            |phone, r| {
+                let card = CardFound {
+                    phone: Some(phone.to_owned()),
+                    logged_in: r.int(2)? != 0,
+                    name: r.text(3)?,
+                    email: r.maybe_text(4)?,
+                };
+                Ok((r.int(1)?, card))
+            },
+        )?);
+    }
+    Ok(cards)
 }
 
 /// Holders of account numbers: (number, source id, source code, external id).

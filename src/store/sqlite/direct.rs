@@ -13,6 +13,7 @@ use std::ops::{Deref, DerefMut};
 use sqlx::SqliteConnection;
 use sqlx::sqlite::LockedSqliteHandle;
 
+use super::phones::Phones;
 use crate::store::StoreError;
 
 /// The connection every import writes through.
@@ -22,10 +23,11 @@ pub(crate) struct Writer {
     /// before sqlx closes the handle, which panics on a handle with statements left open.
     direct: rusqlite::Connection,
     conn: SqliteConnection,
+    phones: Phones,
 }
 
 impl Writer {
-    pub async fn new(mut conn: SqliteConnection) -> Result<Self, StoreError> {
+    pub async fn new(mut conn: SqliteConnection, phones: Phones) -> Result<Self, StoreError> {
         let mut lock = conn.lock_handle().await?;
         // SAFETY: the handle stays open as long as `conn`, which is dropped after `direct`
         // (field order) and never closed explicitly. `direct` does not own the handle (it
@@ -38,16 +40,26 @@ impl Writer {
         // with room to spare.
         direct.set_prepared_statement_cache_capacity(48);
         drop(lock);
-        Ok(Writer { direct, conn })
+        Ok(Writer {
+            direct,
+            conn,
+            phones,
+        })
     }
 
     /// rusqlite on the handle, while sqlx's worker is locked out of it.
     pub async fn direct(&mut self) -> Result<Direct<'_>, StoreError> {
+        Ok(self.with_phones().await?.0)
+    }
+
+    /// [`Writer::direct`], and the book of the cards' phones this connection keeps.
+    pub async fn with_phones(&mut self) -> Result<(Direct<'_>, &mut Phones), StoreError> {
         let lock = self.conn.lock_handle().await?;
-        Ok(Direct {
+        let direct = Direct {
             _lock: lock,
             conn: &self.direct,
-        })
+        };
+        Ok((direct, &mut self.phones))
     }
 }
 

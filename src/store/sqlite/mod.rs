@@ -13,8 +13,10 @@ use tokio::sync::OwnedMutexGuard;
 
 mod bulk;
 mod direct;
+mod phones;
 
-use direct::Writer;
+use direct::{Writer, blocking};
+use phones::Phones;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
@@ -26,14 +28,12 @@ use super::backend::{Backend, Conn, count_applied};
 use super::plan;
 use super::sql::Dialect;
 use super::{ChunkApplied, Hold, Scope, Settings, StoreError};
-use crate::model::Record;
+use crate::model::{Outcome, Record, RecordOutcome};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// Seconds a run's lease lasts without renewal.
     lease_secs: i64,
-    /// Clients (all organizations) up to which a transaction may be held across chunks.
-    hold_clients: i64,
     /// Records after which a transaction held across chunks commits.
     group_records: usize,
     pool: SqlitePool,
@@ -65,7 +65,7 @@ impl SqliteStore {
             // commits, so a big one would seldom be warm.
             .pragma("cache_size", format!("-{}", reader_cache_kib(settings)))
             .pragma("temp_store", "memory")
-            // Set when the file is created. A chunk's random phone-index inserts dirty one
+            // Set when the file is created. A chunk's random inserts of new phones dirty one
             // page each, and dirty pages stay in memory until the commit: small pages keep
             // the peak memory flat on big imports and write less to the WAL.
             .pragma("page_size", "4096")
@@ -76,6 +76,9 @@ impl SqliteStore {
             // An export is one long statement by design: not a warning.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = migrated(&options).await?;
+        let recent: i64 = sqlx::query_scalar("SELECT count(*) FROM card_phones_recent")
+            .fetch_one(&pool)
+            .await?;
         // A checkpoint reads WAL frames, not pages through the cache.
         let checkpointer = options
             .clone()
@@ -98,10 +101,11 @@ impl SqliteStore {
             .map_err(StoreError::open)?;
         Ok(SqliteStore {
             lease_secs: i64::from(settings.lease_secs),
-            hold_clients: i64::from(settings.cache_mib) * HOLD_CLIENTS_PER_CACHE_MIB,
             group_records: settings.cache_mib as usize * GROUP_RECORDS_PER_CACHE_MIB,
             pool,
-            writer: Arc::new(tokio::sync::Mutex::new(Writer::new(writer).await?)),
+            writer: Arc::new(tokio::sync::Mutex::new(
+                Writer::new(writer, Phones::new(recent as usize, settings.cache_mib)).await?,
+            )),
             checkpointer: Arc::new(tokio::sync::Mutex::new(checkpointer)),
         })
     }
@@ -122,16 +126,27 @@ impl SqliteStore {
         });
     }
 
-    /// The clients, and so the phone index, are few enough for a held transaction to pay.
-    async fn index_fits(&self, group: &mut Group) -> Result<bool, StoreError> {
-        let Some(conn) = group.conn.as_deref_mut() else {
+    /// Counts the cards `applied` created, moving the recent phones when they are many
+    /// ([`Phones::created`]), in `group`'s transaction. Whether they moved.
+    async fn move_phones(group: &mut Group, applied: &ChunkApplied) -> Result<bool, StoreError> {
+        let created = applied
+            .outcomes
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    RecordOutcome::Client {
+                        outcome: Outcome::Created,
+                        ..
+                    }
+                )
+            })
+            .count();
+        let Some(writer) = group.conn.as_deref_mut() else {
             return Ok(false);
         };
-        // Ids are handed out counting up from the maximum: it counts the clients, cheaply.
-        let clients: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM clients")
-            .fetch_one(&mut **conn)
-            .await?;
-        Ok(clients <= self.hold_clients)
+        let (conn, phones) = writer.with_phones().await?;
+        blocking(|| phones.created(&conn, created))
     }
 
     /// Plans and writes one chunk in `group`'s transaction.
@@ -155,20 +170,13 @@ impl SqliteStore {
 }
 
 /// Records a transaction held across chunks takes per MiB of writer cache before it commits
-/// (60,000 at the default 32 MiB). A commit writes every page the transaction dirtied, and
-/// the phone index takes its inserts at random, so fewer commits write each index page fewer
-/// times, as long as the dirtied pages fit in the cache (what does not is spilled to the WAL
+/// (15,000 at the default 8 MiB). A commit writes every page the transaction dirtied, and
+/// the recent phones take their inserts at random, so fewer commits write each such page
+/// fewer times, as long as the dirtied pages fit in the cache (what does not is spilled to the WAL
 /// before the commit, and written again when dirtied again). Cache and commit size pay only
 /// together: at this ratio a fresh import writes half as much through the WAL as with either
 /// grown alone (`docs/performance.md`).
 const GROUP_RECORDS_PER_CACHE_MIB: usize = 1_875;
-/// A held transaction saves writes only while the phone index is within a few times the
-/// writer's cache: a commit then rewrites index pages that many chunks dirtied. Once the
-/// index is much bigger, its random inserts spill dirty pages to the WAL before the commit
-/// anyway, and holding measured slower than a commit per chunk. 85,000 clients per MiB of
-/// cache (about 2.7M at the default 32 MiB: a phone index of 2.5 times the cache) keeps
-/// holding to the size where it was measured to pay.
-const HOLD_CLIENTS_PER_CACHE_MIB: i64 = 85_000;
 /// The longest a transaction is held across chunks: other writers (a run's lease renewal,
 /// the API) wait for the writer meanwhile.
 const GROUP_TIME: Duration = Duration::from_secs(1);
@@ -185,14 +193,23 @@ pub(crate) struct Group {
 impl Group {
     /// IMMEDIATE takes the write lock up front: the plan's reads and the ids it hands out
     /// stay valid until the commit.
-    async fn begin(writer: Arc<tokio::sync::Mutex<Writer>>) -> Result<Group, StoreError> {
+    async fn begin(
+        writer: Arc<tokio::sync::Mutex<Writer>>,
+        scope: &Scope,
+    ) -> Result<Group, StoreError> {
         let mut conn = writer.lock_owned().await;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut **conn).await?;
-        Ok(Group {
+        let (direct, phones) = conn.with_phones().await?;
+        // On failure the guard drops in autocommit or rolls back below.
+        let begun = blocking(|| phones.begin(&direct, scope.org_id));
+        drop(direct);
+        let group = Group {
             conn: Some(conn),
             records: 0,
             began: Instant::now(),
-        })
+        };
+        begun?;
+        Ok(group)
     }
 
     async fn commit(mut self) -> Result<(), StoreError> {
@@ -322,10 +339,16 @@ impl Backend for SqliteStore {
     ) -> Result<ChunkApplied, StoreError> {
         let mut group = match held.0.take() {
             Some(group) => group,
-            None => Group::begin(self.writer.clone()).await?,
+            None => Group::begin(self.writer.clone(), scope).await?,
         };
-        let applied = match self.plan_in(&mut group, scope, records).await {
-            Ok(applied) => applied,
+        let planned = async {
+            let applied = self.plan_in(&mut group, scope, records).await?;
+            let moved = Self::move_phones(&mut group, &applied).await?;
+            Ok::<_, StoreError>((applied, moved))
+        }
+        .await;
+        let (applied, moved) = match planned {
+            Ok(planned) => planned,
             Err(e) => {
                 group.rollback().await;
                 return Err(e);
@@ -334,9 +357,9 @@ impl Backend for SqliteStore {
         // A nightly re-import, where most records are unchanged, is held too: each commit
         // and the checkpoint after it is a hand-over to sqlx's worker threads and back.
         if applied.refused.is_some()
+            || moved
             || group.records >= self.group_records
             || group.began.elapsed() >= GROUP_TIME
-            || !self.index_fits(&mut group).await?
         {
             group.commit().await?;
             self.checkpoint_behind();
