@@ -49,8 +49,6 @@ row() { # pairs backend run, then the command
     'BEGIN { printf "%-10s %-10s %-26s %9.2f %10.0f %9.1f %5d\n", p, b, r, s, p / s, m, rc }'
 }
 
-import() { "$bin" import "$1" --org uo-1 --source src-1 --db "sqlite:$2" "${@:3}"; }
-
 if [ "$other" -gt 0 ]; then
   base="$dir/other-$other.db"
   if [ ! -s "$base" ]; then
@@ -64,13 +62,14 @@ for pairs in $sizes; do
   export_file=$(file "$pairs" 1)
   db="$dir/crm.db"
   rm -f "$db" "$db"-*
-  row "$pairs" sqlite fresh import "$export_file" "$db"
-  row "$pairs" sqlite re-import import "$export_file" "$db"
+  into=(--org uo-1 --source src-1 --db "sqlite:$db")
+  row "$pairs" sqlite fresh "$bin" import "$export_file" "${into[@]}"
+  row "$pairs" sqlite re-import "$bin" import "$export_file" "${into[@]}"
   row "$pairs" - check "$bin" check "$export_file"
   if [ "$other" -gt 0 ]; then
     rm -f "$db" "$db"-*
     cp "$base" "$db"
-    row "$pairs" sqlite "fresh beside ${other} other" import "$export_file" "$db"
+    row "$pairs" sqlite "fresh beside ${other} other" "$bin" import "$export_file" "${into[@]}"
   fi
   rm -f "$db" "$db"-*
 done
@@ -78,10 +77,22 @@ done
 for cache in ${SCALE_CACHES:-}; do
   db="$dir/crm.db"
   rm -f "$db" "$db"-*
-  row 1000000 sqlite "fresh --cache-mib $cache" import "$(file 1000000 1)" "$db" --cache-mib "$cache"
-  row 1000000 sqlite "re-import --cache-mib $cache" import "$(file 1000000 1)" "$db" --cache-mib "$cache"
+  into=(--org uo-1 --source src-1 --db "sqlite:$db" --cache-mib "$cache")
+  row 1000000 sqlite "fresh --cache-mib $cache" "$bin" import "$(file 1000000 1)" "${into[@]}"
+  row 1000000 sqlite "re-import --cache-mib $cache" "$bin" import "$(file 1000000 1)" "${into[@]}"
   rm -f "$db" "$db"-*
 done
+
+if python3 -c 'import lxml, phonenumbers' 2>/dev/null; then
+  for pairs in ${SCALE_PEER_SIZES:-100000 1000000}; do
+    rm -f "$dir/peer.db"
+    row "$pairs" peer fresh python3 ../shared/peer/peer_lxml.py "$(file "$pairs" 1)" "$dir/peer.db"
+    row "$pairs" peer re-import python3 ../shared/peer/peer_lxml.py "$(file "$pairs" 1)" "$dir/peer.db"
+    rm -f "$dir/peer.db"
+  done
+else
+  echo "peer skipped: pip install lxml phonenumbers"
+fi
 
 if [ -n "${SCALE_POSTGRES:-}" ]; then
   url=$SCALE_POSTGRES
@@ -108,15 +119,4 @@ if [ -n "${SCALE_POSTGRES:-}" ]; then
     rm -f "$dir"/*.copy
     psql "$url" -qc "SET client_min_messages = warning; DROP SCHEMA $ours CASCADE; DROP SCHEMA $copied CASCADE"
   done
-fi
-
-if python3 -c 'import lxml, phonenumbers' 2>/dev/null; then
-  for pairs in ${SCALE_PEER_SIZES:-100000 1000000}; do
-    rm -f "$dir/peer.db"
-    row "$pairs" peer fresh python3 ../shared/peer/peer_lxml.py "$(file "$pairs" 1)" "$dir/peer.db"
-    row "$pairs" peer re-import python3 ../shared/peer/peer_lxml.py "$(file "$pairs" 1)" "$dir/peer.db"
-    rm -f "$dir/peer.db"
-  done
-else
-  echo "peer skipped: pip install lxml phonenumbers"
 fi

@@ -24,6 +24,7 @@ mod matching;
 mod memory;
 mod no_panic;
 mod oracle;
+mod phones;
 mod pipelines;
 mod reimport;
 mod resume;

@@ -612,12 +612,12 @@ pub struct RunRow {
 /// Tuning that trades memory for speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    /// SQLite's page cache of the connection that writes, in MiB (default 8): index pages
+    /// SQLite's page cache of the connection that writes, in MiB (default 6): index pages
     /// that stay in memory between chunks instead of being read back from the file, and the
     /// pages a transaction held across chunks dirtied until it commits. Readers get an eighth
     /// each: their caches are dropped whenever the writer commits. New phones wait in a
     /// table sized by it, and an organization loaded from empty gets a phone filter of half
-    /// as many bytes (`store::sqlite::phones`).
+    /// as many bytes and a bit more (`store::sqlite::phones`).
     pub cache_mib: u32,
     /// How long a run's lease lasts without renewal, in seconds (default 60); runs renew it
     /// every third of that. Shorter: a crashed holder's pipeline is free again sooner, for
@@ -628,7 +628,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            cache_mib: 8,
+            cache_mib: 6,
             lease_secs: 60,
         }
     }

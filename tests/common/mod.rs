@@ -139,6 +139,18 @@ impl Db {
         }
     }
 
+    /// A number a query on this test's database returns.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if self.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+        }
+    }
+
     /// The export, after checking that no row refers to a missing one: SQLite's importer
     /// writes without enforcing foreign keys, so every test that looks at the data checks
     /// them here (PostgreSQL enforces them).

@@ -76,9 +76,12 @@ impl SqliteStore {
             // An export is one long statement by design: not a warning.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = migrated(&options).await?;
-        let recent: i64 = sqlx::query_scalar("SELECT count(*) FROM card_phones_recent")
-            .fetch_one(&pool)
-            .await?;
+        let waiting: (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM card_phones_recent),
+                    (SELECT count(*) FROM card_phones_middle)",
+        )
+        .fetch_one(&pool)
+        .await?;
         // A checkpoint reads WAL frames, not pages through the cache.
         let checkpointer = options
             .clone()
@@ -104,7 +107,8 @@ impl SqliteStore {
             group_records: settings.cache_mib as usize * GROUP_RECORDS_PER_CACHE_MIB,
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(
-                Writer::new(writer, Phones::new(recent as usize, settings.cache_mib)).await?,
+                Writer::new(writer, Phones::new(waiting.0 as usize, waiting.1 as usize, settings.cache_mib))
+                    .await?,
             )),
             checkpointer: Arc::new(tokio::sync::Mutex::new(checkpointer)),
         })
@@ -170,7 +174,7 @@ impl SqliteStore {
 }
 
 /// Records a transaction held across chunks takes per MiB of writer cache before it commits
-/// (15,000 at the default 8 MiB). A commit writes every page the transaction dirtied, and
+/// (11,250 at the default 6 MiB). A commit writes every page the transaction dirtied, and
 /// the recent phones take their inserts at random, so fewer commits write each such page
 /// fewer times, as long as the dirtied pages fit in the cache (what does not is spilled to the WAL
 /// before the commit, and written again when dirtied again). Cache and commit size pay only

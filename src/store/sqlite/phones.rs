@@ -1,10 +1,11 @@
 //! The cards' phones on SQLite (migration 0009): a new card's phone goes to
-//! `card_phones_recent`, small enough to stay in the writer's cache, and moves into the big
-//! `card_phones` in phone order once the small one fills — each move reads and writes a page
-//! of the big table once, where inserting in arrival order wrote a random page per card.
+//! `card_phones_recent`, small enough to stay in the writer's cache; it moves in phone order
+//! into `card_phones_middle` once the recent table fills, and the middle table into the big
+//! `card_phones` once it fills in turn. A move reads and writes each page of the table it
+//! fills once for many phones, where inserting in arrival order wrote a random page per card.
 //!
-//! While an organization is loaded from empty, a Bloom filter of the phones moved into
-//! `card_phones` for it spares a new card's look-up the random page of the big table: every
+//! While an organization is loaded from empty, a Bloom filter of the phones moved out of the
+//! recent table for it spares a new card's look-up the random pages of the other two: every
 //! move of this writer passes through [`Phones::created`], so "not in the filter" is "not
 //! there", and a commit by any other process (`PRAGMA data_version`) drops the filter.
 
@@ -16,10 +17,13 @@ use crate::store::StoreError;
 /// The writer's book of recent phones, and the filter of the organization being loaded.
 #[derive(Debug)]
 pub(crate) struct Phones {
-    /// Entries in `card_phones_recent`: counted at open, then as cards are created.
+    /// Entries in `card_phones_recent` and `card_phones_middle`: counted at open, then as
+    /// cards are created and moved.
     recent: usize,
-    /// How many it takes before they move.
-    move_at: usize,
+    middle: usize,
+    /// How many each takes before it moves on.
+    recent_at: usize,
+    middle_at: usize,
     filter_bits: usize,
     /// The organization the last transaction wrote for, with its filter if it had no cards
     /// when first seen.
@@ -29,20 +33,28 @@ pub(crate) struct Phones {
 }
 
 /// New phones `card_phones_recent` takes per MiB of writer cache before they move. An
-/// entry takes about 35 bytes in pages filled at random, so the table stays within 40 % of
-/// the cache, where its random inserts hit cached pages.
-const RECENT_PER_CACHE_MIB: usize = 12_000;
-/// Filter bits per MiB of writer cache (half a MiB): at the default cache, one wrong "may be
-/// there" in 20 look-ups at 5M cards, one in 5 at 10M — each costs only the read it saves.
-const FILTER_BITS_PER_CACHE_MIB: usize = 4 << 20;
+/// entry takes about 35 bytes in pages filled at random, so the table stays within about
+/// half of the cache, where its random inserts hit cached pages.
+const RECENT_PER_CACHE_MIB: usize = 16_000;
+/// The middle table takes sixteen recent tables' worth: each move into it then writes a
+/// page of it for 16 phones or more (at 10M cards, a move straight into the big table wrote
+/// one for fewer than two), and the big table is filled a sixteenth as often.
+const MIDDLE_PER_RECENT: usize = 16;
+/// Filter bits per MiB of writer cache (five eighths of a MiB): at the default cache, one
+/// wrong "may be there" in 12 look-ups at 5M cards, one in 4 at 10M — each costs only the
+/// reads it would have saved.
+const FILTER_BITS_PER_CACHE_MIB: usize = 5 << 20;
 /// Three hashes: the fewest false answers for that many bits at 5M to 10M phones.
 const FILTER_HASHES: u32 = 3;
 
 impl Phones {
-    pub fn new(recent: usize, cache_mib: u32) -> Phones {
+    pub fn new(recent: usize, middle: usize, cache_mib: u32) -> Phones {
+        let recent_at = cache_mib as usize * RECENT_PER_CACHE_MIB;
         Phones {
             recent,
-            move_at: cache_mib as usize * RECENT_PER_CACHE_MIB,
+            middle,
+            recent_at,
+            middle_at: recent_at * MIDDLE_PER_RECENT,
             filter_bits: cache_mib as usize * FILTER_BITS_PER_CACHE_MIB,
             org: None,
             version: -1,
@@ -82,12 +94,13 @@ impl Phones {
     }
 
     /// Counts `created` new cards; once `card_phones_recent` is full, moves it into
-    /// `card_phones` (the filter learning the phones of its organization first). Whether it
-    /// moved. In the caller's transaction: a rollback undoes the move, and the filter then
-    /// only says "may be there" of a few phones that are not.
+    /// `card_phones_middle` (the filter learning the phones of its organization first), and
+    /// that one into `card_phones` once it is full. Whether anything moved. In the caller's
+    /// transaction: a rollback undoes the moves, and the filter then only says "may be
+    /// there" of a few phones that are not.
     pub fn created(&mut self, conn: &Connection, created: usize) -> Result<bool, StoreError> {
         self.recent += created;
-        if self.recent < self.move_at {
+        if self.recent < self.recent_at {
             return Ok(false);
         }
         if let Some((org, Some(filter))) = &mut self.org {
@@ -99,16 +112,28 @@ impl Phones {
                 filter.insert(&phone);
             }
         }
-        // OR FAIL: no statement journal, which would copy every page the move touches. A
-        // phone already in `card_phones` fails the move and its transaction: the planner
-        // keeps one card per phone, and this is where a breach would show.
-        conn.execute(
-            "INSERT OR FAIL INTO card_phones (phone, org_id, client_id)
-             SELECT phone, org_id, client_id FROM card_phones_recent ORDER BY phone, org_id",
-            [],
-        )?;
-        conn.execute("DELETE FROM card_phones_recent", [])?;
+        self.middle += move_into(conn, "card_phones_recent", "card_phones_middle")?;
         self.recent = 0;
+        if self.middle >= self.middle_at {
+            move_into(conn, "card_phones_middle", "card_phones")?;
+            self.middle = 0;
+        }
         Ok(true)
     }
+}
+
+/// Moves every row of `from` into `into`, in key order; how many.
+fn move_into(conn: &Connection, from: &str, into: &str) -> Result<usize, StoreError> {
+    // OR FAIL: no statement journal, which would copy every page the move touches. A phone
+    // already in `into` fails the move and its transaction: the planner keeps one card per
+    // phone, and this is where a breach would show.
+    let moved = conn.execute(
+        &format!(
+            "INSERT OR FAIL INTO {into} (phone, org_id, client_id)
+             SELECT phone, org_id, client_id FROM {from} ORDER BY phone, org_id"
+        ),
+        [],
+    )?;
+    conn.execute(&format!("DELETE FROM {from}"), [])?;
+    Ok(moved)
 }
