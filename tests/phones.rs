@@ -64,7 +64,10 @@ async fn phones_moved_between_tables_match_as_one_index_would() {
 
     // Case 2d: C-7 takes the phone of C-270000 (in the middle table), which never logged in.
     let report = db
-        .import(&doc("", &client("C-7", "Клиент 7", Some(&phone(270_000)), "")))
+        .import(&doc(
+            "",
+            &client("C-7", "Клиент 7", Some(&phone(270_000)), ""),
+        ))
         .await;
     assert!(report.is_ok(), "{}", report.summary());
     assert_eq!(report.counts.client.merged, 1);
@@ -83,9 +86,11 @@ async fn phones_moved_between_tables_match_as_one_index_would() {
     );
     let merged = db.client(ORG, SRC, "C-7").await.unwrap();
     assert_eq!(merged["phone"], phone(270_000));
-    assert!(db.client(ORG, SRC, "C-270000").await.unwrap()["external_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|x| x["id"] == "C-7"));
+    assert!(
+        db.client(ORG, SRC, "C-270000").await.unwrap()["external_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == "C-7")
+    );
 }

@@ -107,8 +107,11 @@ impl SqliteStore {
             group_records: settings.cache_mib as usize * GROUP_RECORDS_PER_CACHE_MIB,
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(
-                Writer::new(writer, Phones::new(waiting.0 as usize, waiting.1 as usize, settings.cache_mib))
-                    .await?,
+                Writer::new(
+                    writer,
+                    Phones::new(waiting.0 as usize, waiting.1 as usize, settings.cache_mib),
+                )
+                .await?,
             )),
             checkpointer: Arc::new(tokio::sync::Mutex::new(checkpointer)),
         })
