@@ -36,14 +36,16 @@ pub(crate) struct Phones {
 /// entry takes about 35 bytes in pages filled at random, so the table stays within about
 /// half of the cache, where its random inserts hit cached pages.
 const RECENT_PER_CACHE_MIB: usize = 16_000;
-/// The middle table takes sixteen recent tables' worth: each move into it then writes a
-/// page of it for 16 phones or more (at 10M cards, a move straight into the big table wrote
-/// one for fewer than two), and the big table is filled a sixteenth as often.
-const MIDDLE_PER_RECENT: usize = 16;
-/// Filter bits per MiB of writer cache (five eighths of a MiB): at the default cache, one
-/// wrong "may be there" in 12 look-ups at 5M cards, one in 4 at 10M — each costs only the
-/// reads it would have saved.
-const FILTER_BITS_PER_CACHE_MIB: usize = 5 << 20;
+/// The middle table takes ten recent tables' worth. A move rewrites about every page of the
+/// table it fills (some 115 entries a page), so over N cards the moves write about N·k/230
+/// pages of the middle table and N²/(230·k·recent) of the big one, k being this ratio: ten
+/// balances the two at 10M cards at the default cache, where sixteen writes 10 % more pages
+/// (and a move straight into the big table wrote a page for fewer than two phones).
+const MIDDLE_PER_RECENT: usize = 10;
+/// Filter bits per MiB of writer cache (one MiB): at the default cache, one wrong "may be
+/// there" in 58 look-ups at 5M cards, one in 11 at 10M — each costs only the reads it would
+/// have saved (five eighths of a MiB let one in 4 through at 10M).
+const FILTER_BITS_PER_CACHE_MIB: usize = 8 << 20;
 /// Three hashes: the fewest false answers for that many bits at 5M to 10M phones.
 const FILTER_HASHES: u32 = 3;
 
