@@ -1,11 +1,20 @@
-//! The cards' phones through SQLite's three phone tables (`store::sqlite::phones`): with a
-//! 1 MiB cache, 16,000 new phones move out of the recent table and 256,000 on into the big
-//! one, so an import of 280,000 clients leaves phones in all three — and every case of the
-//! matching table finds them wherever they are. PostgreSQL runs the same test on its index.
+//! The cards' phones through SQLite's four phone tables (`store::sqlite::phones`): with a
+//! 1 MiB cache and chunks of 2,500, 17,500 new phones move out of the recent table at a
+//! time, five such into the older table, and five of those on into the big one, so an import
+//! of 550,000 clients leaves phones in all four — and every case of the matching table finds
+//! them wherever they are. PostgreSQL runs the same test on its index.
 
 use crm_import::store::Settings;
 
 use crate::common::*;
+
+const CLIENTS: usize = 550_000;
+/// A card of each table once the import is done: the big one takes the first 437,500
+/// (25 moves of 17,500), the older one the next 87,500, the middle one the next 17,500.
+const BIG: usize = 10;
+const OLDER: usize = 450_000;
+const MIDDLE: usize = 530_000;
+const RECENT: usize = 549_999;
 
 fn phone(i: usize) -> String {
     format!("+7916{i:07}")
@@ -20,27 +29,40 @@ async fn phones_moved_between_tables_match_as_one_index_would() {
     let db = Db::tuned(postgres(), &settings).await;
     // An empty organization: its phone filter is on. The last client has the phone of the
     // fifth, which moved out of the recent table long before: the filter must know it.
-    let mut first = clients(1, 280_000);
+    let mut first = clients(1, CLIENTS);
     let again = client("C-again", "Клиент 5 (второй код)", Some(&phone(5)), "");
     first.insert_str(first.rfind("</clients>").unwrap(), &again);
     let report = db.import(&first).await;
     assert!(report.is_ok(), "{}", report.summary());
-    assert_eq!(report.counts.client.created, 280_000);
+    assert_eq!(report.counts.client.created, CLIENTS as u64);
     assert_eq!(report.counts.client.external_id_added, 1);
     if db.url.starts_with("sqlite:") {
-        for table in ["card_phones", "card_phones_middle", "card_phones_recent"] {
-            let n = db.count(&format!("SELECT count(*) FROM {table}")).await;
-            assert!(n > 0, "no phone in {table}: the test no longer reaches it");
+        for (table, card) in [
+            ("card_phones", BIG),
+            ("card_phones_older", OLDER),
+            ("card_phones_middle", MIDDLE),
+            ("card_phones_recent", RECENT),
+        ] {
+            let n = db
+                .count(&format!(
+                    "SELECT count(*) FROM {table} p JOIN client_external_ids x
+                      ON x.client_id = p.client_id WHERE x.ext_id = 'C-{card}'"
+                ))
+                .await;
+            assert_eq!(
+                n, 1,
+                "C-{card} is not in {table}: the test no longer reaches it"
+            );
         }
     }
 
     // Another source of the same organization, its filter off now: case 3 against a phone
-    // in the big table (C-10) and in the recent one (C-279999).
+    // in the big table (C-10) and in the recent one.
     let billing = doc(
         "",
         &[
             client("B-10", "Клиент 10", Some(&phone(10)), ""),
-            client("B-279999", "Клиент 279999", Some(&phone(279_999)), ""),
+            client("B-recent", "Клиент", Some(&phone(RECENT)), ""),
         ]
         .concat(),
     );
@@ -62,32 +84,33 @@ async fn phones_moved_between_tables_match_as_one_index_would() {
     assert_eq!(report.counts.client.updated, 1);
     assert_eq!(report.counts.client.created, 1);
 
-    // Case 2d: C-7 takes the phone of C-270000 (in the middle table), which never logged in.
+    // Case 2d: C-7 takes the phone of a card in the middle table, which never logged in.
     let report = db
         .import(&doc(
             "",
-            &client("C-7", "Клиент 7", Some(&phone(270_000)), ""),
+            &client("C-7", "Клиент 7", Some(&phone(MIDDLE)), ""),
         ))
         .await;
     assert!(report.is_ok(), "{}", report.summary());
     assert_eq!(report.counts.client.merged, 1);
 
     // The app's login finds a phone in any table.
-    assert_eq!(db.login(&phone(8)).await, 1);
-    assert_eq!(db.login(&phone(275_000)).await, 1);
+    for card in [8, OLDER, MIDDLE + 1, RECENT - 1] {
+        assert_eq!(db.login(&phone(card)).await, 1, "C-{card}");
+    }
 
     // One card per phone: every card's phone once in the tables, and nothing else there.
     let cards = db.of_type(ORG, "client").await;
     let with_phone = cards.iter().filter(|c| c["phone"].is_string()).count() as i64;
-    assert_eq!(with_phone, 280_000);
+    assert_eq!(with_phone, CLIENTS as i64);
     assert_eq!(
         db.count("SELECT count(*) FROM client_phones").await,
         with_phone
     );
     let merged = db.client(ORG, SRC, "C-7").await.unwrap();
-    assert_eq!(merged["phone"], phone(270_000));
+    assert_eq!(merged["phone"], phone(MIDDLE));
     assert!(
-        db.client(ORG, SRC, "C-270000").await.unwrap()["external_ids"]
+        db.client(ORG, SRC, &format!("C-{MIDDLE}")).await.unwrap()["external_ids"]
             .as_array()
             .unwrap()
             .iter()

@@ -473,8 +473,8 @@ fn account_side<'k>(
     Ok((accounts, owners, premise_refs, account_refs))
 }
 
-/// Cards by phone: from both phone tables, or only from the recent one for a phone that
-/// the organization's filter says is not in the big one.
+/// Cards by phone: from every phone table, or only from the recent one for a phone that
+/// the organization's filter says never moved out of it.
 fn cards_by_phone(
     conn: &rusqlite::Connection,
     book: &Phones,

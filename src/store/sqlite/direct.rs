@@ -27,7 +27,8 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub async fn new(mut conn: SqliteConnection, phones: Phones) -> Result<Self, StoreError> {
+    /// The writer over `conn`, its book of phones counted from the tables (at `cache_mib`).
+    pub async fn new(mut conn: SqliteConnection, cache_mib: u32) -> Result<Self, StoreError> {
         let mut lock = conn.lock_handle().await?;
         // SAFETY: the handle stays open as long as `conn`, which is dropped after `direct`
         // (field order) and never closed explicitly. `direct` does not own the handle (it
@@ -39,6 +40,7 @@ impl Writer {
         // A full-size statement per table and kind of write, and the look-ups' statements,
         // with room to spare.
         direct.set_prepared_statement_cache_capacity(48);
+        let phones = Phones::new(blocking(|| Phones::count_waiting(&direct))?, cache_mib);
         drop(lock);
         Ok(Writer {
             direct,

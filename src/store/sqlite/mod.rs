@@ -16,7 +16,6 @@ mod direct;
 mod phones;
 
 use direct::{Writer, blocking};
-use phones::Phones;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
@@ -76,12 +75,6 @@ impl SqliteStore {
             // An export is one long statement by design: not a warning.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = migrated(&options).await?;
-        let waiting: (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM card_phones_recent),
-                    (SELECT count(*) FROM card_phones_middle)",
-        )
-        .fetch_one(&pool)
-        .await?;
         // A checkpoint reads WAL frames, not pages through the cache.
         let checkpointer = options
             .clone()
@@ -107,11 +100,7 @@ impl SqliteStore {
             group_records: settings.cache_mib as usize * GROUP_RECORDS_PER_CACHE_MIB,
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(
-                Writer::new(
-                    writer,
-                    Phones::new(waiting.0 as usize, waiting.1 as usize, settings.cache_mib),
-                )
-                .await?,
+                Writer::new(writer, settings.cache_mib).await?,
             )),
             checkpointer: Arc::new(tokio::sync::Mutex::new(checkpointer)),
         })

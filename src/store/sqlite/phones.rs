@@ -1,11 +1,12 @@
-//! The cards' phones on SQLite (migration 0009): a new card's phone goes to
-//! `card_phones_recent`, small enough to stay in the writer's cache; it moves in phone order
-//! into `card_phones_middle` once the recent table fills, and the middle table into the big
-//! `card_phones` once it fills in turn. A move reads and writes each page of the table it
-//! fills once for many phones, where inserting in arrival order wrote a random page per card.
+//! The cards' phones on SQLite (migrations 0009 and 0010): a new card's phone goes to
+//! `card_phones_recent`, small enough to stay in the writer's cache; once that table fills,
+//! it moves in phone order into `card_phones_middle`, that one into `card_phones_older` once
+//! it fills in turn, and that one into the big `card_phones`. A move reads and writes each
+//! page of the table it fills once for many phones, where inserting in arrival order wrote a
+//! random page per card.
 //!
 //! While an organization is loaded from empty, a Bloom filter of the phones moved out of the
-//! recent table for it spares a new card's look-up the random pages of the other two: every
+//! recent table for it spares a new card's look-up the random pages of the others: every
 //! move of this writer passes through [`Phones::created`], so "not in the filter" is "not
 //! there", and a commit by any other process (`PRAGMA data_version`) drops the filter.
 
@@ -14,16 +15,25 @@ use rusqlite::Connection;
 
 use crate::store::StoreError;
 
-/// The writer's book of recent phones, and the filter of the organization being loaded.
+/// The phone tables from the one new phones enter to the big one, each moving into the next.
+const TABLES: [&str; 4] = [
+    "card_phones_recent",
+    "card_phones_middle",
+    "card_phones_older",
+    "card_phones",
+];
+/// The tables that move on when full: all but the big one.
+const MOVING: usize = TABLES.len() - 1;
+
+/// The writer's book of the phones waiting in the smaller tables, and the filter of the
+/// organization being loaded.
 #[derive(Debug)]
 pub(crate) struct Phones {
-    /// Entries in `card_phones_recent` and `card_phones_middle`: counted at open, then as
-    /// cards are created and moved.
-    recent: usize,
-    middle: usize,
+    /// Entries in each table that moves on: counted at open, then as cards are created and
+    /// moved.
+    waiting: [usize; MOVING],
     /// How many each takes before it moves on.
-    recent_at: usize,
-    middle_at: usize,
+    full_at: [usize; MOVING],
     filter_bits: usize,
     /// The organization the last transaction wrote for, with its filter if it had no cards
     /// when first seen.
@@ -36,12 +46,12 @@ pub(crate) struct Phones {
 /// entry takes about 35 bytes in pages filled at random, so the table stays within about
 /// half of the cache, where its random inserts hit cached pages.
 const RECENT_PER_CACHE_MIB: usize = 16_000;
-/// The middle table takes ten recent tables' worth. A move rewrites about every page of the
-/// table it fills (some 115 entries a page), so over N cards the moves write about N·k/230
-/// pages of the middle table and N²/(230·k·recent) of the big one, k being this ratio: ten
-/// balances the two at 10M cards at the default cache, where sixteen writes 10 % more pages
-/// (and a move straight into the big table wrote a page for fewer than two phones).
-const MIDDLE_PER_RECENT: usize = 10;
+/// Each table after the recent one takes five times the one before. A move rewrites about
+/// every page of the table it fills, so over N cards the moves into each of the two middle
+/// tables rewrite about N·k/2 entries and those into the big one N²/(2·k²·recent), k being
+/// this ratio: five writes the fewest at 10M cards at the default cache (7.1·N, where one
+/// middle table at ten recent tables wrote 10.2·N).
+const RATIO: usize = 5;
 /// Filter bits per MiB of writer cache (one MiB): at the default cache, one wrong "may be
 /// there" in 58 look-ups at 5M cards, one in 11 at 10M — each costs only the reads it would
 /// have saved (five eighths of a MiB let one in 4 through at 10M).
@@ -50,17 +60,28 @@ const FILTER_BITS_PER_CACHE_MIB: usize = 8 << 20;
 const FILTER_HASHES: u32 = 3;
 
 impl Phones {
-    pub fn new(recent: usize, middle: usize, cache_mib: u32) -> Phones {
-        let recent_at = cache_mib as usize * RECENT_PER_CACHE_MIB;
+    /// The book of a writer with a cache of `cache_mib`, `waiting` phones in each table that
+    /// moves on.
+    pub fn new(waiting: [usize; MOVING], cache_mib: u32) -> Phones {
+        let recent = cache_mib as usize * RECENT_PER_CACHE_MIB;
         Phones {
-            recent,
-            middle,
-            recent_at,
-            middle_at: recent_at * MIDDLE_PER_RECENT,
+            waiting,
+            full_at: std::array::from_fn(|i| recent * RATIO.pow(i as u32)),
             filter_bits: cache_mib as usize * FILTER_BITS_PER_CACHE_MIB,
             org: None,
             version: -1,
         }
+    }
+
+    /// The phones waiting in each table that moves on, counted.
+    pub fn count_waiting(conn: &Connection) -> Result<[usize; MOVING], StoreError> {
+        let mut waiting = [0; MOVING];
+        for (n, table) in waiting.iter_mut().zip(TABLES) {
+            let count: i64 =
+                conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+            *n = count as usize;
+        }
+        Ok(waiting)
     }
 
     /// At a transaction's start, the write lock held: keeps the filter only if no other
@@ -95,14 +116,14 @@ impl Phones {
         }
     }
 
-    /// Counts `created` new cards; once `card_phones_recent` is full, moves it into
-    /// `card_phones_middle` (the filter learning the phones of its organization first), and
-    /// that one into `card_phones` once it is full. Whether anything moved. In the caller's
+    /// Counts `created` new cards; once `card_phones_recent` is full, moves it into the next
+    /// table (the filter learning the phones of its organization first), and each table on
+    /// into the next once it is full in turn. Whether anything moved. In the caller's
     /// transaction: a rollback undoes the moves, and the filter then only says "may be
     /// there" of a few phones that are not.
     pub fn created(&mut self, conn: &Connection, created: usize) -> Result<bool, StoreError> {
-        self.recent += created;
-        if self.recent < self.recent_at {
+        self.waiting[0] += created;
+        if self.waiting[0] < self.full_at[0] {
             return Ok(false);
         }
         if let Some((org, Some(filter))) = &mut self.org {
@@ -114,11 +135,15 @@ impl Phones {
                 filter.insert(&phone);
             }
         }
-        self.middle += move_into(conn, "card_phones_recent", "card_phones_middle")?;
-        self.recent = 0;
-        if self.middle >= self.middle_at {
-            move_into(conn, "card_phones_middle", "card_phones")?;
-            self.middle = 0;
+        for (i, pair) in TABLES.windows(2).enumerate() {
+            if self.waiting[i] < self.full_at[i] {
+                break;
+            }
+            let moved = move_into(conn, pair[0], pair[1])?;
+            if let Some(next) = self.waiting.get_mut(i + 1) {
+                *next += moved;
+            }
+            self.waiting[i] = 0;
         }
         Ok(true)
     }
