@@ -27,7 +27,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// The writer over `conn`, its book of phones counted from the tables (at `cache_mib`).
+    /// The writer over `conn`, with its book of phones (at `cache_mib`).
     pub async fn new(mut conn: SqliteConnection, cache_mib: u32) -> Result<Self, StoreError> {
         let mut lock = conn.lock_handle().await?;
         // SAFETY: the handle stays open as long as `conn`, which is dropped after `direct`
@@ -40,7 +40,7 @@ impl Writer {
         // A full-size statement per table and kind of write, and the look-ups' statements,
         // with room to spare.
         direct.set_prepared_statement_cache_capacity(48);
-        let phones = Phones::new(blocking(|| Phones::count_waiting(&direct))?, cache_mib);
+        let phones = blocking(|| Phones::open(&direct, cache_mib))?;
         drop(lock);
         Ok(Writer {
             direct,

@@ -29,9 +29,10 @@ const MOVING: usize = TABLES.len() - 1;
 /// organization being loaded.
 #[derive(Debug)]
 pub(crate) struct Phones {
-    /// Entries in each table that moves on: counted at open, then as cards are created and
-    /// moved.
-    waiting: [usize; MOVING],
+    /// Entries in each table that moves on, as cards are created and moved: the recent
+    /// table's counted at open, each other's the first time a move reaches it (counting
+    /// a table of millions at every start would cost a small import more than its moves).
+    waiting: [Option<usize>; MOVING],
     /// How many each takes before it moves on.
     full_at: [usize; MOVING],
     filter_bits: usize,
@@ -60,28 +61,18 @@ const FILTER_BITS_PER_CACHE_MIB: usize = 8 << 20;
 const FILTER_HASHES: u32 = 3;
 
 impl Phones {
-    /// The book of a writer with a cache of `cache_mib`, `waiting` phones in each table that
-    /// moves on.
-    pub fn new(waiting: [usize; MOVING], cache_mib: u32) -> Phones {
+    /// The book of a writer with a cache of `cache_mib` over `conn`.
+    pub fn open(conn: &Connection, cache_mib: u32) -> Result<Phones, StoreError> {
+        let mut waiting = [None; MOVING];
+        waiting[0] = Some(count(conn, TABLES[0])?);
         let recent = cache_mib as usize * RECENT_PER_CACHE_MIB;
-        Phones {
+        Ok(Phones {
             waiting,
             full_at: std::array::from_fn(|i| recent * RATIO.pow(i as u32)),
             filter_bits: cache_mib as usize * FILTER_BITS_PER_CACHE_MIB,
             org: None,
             version: -1,
-        }
-    }
-
-    /// The phones waiting in each table that moves on, counted.
-    pub fn count_waiting(conn: &Connection) -> Result<[usize; MOVING], StoreError> {
-        let mut waiting = [0; MOVING];
-        for (n, table) in waiting.iter_mut().zip(TABLES) {
-            let count: i64 =
-                conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
-            *n = count as usize;
-        }
-        Ok(waiting)
+        })
     }
 
     /// At a transaction's start, the write lock held: keeps the filter only if no other
@@ -122,8 +113,9 @@ impl Phones {
     /// transaction: a rollback undoes the moves, and the filter then only says "may be
     /// there" of a few phones that are not.
     pub fn created(&mut self, conn: &Connection, created: usize) -> Result<bool, StoreError> {
-        self.waiting[0] += created;
-        if self.waiting[0] < self.full_at[0] {
+        let recent = self.waiting[0].get_or_insert(0);
+        *recent += created;
+        if *recent < self.full_at[0] {
             return Ok(false);
         }
         if let Some((org, Some(filter))) = &mut self.org {
@@ -136,17 +128,29 @@ impl Phones {
             }
         }
         for (i, pair) in TABLES.windows(2).enumerate() {
-            if self.waiting[i] < self.full_at[i] {
+            let waiting = match self.waiting[i] {
+                Some(n) => n,
+                None => count(conn, pair[0])?,
+            };
+            if waiting < self.full_at[i] {
+                self.waiting[i] = Some(waiting);
                 break;
             }
             let moved = move_into(conn, pair[0], pair[1])?;
-            if let Some(next) = self.waiting.get_mut(i + 1) {
+            // A table not counted yet is counted with what it was given, next round.
+            if let Some(Some(next)) = self.waiting.get_mut(i + 1) {
                 *next += moved;
             }
-            self.waiting[i] = 0;
+            self.waiting[i] = Some(0);
         }
         Ok(true)
     }
+}
+
+/// The entries in `table`.
+fn count(conn: &Connection, table: &str) -> Result<usize, StoreError> {
+    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+    Ok(n as usize)
 }
 
 /// Moves every row of `from` into `into`, in key order; how many.
