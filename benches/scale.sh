@@ -47,6 +47,9 @@ row() { # pairs backend run, then the command
   # Each input is read once before the run, so the run measures the importer, not the disk:
   # on these VMs a file the page cache has dropped comes in at about 100 MB/s.
   for a in "$@"; do [ -f "$a" ] && cat "$a" >/dev/null; done
+  # And what the last step wrote (a database copied in, the last run's pages) reaches the disk
+  # first, so its write-back is not charged to this run.
+  sync
   read -r s m rc < <(measure "$@")
   awk -v p="$pairs" -v b="$backend" -v r="$run" -v s="$s" -v m="$m" -v rc="$rc" \
     'BEGIN { printf "%-10s %-10s %-26s %9.2f %10.0f %9.1f %5d\n", p, b, r, s, p / s, m, rc }'

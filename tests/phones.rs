@@ -99,12 +99,40 @@ async fn phones_moved_between_tables_match_as_one_index_would() {
         assert_eq!(db.login(&phone(card)).await, 1, "C-{card}");
     }
 
+    // Case 2c across organizations: the tables are keyed by organization first, so the
+    // look-up seeks in each organization's part of each table.
+    let other = "uo-2";
+    for (i, card) in [BIG, OLDER, MIDDLE + 2, RECENT - 2].into_iter().enumerate() {
+        let (id, own) = (format!("X-{card}"), format!("+7999000000{i}"));
+        let report = db
+            .import_as(other, SRC, &doc("", &client(&id, "Чужой", Some(&own), "")))
+            .await;
+        assert!(report.is_ok(), "{}", report.summary());
+        let report = db
+            .import_as(
+                other,
+                SRC,
+                &doc("", &client(&id, "Чужой", Some(&phone(card)), "")),
+            )
+            .await;
+        assert_eq!(
+            error_code(&report).as_deref(),
+            Some("phone_in_other_organization"),
+            "C-{card}"
+        );
+        assert_eq!(db.client(other, SRC, &id).await.unwrap()["phone"], own);
+    }
+
     // One card per phone: every card's phone once in the tables, and nothing else there.
     let cards = db.of_type(ORG, "client").await;
     let with_phone = cards.iter().filter(|c| c["phone"].is_string()).count() as i64;
     assert_eq!(with_phone, CLIENTS as i64);
     assert_eq!(
-        db.count("SELECT count(*) FROM client_phones").await,
+        db.count(&format!(
+            "SELECT count(*) FROM client_phones
+              WHERE org_id = (SELECT id FROM organizations WHERE code = '{ORG}')"
+        ))
+        .await,
         with_phone
     );
     let merged = db.client(ORG, SRC, "C-7").await.unwrap();

@@ -203,7 +203,8 @@ impl<B: Backend> Store for B {
         execute::<B::DB>(
             &mut writer,
             "UPDATE clients SET logged_in = true
-              WHERE id IN (SELECT client_id FROM client_phones WHERE phone = $1)",
+              WHERE id IN (SELECT client_id FROM client_phones
+                            WHERE org_id IN (SELECT id FROM organizations) AND phone = $1)",
             args![phone],
         )
         .await

@@ -346,7 +346,9 @@ async fn facts<DB: Dialect>(
     if Facts::phone_change(facts.by_external_id.as_ref(), phone) {
         facts.phone_in_other_organization = one::<DB>(
             conn,
-            "SELECT count(*) FROM (SELECT 1 FROM client_phones WHERE phone = $1 AND org_id <> $2 LIMIT 1) AS found",
+            // Organization by organization: SQLite keys its phone tables by organization first.
+            "SELECT count(*) FROM (SELECT 1 FROM client_phones
+              WHERE org_id IN (SELECT id FROM organizations WHERE id <> $2) AND phone = $1 LIMIT 1) AS found",
             args![p, scope.org_id],
         )
         .await?

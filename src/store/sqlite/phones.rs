@@ -1,9 +1,10 @@
-//! The cards' phones on SQLite (migrations 0009 and 0010): a new card's phone goes to
+//! The cards' phones on SQLite (migrations 0009 to 0011): a new card's phone goes to
 //! `card_phones_recent`, small enough to stay in the writer's cache; once that table fills,
-//! it moves in phone order into `card_phones_middle`, that one into `card_phones_older` once
-//! it fills in turn, and that one into the big `card_phones`. A move reads and writes each
-//! page of the table it fills once for many phones, where inserting in arrival order wrote a
-//! random page per card.
+//! it moves in key order (organization, phone) into `card_phones_middle`, that one into
+//! `card_phones_older` once it fills in turn, and that one into the big `card_phones`. A move
+//! reads and writes each page of the table it fills once for many phones, where inserting in
+//! arrival order wrote a random page per card; keyed by organization first, it leaves the
+//! pages of other organizations' phones alone.
 //!
 //! While an organization is loaded from empty, a Bloom filter of the phones moved out of the
 //! recent table for it spares a new card's look-up the random pages of the others: every
@@ -161,7 +162,7 @@ fn move_into(conn: &Connection, from: &str, into: &str) -> Result<usize, StoreEr
     let moved = conn.execute(
         &format!(
             "INSERT OR FAIL INTO {into} (phone, org_id, client_id)
-             SELECT phone, org_id, client_id FROM {from} ORDER BY phone, org_id"
+             SELECT phone, org_id, client_id FROM {from} ORDER BY org_id, phone"
         ),
         [],
     )?;
