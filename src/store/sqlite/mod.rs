@@ -260,9 +260,11 @@ const RACE_RETRIES: u64 = 20;
 ///
 /// Processes started together on a fresh file race to create it: one switches it to WAL
 /// and runs the migrations, and a loser sees "database is locked" where SQLite does not wait
-/// (changing the journal mode), or "table … already exists" ("duplicate column name" for an
-/// added column) when its migration ran after the winner's committed. Each is a moment's contention, not a fault: the loser tries again,
-/// and then finds the migrations applied.
+/// (changing the journal mode), or, when its migration ran after the winner's committed,
+/// "table … already exists" ("duplicate column name" for an added column) or — for a
+/// migration that runs again cleanly, as 0011's rebuild of tables does — the version already
+/// recorded. Each is a moment's contention, not a fault: the loser's transaction rolls back,
+/// it tries again, and then finds the migrations applied.
 async fn migrated(options: &SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
     let mut attempt = 0;
     loop {
@@ -294,6 +296,7 @@ fn lost_the_race(e: &StoreError) -> bool {
             "database is locked",
             "already exists",
             "duplicate column name",
+            "UNIQUE constraint failed: _sqlx_migrations.version",
         ]
         .iter()
         .any(|race| text.contains(race))
