@@ -4,7 +4,11 @@
 //! of 550,000 clients leaves phones in all four — and every case of the matching table finds
 //! them wherever they are. PostgreSQL runs the same test on its index.
 
+use std::path::Path;
+
 use crm_import::store::Settings;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::common::*;
 
@@ -144,4 +148,102 @@ async fn phones_moved_between_tables_match_as_one_index_would() {
             .iter()
             .any(|x| x["id"] == "C-7")
     );
+}
+
+/// A database made before migration 0011 keeps every card's phone through it: each of the
+/// four tables rebuilt by organization, and every case finds the phones wherever they were.
+/// SQLite only: PostgreSQL keeps its phones in an index on the cards.
+#[tokio::test]
+async fn an_upgrade_to_phones_keyed_by_organization_keeps_every_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("crm.db");
+    // Migrations 0001–0010 as they were applied, read as sqlx reads them (same checksums).
+    let before = dir.path().join("migrations");
+    std::fs::create_dir(&before).unwrap();
+    let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(all).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_str().unwrap() < "0011" {
+            std::fs::copy(&path, before.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(&file)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    // Two organizations with one phone in common, and a card of the first in each table.
+    let cards = [
+        (1, 1, "C-1", phone(1), "card_phones"),
+        (2, 1, "C-2", phone(2), "card_phones_older"),
+        (3, 1, "C-3", phone(3), "card_phones_middle"),
+        (4, 1, "C-4", phone(4), "card_phones_recent"),
+        (5, 2, "X-1", phone(1), "card_phones"),
+    ];
+    let mut script = "INSERT INTO organizations (id, code) VALUES (1, 'uo-1'), (2, 'uo-2');
+         INSERT INTO sources (id, org_id, code) VALUES (1, 1, '1c'), (2, 2, '1c');"
+        .to_owned();
+    for (id, org, ext, phone, table) in &cards {
+        script += &format!(
+            "INSERT INTO clients (id, org_id, name, phone) VALUES ({id}, {org}, 'Клиент', '{phone}');
+             INSERT INTO client_external_ids (source_id, ext_id, client_id) VALUES ({org}, '{ext}', {id});"
+        );
+        if *table != "card_phones_recent" {
+            script += &format!(
+                "INSERT INTO {table} SELECT * FROM card_phones_recent WHERE client_id = {id};
+                 DELETE FROM card_phones_recent WHERE client_id = {id};"
+            );
+        }
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let url = format!("sqlite:{}", file.display());
+    let db = Db::at(dir, url, &Settings::default()).await;
+    for (id, org, _, phone, table) in &cards {
+        let found = db
+            .count(&format!(
+                "SELECT count(*) FROM {table}
+                  WHERE org_id = {org} AND phone = '{phone}' AND client_id = {id}"
+            ))
+            .await;
+        assert_eq!(found, 1, "client {id} is not in {table} any more");
+        let org_first = db
+            .count(&format!(
+                "SELECT count(*) FROM pragma_table_info('{table}') WHERE pk = 1 AND name = 'org_id'"
+            ))
+            .await;
+        assert_eq!(org_first, 1, "{table} is not keyed by organization first");
+    }
+    // Case 3 finds each of the first organization's phones: another source's record with
+    // the phone joins that card.
+    let billing: String = cards[..4]
+        .iter()
+        .map(|(_, _, ext, phone, _)| client(&format!("B-{ext}"), "Клиент", Some(phone), ""))
+        .collect();
+    let report = db.import_as(ORG, "billing", &doc("", &billing)).await;
+    assert!(report.is_ok(), "{}", report.summary());
+    assert_eq!(report.counts.client.external_id_added, 4);
+    assert_eq!(report.counts.client.created, 0);
+    // Case 2c across the organizations, and the app's login in both.
+    let report = db
+        .import_as(
+            "uo-2",
+            SRC,
+            &doc("", &client("X-1", "Клиент", Some(&phone(2)), "")),
+        )
+        .await;
+    assert_eq!(
+        error_code(&report).as_deref(),
+        Some("phone_in_other_organization")
+    );
+    assert_eq!(db.login(&phone(1)).await, 2);
 }

@@ -202,6 +202,7 @@ impl<B: Backend> Store for B {
         let mut writer = self.writer().await?;
         execute::<B::DB>(
             &mut writer,
+            // Organization by organization, as SQLite keys its phone tables.
             "UPDATE clients SET logged_in = true
               WHERE id IN (SELECT client_id FROM client_phones
                             WHERE org_id IN (SELECT id FROM organizations) AND phone = $1)",

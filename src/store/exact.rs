@@ -346,7 +346,7 @@ async fn facts<DB: Dialect>(
     if Facts::phone_change(facts.by_external_id.as_ref(), phone) {
         facts.phone_in_other_organization = one::<DB>(
             conn,
-            // Organization by organization: SQLite keys its phone tables by organization first.
+            // Organization by organization, as SQLite keys its phone tables.
             "SELECT count(*) FROM (SELECT 1 FROM client_phones
               WHERE org_id IN (SELECT id FROM organizations WHERE id <> $2) AND phone = $1 LIMIT 1) AS found",
             args![p, scope.org_id],

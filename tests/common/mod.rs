@@ -74,6 +74,11 @@ impl Db {
                 format!("{server}{sep}options=-c%20search_path%3D{schema}")
             }
         };
+        Db::at(dir, url, settings).await
+    }
+
+    /// The store over `url`, a database the test made in `dir` (migrated on open).
+    pub async fn at(dir: TempDir, url: String, settings: &store::Settings) -> Db {
         let store = store::open(&url, settings).await.unwrap();
         Db {
             dir,
